@@ -1,0 +1,1 @@
+"""Front ends: argv and environment in; text or JSON out; an exit code."""

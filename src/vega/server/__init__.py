@@ -1,0 +1,1 @@
+"""The reference control plane (``vega-server``); stands on ``vega.core`` alone."""
