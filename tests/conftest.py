@@ -5,7 +5,7 @@ from __future__ import annotations
 import os
 import shutil
 import subprocess
-from collections.abc import Iterator, Mapping, Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -62,7 +62,7 @@ def _hermetic_home(tmp_path_factory: pytest.TempPathFactory, monkeypatch: pytest
 
 
 @pytest.fixture
-def nix(tmp_path_factory: pytest.TempPathFactory) -> Iterator[NixRunner]:
+def nix(tmp_path_factory: pytest.TempPathFactory) -> NixRunner:
     """The real nix, skipped only where it is not installed (CI installs it)."""
     if shutil.which("nix") is None or shutil.which("nix-store") is None:
         pytest.skip("nix is not installed")
