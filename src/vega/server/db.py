@@ -126,9 +126,8 @@ class Database:
                     raise
                 conn.commit()
             else:
-                with conn.transaction():
-                    with conn.cursor() as cur:
-                        yield Tx(cur, self.dialect)
+                with conn.transaction(), conn.cursor() as cur:
+                    yield Tx(cur, self.dialect)
         except (sqlite3.Error, _pg_errors()) as e:
             raise StorageError(f"database error: {type(e).__name__}") from e
 
