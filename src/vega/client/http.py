@@ -1,0 +1,460 @@
+"""The client's HTTP edge: bounded, retrying requests over an injected ``httpx2.Client``.
+
+Every request has a per-attempt deadline (connect, each read, and the whole body read) and a body
+size cap enforced while reading, so a hostile or broken server can neither hang the client nor make
+it buffer without bound. Idempotent requests (GET, HEAD; POST only when the caller says the endpoint
+is idempotent) are retried on 408, 429, 5xx and network errors, sleeping for a numeric
+``Retry-After`` (capped) or the spec's fixed back-off. After the last try a retryable status is
+returned to the caller and a network error is raised as :class:`~vega.errors.NetworkError`, the
+library exception kept as ``__cause__``. Nothing above this module sees an ``httpx2`` exception.
+
+Also here: the safe-error rule (never echo a raw body) and the control-plane URL rule.
+
+Spec: cli.md §1.3 (URL validation; this client also accepts ``::1`` as loopback), cli.md §1.4
+(safe errors), cli.md §10.4 (15 s, 4 MiB, 3 tries, 150 ms then 300 ms), agent.md §7.3
+(retryable statuses, ``Retry-After``), protocol.md §5.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import math
+import re
+import time
+from collections.abc import Callable, Iterator, Mapping
+from contextlib import contextmanager
+from dataclasses import dataclass, field
+from types import MappingProxyType
+from urllib.parse import urlsplit
+
+import httpx2
+
+from vega.errors import ApiError, ConfigError, FormatError, NetworkError
+
+__all__ = [
+    "Http",
+    "HttpLimits",
+    "Response",
+    "StreamResponse",
+    "is_loopback_host",
+    "require_safe_url",
+    "safe_error",
+]
+
+log = logging.getLogger(__name__)
+
+_RETRYABLE = frozenset({408, 429, 500, 502, 503, 504})
+_CONTROL = re.compile(r"[\x00-\x1f\x7f]")
+_CHUNK = 64 * 1024
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class HttpLimits:
+    """Timeouts, caps and retry counts for one :class:`Http` (the spec's defaults)."""
+
+    timeout_s: float = 15.0
+    """Deadline of one attempt: connecting, and reading the whole body."""
+    max_body_bytes: int = 4 * 1024 * 1024
+    """Largest body :meth:`Http.get` will buffer; larger bodies fail without a retry."""
+    tries: int = 3
+    """Attempts per idempotent request, including the first."""
+    backoff_s: tuple[float, ...] = (0.15, 0.3)
+    """Sleep before attempt k+2 when the server sent no usable ``Retry-After`` (last value repeats)."""
+    max_retry_after_s: float = 30.0
+    """Cap on a server-requested ``Retry-After`` sleep."""
+    stream_timeout_s: float = 60.0
+    """Deadline of a whole :meth:`Http.get_stream` body (NAR downloads)."""
+
+    def __post_init__(self) -> None:
+        if self.timeout_s <= 0 or self.stream_timeout_s <= 0:
+            raise ConfigError("http timeouts must be positive")
+        if self.max_body_bytes < 0:
+            raise ConfigError("http body cap must not be negative")
+        if self.tries < 1:
+            raise ConfigError("http tries must be at least 1")
+        if not self.backoff_s or any(b < 0 for b in self.backoff_s):
+            raise ConfigError("http back-off must be a non-empty list of non-negative seconds")
+
+
+@dataclass(frozen=True, slots=True)
+class Response:
+    """A fully read response."""
+
+    status: int
+    """The HTTP status code."""
+    headers: Mapping[str, str]
+    """Response headers, names lower-cased (read-only)."""
+    body: bytes
+    """The body, at most ``HttpLimits.max_body_bytes`` long."""
+    url: str = ""
+    """The URL that was requested."""
+
+    @property
+    def ok(self) -> bool:
+        """Whether the status is 2xx."""
+        return 200 <= self.status < 300
+
+    def json(self) -> object:
+        """The body parsed as JSON.
+
+        Raises:
+            FormatError: the body is not UTF-8 JSON.
+        """
+        try:
+            return json.loads(self.body.decode("utf-8"))
+        except (UnicodeDecodeError, ValueError) as e:
+            raise FormatError(f"{_where(self.url)}: response is not JSON") from e
+
+    def text(self) -> str:
+        """The body decoded as UTF-8.
+
+        Raises:
+            FormatError: the body is not UTF-8.
+        """
+        try:
+            return self.body.decode("utf-8")
+        except UnicodeDecodeError as e:
+            raise FormatError(f"{_where(self.url)}: response is not UTF-8 text") from e
+
+
+@dataclass(slots=True)
+class StreamResponse:
+    """A response whose body is read in chunks, bounded in size and time."""
+
+    status: int
+    """The HTTP status code."""
+    headers: Mapping[str, str]
+    """Response headers, names lower-cased."""
+    url: str
+    """The URL that was requested."""
+    _chunks: Iterator[bytes] = field(repr=False)
+
+    @property
+    def ok(self) -> bool:
+        """Whether the status is 2xx."""
+        return 200 <= self.status < 300
+
+    def iter_bytes(self) -> Iterator[bytes]:
+        """The body in chunks; raises :class:`NetworkError` past the cap, deadline or on a broken stream."""
+        return self._chunks
+
+
+class _TooLargeError(NetworkError):
+    """A body over the cap: not transient, so never retried."""
+
+
+class Http:
+    """Bounded, retrying HTTP requests over an injected client.
+
+    Args:
+        client: the ``httpx2.Client`` to send through (Starlette's ``TestClient`` in tests).
+        limits: timeouts, caps and retry counts.
+        sleep: called with seconds between attempts (injected so tests never sleep).
+        monotonic: the clock for body-read deadlines.
+    """
+
+    def __init__(
+        self,
+        client: httpx2.Client,
+        limits: HttpLimits | None = None,
+        sleep: Callable[[float], None] = time.sleep,
+        monotonic: Callable[[], float] = time.monotonic,
+    ) -> None:
+        self.client = client
+        self.limits = limits or HttpLimits()
+        self._sleep = sleep
+        self._monotonic = monotonic
+        self.requests = 0
+        """How many HTTP requests (attempts) this instance has sent; benchmarks read it."""
+
+    # -- public verbs ---------------------------------------------------------------------------
+
+    def get(self, url: str, headers: Mapping[str, str] | None = None) -> Response:
+        """GET ``url`` and read the body (retried; non-2xx are returned, not raised).
+
+        Raises:
+            NetworkError: transport failure after the last try, a body over the cap, or the deadline.
+        """
+        return self._request("GET", url, headers=headers, body=None, idempotent=True)
+
+    def head(self, url: str, headers: Mapping[str, str] | None = None) -> Response:
+        """HEAD ``url`` (retried; non-2xx are returned, not raised)."""
+        return self._request("HEAD", url, headers=headers, body=None, idempotent=True)
+
+    def get_json(self, url: str, headers: Mapping[str, str] | None = None) -> object:
+        """GET ``url`` and parse a 2xx JSON body.
+
+        Raises:
+            ApiError: the final status was not 2xx (message per the safe-error rule).
+            FormatError: the body is not JSON.
+            NetworkError: as for :meth:`get`.
+        """
+        resp = self.get(url, headers)
+        if not resp.ok:
+            raise ApiError(
+                f"GET {_where(url)} failed ({safe_error(resp.status, resp.body)})",
+                status=resp.status,
+                error=_error_field(resp.body),
+            )
+        return resp.json()
+
+    def post_json(
+        self,
+        url: str,
+        body: object,
+        headers: Mapping[str, str] | None = None,
+        *,
+        idempotent: bool = False,
+    ) -> Response:
+        """POST ``body`` as JSON; retried only when the caller marks the endpoint ``idempotent``.
+
+        Raises:
+            NetworkError: as for :meth:`get`.
+        """
+        data = json.dumps(body, separators=(",", ":"), ensure_ascii=False).encode("utf-8")
+        merged = {"content-type": "application/json", **(headers or {})}
+        return self._request("POST", url, headers=merged, body=data, idempotent=idempotent)
+
+    @contextmanager
+    def get_stream(
+        self, url: str, max_bytes: int, headers: Mapping[str, str] | None = None
+    ) -> Iterator[StreamResponse]:
+        """GET ``url`` with a streamed body of at most ``max_bytes``, following redirects.
+
+        Connecting is retried like :meth:`get`; once body bytes flow, a failure is raised and not
+        retried (the caller is already consuming the stream). Non-2xx bodies are not read.
+
+        Raises:
+            NetworkError: transport failure, a body over ``max_bytes``, or ``stream_timeout_s`` passed.
+        """
+        limits = self.limits
+        for attempt in range(1, limits.tries + 1):
+            last = attempt == limits.tries
+            self.requests += 1
+            try:
+                cm = self.client.stream(
+                    "GET",
+                    url,
+                    headers=dict(headers or {}),
+                    timeout=httpx2.Timeout(limits.timeout_s),
+                    follow_redirects=True,
+                )
+                raw = cm.__enter__()
+            except (httpx2.HTTPError, httpx2.StreamError) as e:
+                if last:
+                    raise _network_error("GET", url, e) from e
+                self._sleep(self._delay(attempt, None))
+                continue
+            except httpx2.InvalidURL as e:
+                raise ConfigError(f"not a valid URL: {url[:200]!r}") from e
+            if raw.status_code in _RETRYABLE and not last:
+                cm.__exit__(None, None, None)
+                self._sleep(self._delay(attempt, raw.headers.get("retry-after")))
+                continue
+            try:
+                yield StreamResponse(
+                    status=raw.status_code,
+                    headers=_headers(raw.headers),
+                    url=url,
+                    _chunks=self._bounded(raw, url, max_bytes, self._monotonic(), limits.stream_timeout_s),
+                )
+            finally:
+                cm.__exit__(None, None, None)
+            return
+
+    # -- internals ------------------------------------------------------------------------------
+
+    def _request(
+        self,
+        method: str,
+        url: str,
+        *,
+        headers: Mapping[str, str] | None,
+        body: bytes | None,
+        idempotent: bool,
+    ) -> Response:
+        limits = self.limits
+        tries = limits.tries if idempotent else 1
+        for attempt in range(1, tries + 1):
+            last = attempt == tries
+            self.requests += 1
+            try:
+                resp = self._once(method, url, headers, body)
+            except _TooLargeError:
+                raise  # the same server will send the same body again
+            except NetworkError as e:
+                if last:
+                    raise
+                log.debug("%s %s: %s; retrying", method, _where(url), e.message)
+                self._sleep(self._delay(attempt, None))
+                continue
+            if resp.status in _RETRYABLE and not last:
+                self._sleep(self._delay(attempt, resp.headers.get("retry-after")))
+                continue
+            return resp
+        raise AssertionError("unreachable")  # pragma: no cover
+
+    def _once(self, method: str, url: str, headers: Mapping[str, str] | None, body: bytes | None) -> Response:
+        limits = self.limits
+        try:
+            with self.client.stream(
+                method,
+                url,
+                headers=dict(headers or {}),
+                content=body,
+                timeout=httpx2.Timeout(limits.timeout_s),
+                follow_redirects=False,
+            ) as raw:
+                start = self._monotonic()
+                parts = list(self._bounded(raw, url, limits.max_body_bytes, start, limits.timeout_s))
+                return Response(
+                    status=raw.status_code, headers=_headers(raw.headers), body=b"".join(parts), url=url
+                )
+        except (httpx2.HTTPError, httpx2.StreamError) as e:
+            raise _network_error(method, url, e) from e
+        except httpx2.InvalidURL as e:
+            raise ConfigError(f"not a valid URL: {url[:200]!r}") from e
+
+    def _bounded(
+        self, raw: httpx2.Response, url: str, max_bytes: int, start: float, deadline_s: float
+    ) -> Iterator[bytes]:
+        declared = raw.headers.get("content-length", "")
+        if declared.isdigit() and int(declared) > max_bytes:
+            raise _TooLargeError(f"{_where(url)}: response body is over the {max_bytes}-byte limit")
+        seen = 0
+        try:
+            # NOTE: decoded bytes are counted, so a compressed bomb cannot expand past the cap.
+            for chunk in raw.iter_bytes(_CHUNK):
+                seen += len(chunk)
+                if seen > max_bytes:
+                    raise _TooLargeError(f"{_where(url)}: response body is over the {max_bytes}-byte limit")
+                if self._monotonic() - start > deadline_s:
+                    raise NetworkError(f"{_where(url)}: response body not read within {deadline_s:g}s")
+                yield chunk
+        except (httpx2.HTTPError, httpx2.StreamError) as e:
+            raise _network_error("GET", url, e) from e
+
+    def _delay(self, attempt: int, retry_after: str | None) -> float:
+        limits = self.limits
+        if retry_after is not None:
+            try:
+                seconds = float(retry_after.strip())
+            except ValueError:
+                seconds = -1.0
+            if not math.isnan(seconds) and seconds >= 0:
+                return min(limits.max_retry_after_s, seconds)
+        return limits.backoff_s[min(attempt - 1, len(limits.backoff_s) - 1)]
+
+
+def _headers(headers: httpx2.Headers) -> Mapping[str, str]:
+    return MappingProxyType({k.lower(): v for k, v in headers.items()})
+
+
+def _network_error(method: str, url: str, e: Exception) -> NetworkError:
+    kind = "timed out" if isinstance(e, httpx2.TimeoutException) else "failed"
+    detail = _CONTROL.sub(" ", str(e))[:200] or type(e).__name__
+    return NetworkError(f"{method} {_where(url)} {kind}: {detail}")
+
+
+def _where(url: str) -> str:
+    """The URL without query, fragment or user-info, for messages (never leaks a capability query)."""
+    parts = urlsplit(url)
+    host = parts.hostname or ""
+    if ":" in host:
+        host = f"[{host}]"
+    try:
+        port = parts.port
+    except ValueError:
+        port = None
+    netloc = f"{host}:{port}" if port else host
+    return f"{parts.scheme}://{netloc}{parts.path}" if parts.scheme else url[:200]
+
+
+def _error_field(body: bytes) -> str | None:
+    try:
+        obj = json.loads(body.decode("utf-8"))
+    except (UnicodeDecodeError, ValueError, RecursionError):
+        return None
+    if isinstance(obj, dict) and isinstance(obj.get("error"), str):
+        return str(obj["error"])
+    return None
+
+
+def safe_error(status: int, body: bytes) -> str:
+    """``<status>`` or ``<status>: <error>`` per the safe-error rule; never the raw body.
+
+    ``<error>`` is the string field ``error`` of a JSON object body, truncated to 200 characters,
+    with control characters replaced by spaces (so a hostile server cannot drive the terminal).
+
+    Spec: cli.md §1.4.
+    """
+    error = _error_field(body)
+    if error is None:
+        return str(status)
+    return f"{status}: {_CONTROL.sub(' ', error[:200])}"
+
+
+def is_loopback_host(host: str) -> bool:
+    """Whether ``host`` (lower-case, IPv6 without brackets) is ``localhost``, ``127.0.0.1`` or ``::1``."""
+    return host in ("localhost", "127.0.0.1", "::1")
+
+
+_DEFAULT_PORTS = {"https": 443, "http": 80}
+
+
+def _remove_dot_segments(path: str) -> str:
+    """Resolve ``.`` and ``..`` segments as a URL parser does (RFC 3986 §5.2.4)."""
+    if not path:
+        return ""
+    out: list[str] = []
+    segments = path.split("/")
+    for k, seg in enumerate(segments[1:] if path.startswith("/") else segments):
+        final = k == len(segments) - (2 if path.startswith("/") else 1)
+        if seg in (".", "%2e", "%2E"):
+            if final:
+                out.append("")
+        elif seg.lower() in ("..", ".%2e", "%2e.", "%2e%2e"):
+            if out:
+                out.pop()
+            if final:
+                out.append("")
+        else:
+            out.append(seg)
+    return "/" + "/".join(out)
+
+
+def require_safe_url(url: str) -> str:
+    """Validate a control-plane URL and return its normalised form.
+
+    Valid iff absolute with scheme ``https``, or with host ``localhost``, ``127.0.0.1`` or ``::1``
+    (any scheme). Normalised: ``<scheme>://<host[:port]><path>`` with scheme and host lower-cased,
+    the default port dropped, dot-segments resolved, query, fragment and user-info dropped, and one
+    trailing ``/`` removed.
+
+    Raises:
+        ConfigError: the URL is invalid (the spec's message, verbatim).
+
+    Spec: cli.md §1.3 (this client also accepts ``::1``, as the issue asks).
+    """
+    bad = ConfigError(
+        f"control plane must be a valid https URL (got '{url}'); refusing to send credentials over plaintext."
+    )
+    if _CONTROL.search(url) or " " in url.strip():
+        raise bad
+    try:
+        parts = urlsplit(url.strip())
+        port = parts.port
+    except ValueError:
+        raise bad from None
+    scheme = parts.scheme.lower()
+    host = (parts.hostname or "").lower()
+    if not scheme or not host or not parts.netloc:
+        raise bad
+    if scheme != "https" and not is_loopback_host(host):
+        raise bad
+    shown_host = f"[{host}]" if ":" in host else host
+    if port is not None and port != _DEFAULT_PORTS.get(scheme):
+        shown_host = f"{shown_host}:{port}"
+    path = _remove_dot_segments(parts.path).removesuffix("/")
+    return f"{scheme}://{shown_host}{path}"
