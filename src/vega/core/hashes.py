@@ -42,7 +42,7 @@ __all__ = [
 ]
 
 
-class HashAlgorithm(enum.Enum):
+class HashAlgorithm(enum.StrEnum):
     """A hash algorithm Nix knows, named as Nix spells it."""
 
     MD5 = "md5"
@@ -72,7 +72,7 @@ _DIGEST_SIZE = {
 }
 
 
-class HashEncoding(enum.Enum):
+class HashEncoding(enum.StrEnum):
     """A text encoding of a digest."""
 
     BASE16 = "base16"
