@@ -100,7 +100,8 @@ def test_rejects(text: str, algo: HashAlgorithm | None, message: str) -> None:
 
 
 def test_parse_hash_algorithm() -> None:
-    assert HashAlgorithm.SHA256 == "sha256"
+    sha256 = hashes.parse_hash_algorithm("sha256")
+    assert sha256 == "sha256"
     assert f"{HashAlgorithm.SHA1}" == "sha1"
     assert hashes.parse_hash_algorithm("sha512") is HashAlgorithm.SHA512
     with pytest.raises(FormatError, match="unknown hash algorithm 'blake3'"):
