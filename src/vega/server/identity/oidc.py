@@ -1,0 +1,401 @@
+"""GitHub Actions OIDC: JWKS cache and token verification, giving an :class:`OidcIdentity`.
+
+A token is accepted only if all of these hold, checked in this order:
+
+1. its header says ``alg: RS256`` (``none``, ``HS256`` and every other algorithm are refused
+   before any key is looked up, so a public key can never serve as an HMAC secret) and names a
+   ``kid``;
+2. its ``iss`` is exactly one of the configured issuers (GitHub's
+   ``https://token.actions.githubusercontent.com`` by default; a GitHub Enterprise issuer is
+   ``https://HOST/_services/token``);
+3. the ``kid`` is in that issuer's JWKS (fetched via OpenID discovery, cached, refetched once
+   when an unknown ``kid`` arrives and the cached set is older than ``min_refresh_s``);
+4. the RS256 signature verifies with that key (PyJWT, ``algorithms=["RS256"]``);
+5. ``aud`` is a single string equal to the control plane's public URL;
+6. ``exp``, ``nbf`` and ``iat`` are present and hold against the injected clock, with a small
+   leeway;
+7. the GitHub claims ``repository``, ``repository_id``, ``repository_owner_id``, ``sha``,
+   ``run_id``, ``run_attempt`` and ``job_workflow_ref`` are present and well formed.
+
+Tenant and provenance come from these verified claims only, never from a request body.
+
+Tenant case: the tenant is the ``repository`` claim exactly as GitHub writes it (the canonical
+case of ``owner/repo`` at the time of the run). GitHub names are case-insensitive, but tokens
+always carry the canonical spelling, so one repository yields one tenant string; after a rename
+the tenant changes, which is why the immutable ``repository_id`` and ``repository_owner_id`` are
+kept alongside for binding.
+
+Spec: protocol.md §1 (gh-actions tenant and provenance), §10 (token request); issue 4;
+libraries.md (PyJWT pitfalls).
+"""
+
+from __future__ import annotations
+
+import logging
+import re
+import threading
+from collections.abc import Callable, Mapping, Sequence
+from dataclasses import dataclass
+from typing import Any
+from urllib.parse import urlsplit
+
+import httpx2
+import jwt
+from cryptography.hazmat.primitives.asymmetric.rsa import RSAPublicKey
+
+from vega.errors import AuthError, FormatError, NetworkError
+from vega.server.identity.fetch import FetchLimits, fetch_json, require_object
+
+__all__ = [
+    "GITHUB_ACTIONS_ISSUER",
+    "REQUIRED_CLAIMS",
+    "JwksCache",
+    "OidcIdentity",
+    "OidcVerifier",
+    "is_reproducer_workflow",
+    "parse_jwks",
+]
+
+log = logging.getLogger(__name__)
+
+GITHUB_ACTIONS_ISSUER = "https://token.actions.githubusercontent.com"
+"""The issuer of github.com's Actions OIDC tokens."""
+
+REQUIRED_CLAIMS: tuple[str, ...] = (
+    "repository",
+    "repository_id",
+    "repository_owner_id",
+    "sha",
+    "run_id",
+    "run_attempt",
+    "job_workflow_ref",
+)
+"""GitHub claims every accepted token must carry (besides iss, aud, exp, nbf, iat)."""
+
+_MAX_TOKEN_CHARS = 16 * 1024
+_MIN_RSA_BITS = 2048
+_REPOSITORY = re.compile(r"[A-Za-z0-9_.-]{1,100}/[A-Za-z0-9_.-]{1,100}")
+_DIGITS = re.compile(r"[1-9][0-9]{0,19}")
+_SHA = re.compile(r"[0-9a-f]{40}|[0-9a-f]{64}")
+_WORKFLOW_REF = re.compile(r"[A-Za-z0-9_.-]+/[A-Za-z0-9_.-]+/[^@\s]+@[^\s]+")
+
+
+def _reject(message: str) -> AuthError:
+    return AuthError(message, status=401, error=message)
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class OidcIdentity:
+    """The verified identity of one GitHub Actions job."""
+
+    issuer: str
+    """The token's issuer (one of the configured ones)."""
+    subject: str
+    """The ``sub`` claim (e.g. ``repo:owner/repo:ref:refs/heads/main``)."""
+    repository: str
+    """``owner/repo`` as GitHub wrote it."""
+    repository_id: str
+    """Immutable numeric repository id (decimal string)."""
+    repository_owner_id: str
+    """Immutable numeric owner id (decimal string)."""
+    sha: str
+    """The commit the job ran on (lower-case hex)."""
+    run_id: str
+    """The workflow run id (decimal string)."""
+    run_attempt: str
+    """The attempt number of that run (decimal string)."""
+    job_workflow_ref: str
+    """``owner/repo/.github/workflows/file.yml@ref`` of the workflow that defines the job."""
+    is_reproducer: bool
+    """Whether the job's workflow is a configured reproducer workflow."""
+
+    @property
+    def tenant(self) -> str:
+        """The gh-actions tenant: ``owner/repo`` exactly as in the ``repository`` claim."""
+        return self.repository
+
+    @property
+    def attester_id(self) -> str:
+        """Unique per attestation source: the run id and its attempt (``gh-run:<id>:<attempt>``)."""
+        return f"gh-run:{self.run_id}:{self.run_attempt}"
+
+    @property
+    def flake_ref(self) -> str:
+        """Provenance flake reference ``github:<repository>`` (protocol.md §1)."""
+        return f"github:{self.repository}"
+
+
+@dataclass(slots=True)
+class _KeySet:
+    keys: dict[str, RSAPublicKey]
+    fetched_at: float
+    static: bool = False
+
+
+def parse_jwks(doc: object) -> dict[str, RSAPublicKey]:
+    """The RS256-usable RSA keys of a JWKS document, by ``kid``.
+
+    Keys that are not RSA, are marked for another algorithm or use, have no ``kid``, or are
+    shorter than 2048 bits are skipped.
+
+    Raises:
+        FormatError: ``doc`` is not a JWKS object with a ``keys`` list.
+    """
+    obj = require_object(doc, "jwks")
+    entries = obj.get("keys")
+    if not isinstance(entries, list):
+        raise FormatError("jwks: expected a 'keys' list")
+    keys: dict[str, RSAPublicKey] = {}
+    for entry in entries:
+        if not isinstance(entry, dict) or entry.get("kty") != "RSA":
+            continue
+        kid = entry.get("kid")
+        if not isinstance(kid, str) or not kid:
+            continue
+        if entry.get("alg", "RS256") != "RS256" or entry.get("use", "sig") != "sig":
+            continue
+        try:
+            key = jwt.algorithms.RSAAlgorithm.from_jwk(entry)
+        except (jwt.PyJWTError, ValueError, TypeError, KeyError):
+            continue
+        if isinstance(key, RSAPublicKey) and key.key_size >= _MIN_RSA_BITS:
+            keys[kid] = key
+    return keys
+
+
+class JwksCache:
+    """Signing keys of each trusted issuer, fetched by OpenID discovery and cached.
+
+    Args:
+        http: client used for discovery and JWKS fetches.
+        now: clock, epoch seconds.
+        max_age_s: a key set older than this is refetched before use.
+        min_refresh_s: an unknown ``kid`` triggers a refetch only if the set is at least this old
+            (so a flood of made-up ``kid`` values cannot turn into a flood of fetches).
+        limits: timeout and body cap of each fetch.
+    """
+
+    def __init__(
+        self,
+        http: httpx2.Client,
+        now: Callable[[], float],
+        *,
+        max_age_s: float = 3600.0,
+        min_refresh_s: float = 60.0,
+        limits: FetchLimits = FetchLimits(),  # noqa: B008 - frozen value
+    ) -> None:
+        self._http = http
+        self._now = now
+        self._max_age_s = max_age_s
+        self._min_refresh_s = min_refresh_s
+        self._limits = limits
+        self._sets: dict[str, _KeySet] = {}
+        self._lock = threading.Lock()
+        self.fetches = 0
+        """How many JWKS documents have been fetched (tests and metrics read it)."""
+
+    def add_static(self, issuer: str, keys: Mapping[str, RSAPublicKey]) -> None:
+        """Pin ``issuer``'s keys (the development issuer); they are never fetched."""
+        with self._lock:
+            self._sets[issuer] = _KeySet(keys=dict(keys), fetched_at=self._now(), static=True)
+
+    def key(self, issuer: str, kid: str) -> RSAPublicKey:
+        """The key ``kid`` of ``issuer``, fetching or refreshing the set when needed.
+
+        Raises:
+            AuthError: the issuer has no key ``kid``.
+            NetworkError: the issuer's keys could not be fetched and none are cached.
+        """
+        with self._lock:
+            now = self._now()
+            current = self._sets.get(issuer)
+            if current is None or (not current.static and now - current.fetched_at > self._max_age_s):
+                current = self._refresh(issuer, current)
+            found = current.keys.get(kid)
+            if found is None and not current.static and now - current.fetched_at >= self._min_refresh_s:
+                current = self._refresh(issuer, current)
+                found = current.keys.get(kid)
+            if found is None:
+                raise _reject("oidc token signing key is unknown to its issuer")
+            return found
+
+    def _refresh(self, issuer: str, stale: _KeySet | None) -> _KeySet:
+        try:
+            keys = self._fetch(issuer)
+        except (NetworkError, FormatError) as e:
+            if stale is None:
+                raise NetworkError(f"could not fetch the signing keys of {issuer}: {e.message}") from e
+            log.warning("keeping cached keys of %s: %s", issuer, e.message)
+            return stale
+        fresh = _KeySet(keys=keys, fetched_at=self._now())
+        self._sets[issuer] = fresh
+        return fresh
+
+    def _fetch(self, issuer: str) -> dict[str, RSAPublicKey]:
+        self.fetches += 1
+        conf = fetch_json(self._http, f"{issuer}/.well-known/openid-configuration", limits=self._limits)
+        if conf.status != 200:
+            raise NetworkError(f"openid configuration of {issuer}: status {conf.status}")
+        doc = require_object(conf.body, "openid configuration")
+        if doc.get("issuer") != issuer:
+            raise FormatError("openid configuration: issuer does not match")
+        jwks_uri = doc.get("jwks_uri")
+        if not isinstance(jwks_uri, str) or not _same_origin(jwks_uri, issuer):
+            raise FormatError("openid configuration: jwks_uri is missing or on another origin")
+        got = fetch_json(self._http, jwks_uri, limits=self._limits)
+        if got.status != 200:
+            raise NetworkError(f"jwks of {issuer}: status {got.status}")
+        return parse_jwks(got.body)
+
+
+def _same_origin(a: str, b: str) -> bool:
+    pa, pb = urlsplit(a), urlsplit(b)
+    return (pa.scheme, pa.netloc) == (pb.scheme, pb.netloc) and pa.scheme in ("https", "http")
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class OidcVerifier:
+    """Verifies Actions OIDC tokens for one control plane.
+
+    Args:
+        jwks: the key cache.
+        audience: the control plane's public URL; ``aud`` must equal it.
+        issuers: the exact issuer strings trusted.
+        reproducer_workflows: ``owner/repo/path@ref`` (exact) or ``owner/repo/path`` (any ref)
+            entries; a matching ``job_workflow_ref`` makes the identity a reproduction.
+        now: clock, epoch seconds.
+        leeway_s: tolerated clock skew for ``exp``, ``nbf`` and ``iat``.
+    """
+
+    jwks: JwksCache
+    audience: str
+    issuers: frozenset[str]
+    now: Callable[[], float]
+    reproducer_workflows: tuple[str, ...] = ()
+    leeway_s: float = 30.0
+
+    def verify(self, token: str) -> OidcIdentity:
+        """Verify ``token`` and return the identity its claims give.
+
+        Raises:
+            AuthError: the token is not acceptable (the message says which check failed).
+            NetworkError: the issuer's keys could not be fetched.
+        """
+        if not token or len(token) > _MAX_TOKEN_CHARS or not token.isascii():
+            raise _reject("oidc token is malformed")
+        try:
+            header = jwt.get_unverified_header(token)
+            unverified = jwt.decode(token, options={"verify_signature": False})
+        except jwt.PyJWTError:
+            raise _reject("oidc token is malformed") from None
+        alg = header.get("alg")
+        if alg != "RS256":
+            raise _reject(f"oidc token algorithm {str(alg)[:20]!r} is not allowed (RS256 only)")
+        kid = header.get("kid")
+        if not isinstance(kid, str) or not kid:
+            raise _reject("oidc token has no key id")
+        issuer = unverified.get("iss")
+        if not isinstance(issuer, str) or issuer not in self.issuers:
+            raise _reject(f"oidc token issuer {str(issuer)[:100]!r} is not trusted")
+        key = self.jwks.key(issuer, kid)
+        claims = self._decode(token, key, issuer)
+        self._check_times(claims)
+        return self._identity(issuer, claims)
+
+    def _decode(self, token: str, key: RSAPublicKey, issuer: str) -> dict[str, Any]:
+        try:
+            claims: dict[str, Any] = jwt.decode(
+                token,
+                key,
+                algorithms=["RS256"],
+                audience=self.audience,
+                issuer=issuer,
+                options={
+                    "require": ["exp", "iat", "nbf", "iss", "aud"],
+                    "verify_exp": False,
+                    "verify_nbf": False,
+                    "verify_iat": False,
+                    "strict_aud": True,
+                },
+            )
+        except jwt.InvalidSignatureError:
+            raise _reject("oidc token signature is invalid") from None
+        except jwt.MissingRequiredClaimError as e:
+            raise _reject(f"oidc token is missing claim {e.claim!r}") from None
+        except jwt.InvalidAudienceError:
+            raise _reject("oidc token audience is not this control plane") from None
+        except jwt.InvalidIssuerError:
+            raise _reject("oidc token issuer is not trusted") from None
+        except jwt.PyJWTError as e:
+            raise _reject(f"oidc token is invalid: {type(e).__name__}") from None
+        return claims
+
+    def _check_times(self, claims: Mapping[str, Any]) -> None:
+        now = self.now()
+        for name in ("exp", "nbf", "iat"):
+            value = claims[name]
+            if isinstance(value, bool) or not isinstance(value, int | float):
+                raise _reject(f"oidc token claim {name!r} is not a number")
+        if now > claims["exp"] + self.leeway_s:
+            raise _reject("oidc token has expired")
+        if now + self.leeway_s < claims["nbf"]:
+            raise _reject("oidc token is not valid yet")
+        if now + self.leeway_s < claims["iat"]:
+            raise _reject("oidc token was issued in the future")
+
+    def _identity(self, issuer: str, claims: Mapping[str, Any]) -> OidcIdentity:
+        values: dict[str, str] = {}
+        for name in (*REQUIRED_CLAIMS, "sub"):
+            value = claims.get(name)
+            if value is None and name != "sub":
+                raise _reject(f"oidc token is missing claim {name!r}")
+            if value is not None and not isinstance(value, str):
+                raise _reject(f"oidc token claim {name!r} is not a string")
+            values[name] = value or ""
+        checks = (
+            ("repository", _REPOSITORY),
+            ("repository_id", _DIGITS),
+            ("repository_owner_id", _DIGITS),
+            ("sha", _SHA),
+            ("run_id", _DIGITS),
+            ("run_attempt", _DIGITS),
+            ("job_workflow_ref", _WORKFLOW_REF),
+        )
+        for name, pattern in checks:
+            if not pattern.fullmatch(values[name]):
+                raise _reject(f"oidc token claim {name!r} is malformed")
+        ref = values["job_workflow_ref"]
+        return OidcIdentity(
+            issuer=issuer,
+            subject=values["sub"],
+            repository=values["repository"],
+            repository_id=values["repository_id"],
+            repository_owner_id=values["repository_owner_id"],
+            sha=values["sha"],
+            run_id=values["run_id"],
+            run_attempt=values["run_attempt"],
+            job_workflow_ref=ref,
+            is_reproducer=is_reproducer_workflow(ref, self.reproducer_workflows),
+        )
+
+
+def is_reproducer_workflow(job_workflow_ref: str, configured: Sequence[str]) -> bool:
+    """Whether ``job_workflow_ref`` matches one configured reproducer workflow.
+
+    An entry with ``@`` must match exactly; an entry without it matches that workflow file at any
+    ref. Repository and path are compared case-insensitively for the owner/repo part only.
+    """
+    path, _, _ = job_workflow_ref.partition("@")
+    for entry in configured:
+        if "@" in entry:
+            if _fold(entry) == _fold(job_workflow_ref):
+                return True
+        elif _fold(entry) == _fold(path):
+            return True
+    return False
+
+
+def _fold(ref: str) -> str:
+    owner, _, rest = ref.partition("/")
+    repo, _, tail = rest.partition("/")
+    return f"{owner.lower()}/{repo.lower()}/{tail}"
