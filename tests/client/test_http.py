@@ -136,6 +136,15 @@ def test_post_network_error_not_retried() -> None:
     assert seen[0].headers["authorization"] == "Bearer t"
 
 
+def test_bodyless_post() -> None:
+    handler, seen = sequence(httpx2.Response(502), httpx2.Response(201))
+    http, _ = make(handler)
+    assert http.post("https://cp.test/api/owner/enroll", headers={"a": "b"}, idempotent=True).status == 201
+    assert seen[0].content == b""
+    assert "content-type" not in seen[0].headers
+    assert len(seen) == 2
+
+
 def test_head() -> None:
     handler, seen = sequence(httpx2.Response(200))
     http, _ = make(handler)

@@ -216,6 +216,21 @@ class Http:
         merged = {"content-type": "application/json", **(headers or {})}
         return self._request("POST", url, headers=merged, body=data, idempotent=idempotent)
 
+    def post(
+        self,
+        url: str,
+        body: bytes | None = None,
+        headers: Mapping[str, str] | None = None,
+        *,
+        idempotent: bool = False,
+    ) -> Response:
+        """POST raw ``body`` (or none: no content-type is added); retried only when ``idempotent``.
+
+        Raises:
+            NetworkError: as for :meth:`get`.
+        """
+        return self._request("POST", url, headers=headers, body=body, idempotent=idempotent)
+
     @contextmanager
     def get_stream(
         self, url: str, max_bytes: int, headers: Mapping[str, str] | None = None
