@@ -1,0 +1,257 @@
+"""Account flows: ``login``, ``logout``, ``whoami``, ``status``. Each returns a value; front ends print.
+
+``login`` asks the control plane which GitHub to use (``GET <url>/api/info``, key ``github``:
+``{"url", "clientId"}``; github.com and the spec's client id when it advertises none), runs the
+device flow there, enrols with ``POST <url>/api/owner/enroll`` (the GitHub token as bearer, no
+body), and saves the credential. The GitHub token lives only in this function's frame.
+
+Spec: cli.md §3-§6, §1.4 (safe errors), §1.5 (credential file); protocol.md §4.6, §9.
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
+from dataclasses import dataclass
+from pathlib import Path
+
+import httpx2
+
+from vega.client.credentials import (
+    Credential,
+    load_credential,
+    load_credential_lenient,
+    remove_credential,
+    save_credential,
+)
+from vega.client.github import DeviceCode, GitHubEndpoint, poll_for_token, request_device_code
+from vega.client.http import Http, HttpLimits, require_safe_url, safe_error
+from vega.client.settings import DEFAULT_URL, GITHUB_CLIENT_ID, GITHUB_URL, Settings, system_clock_ms
+from vega.errors import ConfigError, FormatError, NetworkError, VegaError
+
+__all__ = [
+    "AccountContext",
+    "LoginResult",
+    "StatusReport",
+    "discover_github",
+    "login",
+    "logout",
+    "open_account",
+    "status",
+    "whoami",
+]
+
+_LOGIN = ("vega login",)
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class AccountContext:
+    """The effects the account flows use (real ones from :func:`open_account`, fakes in tests)."""
+
+    settings: Settings
+    """Resolved settings."""
+    http: Http
+    """Bounded HTTP."""
+    now_ms: Callable[[], int]
+    """Wall clock, epoch milliseconds."""
+    sleep: Callable[[float], None]
+    """Sleeps between device-flow polls."""
+    monotonic: Callable[[], float]
+    """Clock for deadlines and latencies, seconds."""
+
+
+@contextmanager
+def open_account(settings: Settings) -> Iterator[AccountContext]:
+    """The real context: an ``httpx2.Client``, the system clocks and ``time.sleep``."""
+    with httpx2.Client(headers={"user-agent": "vega-cli"}) as client:
+        yield AccountContext(
+            settings=settings,
+            http=Http(client, settings.http),
+            now_ms=system_clock_ms,
+            sleep=time.sleep,
+            monotonic=time.monotonic,
+        )
+
+
+@dataclass(frozen=True, slots=True)
+class LoginResult:
+    """A successful enrolment."""
+
+    credential: Credential
+    """What was saved."""
+    path: Path
+    """Where it was saved."""
+
+
+def discover_github(http: Http, url: str) -> GitHubEndpoint:
+    """The GitHub the control plane at ``url`` advertises in ``/api/info`` (else github.com).
+
+    Raises:
+        ConfigError: the advertised GitHub URL is not https (or loopback).
+        NetworkError: the control plane could not be reached.
+    """
+    resp = http.get(f"{url}/api/info", {"accept": "application/json"})
+    github: object = None
+    if resp.ok:
+        try:
+            info = resp.json()
+        except FormatError:
+            info = None
+        github = info.get("github") if isinstance(info, dict) else None
+    if not isinstance(github, dict):
+        return GitHubEndpoint(GITHUB_URL, GITHUB_CLIENT_ID)
+    gh_url, client_id = github.get("url"), github.get("clientId")
+    if not isinstance(gh_url, str) or not gh_url:
+        return GitHubEndpoint(GITHUB_URL, GITHUB_CLIENT_ID)
+    try:
+        safe = require_safe_url(gh_url)
+    except ConfigError:
+        raise ConfigError(
+            f"the control plane advertises a GitHub that is not https: {gh_url[:200]!r}",
+            next_steps=["vega login --url https://vega-cache.dev"],
+        ) from None
+    return GitHubEndpoint(safe, client_id if isinstance(client_id, str) and client_id else GITHUB_CLIENT_ID)
+
+
+def login(ctx: AccountContext, on_code: Callable[[DeviceCode], None]) -> LoginResult:
+    """Enrol this machine with ``ctx.settings.login_url``.
+
+    Args:
+        ctx: effects and settings.
+        on_code: shows the user code (called once, before polling starts).
+
+    Raises:
+        VegaError: the device flow failed (texts in vega.client.github) or
+            ``enrollment failed (<safe error>)``.
+        ConfigError: the URL is invalid or the credential could not be written.
+        NetworkError: a server could not be reached.
+    """
+    url = require_safe_url(ctx.settings.login_url)
+    github = discover_github(ctx.http, url)
+    code = request_device_code(ctx.http, github)
+    on_code(code)
+    token = poll_for_token(ctx.http, github, code, sleep=ctx.sleep, monotonic=ctx.monotonic)
+    credential = _enroll(ctx.http, url, token)
+    del token
+    path = ctx.settings.credential_path
+    save_credential(path, credential)
+    return LoginResult(credential, path)
+
+
+def _enroll(http: Http, url: str, github_token: str) -> Credential:
+    # NOTE: protocol.md §4.6 wants no body and no content-type; Http has no public body-less POST.
+    resp = http._request(
+        "POST",
+        f"{url}/api/owner/enroll",
+        headers={"authorization": f"Bearer {github_token}", "accept": "application/json"},
+        body=None,
+        idempotent=False,
+    )
+    if not resp.ok:
+        raise VegaError(f"enrollment failed ({safe_error(resp.status, resp.body)})", next_steps=_LOGIN)
+    try:
+        obj = resp.json()
+    except FormatError:
+        obj = None
+    if not isinstance(obj, dict):
+        raise VegaError(f"enrollment failed ({resp.status}: not a JSON object)", next_steps=_LOGIN)
+    credential, login_name, user_id, expires = (
+        obj.get(k) for k in ("credential", "login", "userId", "expiresAt")
+    )
+    if isinstance(user_id, int) and not isinstance(user_id, bool):
+        user_id = str(user_id)
+    if not (
+        isinstance(credential, str)
+        and credential
+        and isinstance(login_name, str)
+        and isinstance(user_id, str)
+    ):
+        raise VegaError(f"enrollment failed ({resp.status}: incomplete answer)", next_steps=_LOGIN)
+    if not user_id.isdigit():
+        raise VegaError(f"enrollment failed ({resp.status}: userId is not numeric)", next_steps=_LOGIN)
+    if isinstance(expires, bool) or not isinstance(expires, int | float | None):
+        raise VegaError(f"enrollment failed ({resp.status}: expiresAt is not a number)", next_steps=_LOGIN)
+    return Credential(
+        credential=credential,
+        login=login_name,
+        user_id=user_id,
+        expires_at_ms=int(expires) if expires is not None else None,
+        url=url,
+    )
+
+
+def logout(settings: Settings) -> bool:
+    """Delete the credential file; False when there was none (no server call, cli.md §4).
+
+    Raises:
+        ConfigError: the file exists but could not be removed.
+    """
+    return remove_credential(settings.credential_path)
+
+
+def whoami(settings: Settings, now_ms: int) -> Credential:
+    """The stored credential, strictly loaded (cli.md §5; no network).
+
+    Raises:
+        ConfigError: not enrolled, malformed, invalid URL or expired (cli.md §1.5 texts).
+    """
+    return load_credential(settings.credential_path, now_ms)
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class StatusReport:
+    """Identity and connectivity (cli.md §6)."""
+
+    credential: Credential | None
+    """The leniently loaded credential, if any."""
+    expired: bool
+    """Whether that credential has expired."""
+    control_plane: str
+    """The credential's URL, else the default."""
+    reachable: bool
+    """Whether ``GET <control plane>/nix-cache-info`` answered 2xx."""
+    latency_ms: int
+    """How long that probe took."""
+
+    @property
+    def enrolled(self) -> bool:
+        """A credential is present and not expired."""
+        return self.credential is not None and not self.expired
+
+    def to_json(self) -> dict[str, object]:
+        """The ``--json`` object of cli.md §6."""
+        cred = self.credential
+        return {
+            "enrolled": self.enrolled,
+            "login": cred.login if cred else None,
+            "namespace": cred.namespace if cred else None,
+            "controlPlane": self.control_plane,
+            "reachable": self.reachable,
+            "latencyMs": self.latency_ms,
+        }
+
+
+def status(ctx: AccountContext) -> StatusReport:
+    """Lenient credential load and a reachability probe, timed; never raises for the server's sake."""
+    cred = load_credential_lenient(ctx.settings.credential_path)
+    url = cred.url if cred else DEFAULT_URL
+    probe = Http(
+        ctx.http.client,
+        HttpLimits(timeout_s=ctx.settings.status_timeout_s, tries=1, max_body_bytes=64 * 1024),
+        sleep=ctx.sleep,
+        monotonic=ctx.monotonic,
+    )
+    start = ctx.monotonic()
+    try:
+        reachable = probe.get(f"{url}/nix-cache-info").ok
+    except (NetworkError, ConfigError):
+        reachable = False
+    latency_ms = max(0, round((ctx.monotonic() - start) * 1000))
+    return StatusReport(
+        credential=cred,
+        expired=cred.is_expired(ctx.now_ms()) if cred else False,
+        control_plane=url,
+        reachable=reachable,
+        latency_ms=latency_ms,
+    )
