@@ -90,6 +90,10 @@ def test_encoded_len(n: int, length: int) -> None:
         ("zz", "non-zero bits"),
         ("80", "non-zero bits"),
         ("2" + "0" * 51, "non-zero bits"),
+        ("0" * 129, "length"),
+        ("e" + "0" * 129, "character"),
+        ("\u00e9" + "0" * 129, "character"),
+        ("z" + "0" * 129, "non-zero bits"),
     ],
 )
 def test_decode_rejects(text: str, why: str) -> None:
@@ -104,14 +108,20 @@ def test_is_nix32() -> None:
     assert nixbase32.is_nix32("", 0)
 
 
-@given(st.binary(max_size=80))
+@given(st.one_of(st.binary(max_size=90), st.binary(min_size=75, max_size=200)))
 def test_matches_spec_and_round_trips(data: bytes) -> None:
     text = nixbase32.encode(data)
     assert text == spec_encode(data)
     assert nixbase32.decode(text) == data
 
 
-@given(st.text(alphabet=ALPHABET + "eotuE!\u00e9", max_size=60))
+@given(
+    st.one_of(
+        st.text(alphabet=ALPHABET + "eotuE!\u00e9", max_size=60),
+        st.text(alphabet=ALPHABET, min_size=125, max_size=140),
+        st.text(alphabet=ALPHABET + "e\u00e9", min_size=125, max_size=140),
+    )
+)
 def test_decode_agrees_with_spec(text: str) -> None:
     try:
         want = spec_decode(text)
