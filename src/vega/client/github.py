@@ -21,7 +21,7 @@ import re
 from collections.abc import Callable
 from dataclasses import dataclass, field
 
-from vega.client.http import Http, safe_error
+from vega.client.http import Http
 from vega.errors import FormatError, VegaError
 
 __all__ = [
@@ -106,7 +106,7 @@ def request_device_code(http: Http, github: GitHubEndpoint) -> DeviceCode:
     """
     resp = http.post_json(f"{github.url}/login/device/code", {"client_id": github.client_id}, _HEADERS)
     if not resp.ok:
-        raise VegaError(f"device code request failed: {safe_error(resp.status, resp.body)}")
+        raise VegaError(f"device code request failed: {resp.status}")
     try:
         return parse_device_code(resp.json())
     except FormatError as e:
