@@ -1,0 +1,205 @@
+"""Issue 5 end to end: the real ``vega login/whoami/status/logout`` against a real uvicorn on loopback.
+
+The server is a minimal Starlette app mounting the identity routes (enrol + development identity
+mode: device flow, user API), ``/api/info`` (with ``github`` from ``Authenticator.github_info``,
+the shape ``vega.core.api.InfoResponse`` serves) and ``/nix-cache-info``: the control plane's
+``create_app`` was not yet committed when this test was written. No test double is involved: the
+CLI runs its real device-flow loop against the development GitHub over a socket.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import socket
+import stat
+import threading
+import time
+from collections.abc import Iterator
+from dataclasses import dataclass
+from pathlib import Path
+
+import httpx2
+import pytest
+import uvicorn
+from starlette.applications import Starlette
+from starlette.requests import Request
+from starlette.responses import JSONResponse, PlainTextResponse, Response
+from starlette.routing import Route
+
+from vega.cli.main import main
+from vega.core.signing import SecretKey
+from vega.server.db import open_database
+from vega.server.identity import Authenticator, IdentitySettings
+from vega.server.identity.dev import DevSettings
+
+MASTER = SecretKey("vega-cache-1", bytes(range(32)))
+
+
+@dataclass
+class Server:
+    url: str
+    auth: Authenticator
+    requests: list[str]
+
+
+@pytest.fixture
+def server(tmp_path: Path) -> Iterator[Server]:
+    sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
+    sock.bind(("127.0.0.1", 0))
+    sock.listen(16)
+    url = f"http://127.0.0.1:{sock.getsockname()[1]}"
+    db = open_database(f"sqlite:///{tmp_path}/server.db")
+    http = httpx2.Client()
+    auth = Authenticator(
+        IdentitySettings(
+            public_url=url, dev=DevSettings(state_dir=tmp_path / "dev", poll_interval_s=0, pending_polls=1)
+        ),
+        master=MASTER,
+        db=db,
+        http=http,
+        now=time.time,
+    )
+    requests: list[str] = []
+
+    async def api_info(request: Request) -> Response:
+        return JSONResponse({"version": "0.18.0", "github": auth.github_info()})
+
+    async def cache_info(request: Request) -> Response:
+        return PlainTextResponse("StoreDir: /nix/store\nWantMassQuery: 1\nPriority: 40\n")
+
+    async def record(scope, receive, send):  # type: ignore[no-untyped-def]
+        if scope["type"] == "http":
+            requests.append(f"{scope['method']} {scope['path']}")
+        await app(scope, receive, send)
+
+    app = Starlette(
+        routes=[*auth.routes(), Route("/api/info", api_info), Route("/nix-cache-info", cache_info)]
+    )
+    uv = uvicorn.Server(uvicorn.Config(record, lifespan="off", log_level="warning"))
+    thread = threading.Thread(target=uv.run, kwargs={"sockets": [sock]}, daemon=True)
+    thread.start()
+    try:
+        yield Server(url, auth, requests)
+    finally:
+        uv.should_exit = True
+        thread.join(timeout=30)
+        sock.close()
+        http.close()
+        db.close()
+
+
+def credential_path() -> Path:
+    return Path(os.environ["XDG_CONFIG_HOME"]) / "vega" / "credential"
+
+
+def test_login_whoami_status_logout(server: Server, capsys: pytest.CaptureFixture[str]) -> None:
+    assert main(["login", "--url", server.url + "/"]) == 0
+    out, err = capsys.readouterr()
+    lines = out.splitlines()
+    assert lines[0] == ""
+    assert lines[1].startswith(f"  Open {server.url}/login/device and enter code:  ")
+    assert lines[3] == "  Waiting for authorization..."
+    assert "\u2726 Enrolled as vega-dev" in lines
+    assert "  Namespace:     owner:1000001" in lines
+    assert f"  Control plane: {server.url}" in lines
+    assert f"  Credential:    {credential_path()}" in lines
+    assert err == ""
+    # The real polling loop ran: one authorization_pending answer, then the token.
+    assert server.requests[:5] == [
+        "GET /api/info",
+        "POST /login/device/code",
+        "POST /login/oauth/access_token",
+        "POST /login/oauth/access_token",
+        "POST /api/owner/enroll",
+    ]
+
+    path = credential_path()
+    assert stat.S_IMODE(path.stat().st_mode) == 0o600
+    assert stat.S_IMODE(path.parent.stat().st_mode) == 0o700
+    stored = json.loads(path.read_text())
+    assert list(stored) == ["credential", "login", "userId", "expiresAt", "url"]
+    assert (stored["login"], stored["userId"], stored["url"]) == ("vega-dev", "1000001", server.url)
+    assert "ghu_" not in path.read_text() + out + err  # the GitHub token never reaches disk or output
+    assert server.auth.owner(stored["credential"]).namespace == "owner:1000001"
+
+    assert main(["whoami", "--json"]) == 0
+    assert json.loads(capsys.readouterr().out) == {
+        "login": "vega-dev",
+        "userId": "1000001",
+        "namespace": "owner:1000001",
+        "controlPlane": server.url,
+        "expiresAt": stored["expiresAt"],
+    }
+    assert main(["whoami"]) == 0
+    text = capsys.readouterr().out
+    assert "\u2726 Enrolled as vega-dev" in text
+    assert "  User id:       1000001" in text
+
+    assert main(["status", "--json"]) == 0
+    report = json.loads(capsys.readouterr().out)
+    assert report.pop("latencyMs") >= 0
+    assert report == {
+        "enrolled": True,
+        "login": "vega-dev",
+        "namespace": "owner:1000001",
+        "controlPlane": server.url,
+        "reachable": True,
+    }
+    assert main(["status"]) == 0
+    text = capsys.readouterr().out
+    assert "  Identity:      vega-dev  (owner:1000001)" in text
+    assert "  Reachable:     yes (" in text
+
+    assert main(["logout"]) == 0
+    assert capsys.readouterr().out == "\u2726 Logged out; credential removed.\n"
+    assert not path.exists()
+    assert main(["logout"]) == 0
+    assert capsys.readouterr().out == "No credential to remove.\n"
+    assert main(["whoami"]) == 1
+    assert capsys.readouterr().err == (
+        "error: not enrolled: this machine has no Vega credential.\n\nTry:\n  vega login\n"
+    )
+
+
+def test_status_of_an_unreachable_control_plane(server: Server, capsys: pytest.CaptureFixture[str]) -> None:
+    assert main(["login", "--url", server.url]) == 0
+    capsys.readouterr()
+    stored = json.loads(credential_path().read_text())
+    with socket.socket() as s:  # a loopback port nobody listens on
+        s.bind(("127.0.0.1", 0))
+        stored["url"] = f"http://127.0.0.1:{s.getsockname()[1]}"
+    credential_path().write_text(json.dumps(stored))
+    assert main(["status", "--json"]) == 0
+    report = json.loads(capsys.readouterr().out)
+    assert (report["enrolled"], report["reachable"]) == (True, False)
+
+
+def test_revoked_credential_is_refused_by_the_server(
+    server: Server, capsys: pytest.CaptureFixture[str]
+) -> None:
+    assert main(["login", "--control-plane", server.url]) == 0
+    capsys.readouterr()
+    credential = json.loads(credential_path().read_text())["credential"]
+    got = httpx2.post(f"{server.url}/api/owner/revoke", headers={"authorization": f"Bearer {credential}"})
+    assert got.json() == {"revoked": True}
+    from vega.errors import AuthError
+
+    with pytest.raises(AuthError, match="revoked"):
+        server.auth.owner(credential)
+
+
+def test_login_refuses_plaintext_urls(capsys: pytest.CaptureFixture[str]) -> None:
+    assert main(["login", "--url", "http://vega.example"]) == 1
+    assert capsys.readouterr().err == (
+        "error: control plane must be a valid https URL (got 'http://vega.example'); "
+        "refusing to send credentials over plaintext.\n"
+    )
+
+
+@pytest.mark.parametrize("command", ["login", "logout", "whoami", "status"])
+def test_help(command: str, capsys: pytest.CaptureFixture[str]) -> None:
+    with pytest.raises(SystemExit) as e:
+        main([command, "--help"])
+    assert e.value.code == 0
+    assert "examples:" in capsys.readouterr().out
