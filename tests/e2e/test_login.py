@@ -68,7 +68,7 @@ def server(tmp_path: Path) -> Iterator[Server]:
     async def cache_info(request: Request) -> Response:
         return PlainTextResponse("StoreDir: /nix/store\nWantMassQuery: 1\nPriority: 40\n")
 
-    async def record(scope, receive, send):  # type: ignore[no-untyped-def]
+    async def record(scope, receive, send):
         if scope["type"] == "http":
             requests.append(f"{scope['method']} {scope['path']}")
         await app(scope, receive, send)
