@@ -1,0 +1,218 @@
+"""cli.md §3-§6 flows in process: /api/info discovery, enrolment failures (safe errors), status."""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import httpx2
+import pytest
+from starlette.applications import Starlette
+from starlette.requests import Request
+from starlette.responses import JSONResponse, PlainTextResponse, Response
+from starlette.routing import Route
+from starlette.testclient import TestClient
+
+from vega.client import account
+from vega.client.credentials import Credential, save_credential
+from vega.client.github import DeviceCode, GitHubEndpoint
+from vega.client.http import Http
+from vega.client.settings import GITHUB_CLIENT_ID, Settings, load_settings
+from vega.errors import ConfigError, VegaError
+
+URL = "https://vega.test"
+NOW_MS = 1_800_000_000_000
+
+
+@dataclass
+class World:
+    """A control plane (in process) and github.com (a fake speaking its device-flow protocol)."""
+
+    tmp: Path
+    info: object = None
+    enroll: Callable[[Request], Response] | None = None
+    seen: list[str] = field(default_factory=list)
+    slept: list[float] = field(default_factory=list)
+
+    def app(self) -> Starlette:
+        async def api_info(request: Request) -> Response:
+            if self.info is None:
+                return JSONResponse({"error": "not found"}, status_code=404)
+            return JSONResponse(self.info)
+
+        async def enroll(request: Request) -> Response:
+            assert request.headers["authorization"] == "Bearer gho_TOKEN"
+            assert "content-type" not in request.headers
+            assert await request.body() == b""
+            if self.enroll is not None:
+                return self.enroll(request)
+            return JSONResponse(
+                {"credential": "v1.c.s", "login": "octocat", "userId": "583231", "expiresAt": NOW_MS + 1}
+            )
+
+        async def cache_info(request: Request) -> Response:
+            return PlainTextResponse("StoreDir: /nix/store\n")
+
+        return Starlette(
+            routes=[
+                Route("/api/info", api_info),
+                Route("/api/owner/enroll", enroll, methods=["POST"]),
+                Route("/nix-cache-info", cache_info),
+            ]
+        )
+
+    def github(self, request: httpx2.Request) -> httpx2.Response:
+        if request.url.path == "/login/device/code":
+            return httpx2.Response(
+                200,
+                json={
+                    "device_code": "d",
+                    "user_code": "ABCD-EFGH",
+                    "verification_uri": f"https://{request.url.host}/login/device",
+                    "expires_in": 900,
+                    "interval": 5,
+                },
+            )
+        return httpx2.Response(200, json={"access_token": "gho_TOKEN"})
+
+    @property
+    def settings(self) -> Settings:
+        return load_settings({"HOME": str(self.tmp)}, url=URL)
+
+    def context(self, client: TestClient) -> account.AccountContext:
+        def route(request: httpx2.Request) -> httpx2.Response:
+            self.seen.append(f"{request.method} {request.url}")
+            if request.url.host == "vega.test":
+                resp = client.request(
+                    request.method, str(request.url), headers=dict(request.headers), content=request.content
+                )
+                return httpx2.Response(resp.status_code, headers=resp.headers, content=resp.content)
+            return self.github(request)
+
+        http = Http(httpx2.Client(transport=httpx2.MockTransport(route)), sleep=self.slept.append)
+        return account.AccountContext(
+            settings=self.settings,
+            http=http,
+            now_ms=lambda: NOW_MS,
+            sleep=self.slept.append,
+            monotonic=lambda: 0.0,
+        )
+
+
+@pytest.fixture
+def world(tmp_path: Path) -> Iterator[tuple[World, TestClient]]:
+    w = World(tmp_path)
+    with TestClient(w.app(), base_url=URL) as client:
+        yield w, client
+
+
+def test_login_defaults_to_github_com_when_nothing_is_advertised(world: tuple[World, TestClient]) -> None:
+    w, client = world
+    codes: list[DeviceCode] = []
+    result = account.login(w.context(client), codes.append)
+    assert codes[0].user_code == "ABCD-EFGH"
+    assert result.credential == Credential(
+        credential="v1.c.s", login="octocat", user_id="583231", expires_at_ms=NOW_MS + 1, url=URL
+    )
+    assert result.path == w.settings.credential_path
+    assert json.loads(result.path.read_text())["url"] == URL
+    assert "https://github.com/login/device/code" in " ".join(w.seen)
+    assert "gho_TOKEN" not in result.path.read_text()
+
+
+def test_discover_github_reads_api_info(world: tuple[World, TestClient]) -> None:
+    w, client = world
+    http = w.context(client).http
+    assert account.discover_github(http, URL) == GitHubEndpoint("https://github.com", GITHUB_CLIENT_ID)
+    w.info = {"github": {"url": "https://ghe.example.com/", "clientId": "Iv1.abc"}}
+    assert account.discover_github(http, URL) == GitHubEndpoint("https://ghe.example.com", "Iv1.abc")
+    w.info = {"github": {"url": "http://[::1]:9000"}}
+    assert account.discover_github(http, URL) == GitHubEndpoint("http://[::1]:9000", GITHUB_CLIENT_ID)
+    for odd in ({"github": "x"}, {"github": {"url": 5}}, ["x"]):
+        w.info = odd
+        assert account.discover_github(http, URL).url == "https://github.com"
+    w.info = {"github": {"url": "http://ghe.example.com"}}
+    with pytest.raises(ConfigError, match="advertises a GitHub that is not https"):
+        account.discover_github(http, URL)
+
+
+@pytest.mark.parametrize(
+    ("status", "body", "message"),
+    [
+        (
+            401,
+            {"error": "github did not accept the token"},
+            "enrollment failed (401: github did not accept the token)",
+        ),
+        (500, "echo: Authorization: Bearer gho_TOKEN", "enrollment failed (500)"),
+        (400, {"error": "x" * 300}, f"enrollment failed (400: {'x' * 200})"),
+        (200, {"login": "a"}, "enrollment failed (200: incomplete answer)"),
+        (200, [], "enrollment failed (200: not a JSON object)"),
+        (
+            200,
+            {"credential": "c", "login": "a", "userId": "abc"},
+            "enrollment failed (200: userId is not numeric)",
+        ),
+        (
+            200,
+            {"credential": "c", "login": "a", "userId": 7, "expiresAt": "soon"},
+            "enrollment failed (200: expiresAt is not a number)",
+        ),
+    ],
+)
+def test_enrollment_failures_are_safe(
+    world: tuple[World, TestClient], status: int, body: object, message: str
+) -> None:
+    w, client = world
+    w.enroll = lambda request: (
+        PlainTextResponse(body, status_code=status)
+        if isinstance(body, str)
+        else JSONResponse(body, status_code=status)
+    )
+    with pytest.raises(VegaError) as e:
+        account.login(w.context(client), lambda code: None)
+    assert e.value.message == message
+    assert e.value.next_steps == ("vega login",)
+    assert not w.settings.credential_path.exists()
+
+
+def test_numeric_user_id_and_missing_expiry_are_accepted(world: tuple[World, TestClient]) -> None:
+    w, client = world
+    w.enroll = lambda request: JSONResponse({"credential": "c", "login": "a", "userId": 7})
+    cred = account.login(w.context(client), lambda code: None).credential
+    assert (cred.user_id, cred.expires_at_ms) == ("7", None)
+
+
+def test_status_flow(world: tuple[World, TestClient]) -> None:
+    w, client = world
+    ctx = w.context(client)
+    report = account.status(ctx)  # not enrolled: probes the default control plane
+    assert report.to_json()["enrolled"] is False
+    assert report.control_plane == "https://vega-cache.dev"
+    save_credential(
+        w.settings.credential_path,
+        Credential(credential="c", login="octocat", user_id="1", expires_at_ms=NOW_MS - 1, url=URL),
+    )
+    report = account.status(ctx)
+    assert report.expired
+    assert report.reachable
+    assert report.to_json() == {
+        "enrolled": False,
+        "login": "octocat",
+        "namespace": "owner:1",
+        "controlPlane": URL,
+        "reachable": True,
+        "latencyMs": 0,
+    }
+
+
+def test_logout_and_whoami(world: tuple[World, TestClient]) -> None:
+    w, client = world
+    account.login(w.context(client), lambda code: None)
+    assert account.whoami(w.settings, NOW_MS).login == "octocat"
+    with pytest.raises(ConfigError, match="credential expired"):
+        account.whoami(w.settings, NOW_MS + 2)
+    assert account.logout(w.settings) is True
+    assert account.logout(w.settings) is False
