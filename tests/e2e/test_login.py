@@ -173,6 +173,13 @@ def test_status_of_an_unreachable_control_plane(server: Server, capsys: pytest.C
     assert main(["status", "--json"]) == 0
     report = json.loads(capsys.readouterr().out)
     assert (report["enrolled"], report["reachable"]) == (True, False)
+    stored["expiresAt"] = 1
+    credential_path().write_text(json.dumps(stored))
+    assert main(["status"]) == 0
+    text = capsys.readouterr().out
+    assert "  Identity:      expired (was vega-dev)" in text
+    assert "  Reachable:     no (" in text
+    assert "vega login" in text
 
 
 def test_revoked_credential_is_refused_by_the_server(
