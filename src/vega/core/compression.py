@@ -409,7 +409,7 @@ class _Zstd:
         elif state == _CHECKSUM:
             self._batch.append(head)
             yield from self._frame_done()
-        elif state == _SKIP_SIZE:
+        else:  # _SKIP_SIZE
             self._reset(_SKIP_BODY, 0)
             self._left = int.from_bytes(head, "little")
             if not self._left:
@@ -427,7 +427,8 @@ class _Zstd:
 
     def _frame_done(self) -> Iterator[bytes]:
         yield from self._flush()
-        if self._obj is None or not self._obj.eof:
+        assert self._obj is not None  # noqa: S101 - set by the frame header
+        if not self._obj.eof:  # pragma: no cover - defensive: the decoder raises on such frames first
             raise FormatError("zstd stream: corrupt frame")
         self._obj = None
         self._frames += 1
