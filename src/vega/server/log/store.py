@@ -1,0 +1,215 @@
+"""The transparency log's tables and the SQL that reads and writes them.
+
+Four tables (migrations of component ``log``), written only by
+:class:`vega.server.log.log.TransparencyLog` inside one transaction per batch:
+
+``log_leaves``        ``idx`` → the exact leaf bytes, their leaf hash, and a unique dedupe key
+``log_nodes``         node ``(level, idx)`` → hash of the complete subtree over leaves
+                      ``[idx << level, (idx + 1) << level)`` (level 0 = leaf hashes), keyed
+                      by the packed integer ``level << 48 | idx`` (one B-tree; a level's
+                      nodes are contiguous), so any root or proof reads O(log n) rows by
+                      primary key and a tile is one range scan
+``log_checkpoints``   every issued tree head: size, root, time (ms), C2SP note, STH JSON
+``log_store_index``   store-path hash → leaf index, so the entries of a build are one lookup
+
+Invariant: every row of ``log_checkpoints`` has ``size`` ≤ the number of stored
+leaves and ``root`` = MTH of the first ``size`` stored leaves (the append that
+issues it writes the leaves, nodes and checkpoint in one transaction).
+
+Edge: the metadata database (through :mod:`vega.server.db`).
+Spec: protocol.md §2.7, §5; house-style.md §4.9.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass
+
+from vega.core.merkle import NodeId
+from vega.errors import StorageError
+from vega.server.db import Migration, Tx
+
+__all__ = [
+    "MAX_LEAVES",
+    "MIGRATIONS",
+    "StoredCheckpoint",
+    "checkpoint_at",
+    "find_dedupe_keys",
+    "insert_checkpoint",
+    "insert_index",
+    "insert_leaves",
+    "insert_nodes",
+    "latest_checkpoint",
+    "lookup_indexes",
+    "read_leaves",
+    "read_level",
+    "read_nodes",
+    "stored_size",
+]
+
+MIGRATIONS = (
+    Migration(
+        "log",
+        1,
+        (
+            "CREATE TABLE log_leaves ("
+            " idx {bigint} PRIMARY KEY,"
+            " data {blob} NOT NULL,"
+            " leaf_hash {blob} NOT NULL,"
+            " dedupe_key {text} NOT NULL UNIQUE)",
+            "CREATE TABLE log_nodes (node {bigint} PRIMARY KEY, hash {blob} NOT NULL)",
+            "CREATE TABLE log_checkpoints ("
+            " size {bigint} PRIMARY KEY,"
+            " root {blob} NOT NULL,"
+            " timestamp_ms {bigint} NOT NULL,"
+            " note {text} NOT NULL,"
+            " sth {text} NOT NULL)",
+            "CREATE TABLE log_store_index ("
+            " store_hash {text} NOT NULL,"
+            " idx {bigint} NOT NULL,"
+            " PRIMARY KEY (store_hash, idx))",
+        ),
+    ),
+)
+"""The log's schema, for :meth:`vega.server.db.Database.migrate`."""
+
+_INDEX_BITS = 48
+MAX_LEAVES = 1 << _INDEX_BITS
+"""The log holds fewer leaves than this (node keys pack the index into 48 bits)."""
+
+# Bound on the number of ``?`` per statement (SQLite's default limit is 32766;
+# PostgreSQL's 65535); small enough for both.
+_CHUNK = 400
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class StoredCheckpoint:
+    """One issued tree head, as stored."""
+
+    size: int
+    """Number of leaves it covers."""
+    root: bytes
+    """MTH of those leaves (32 bytes)."""
+    timestamp_ms: int
+    """When it was issued (epoch milliseconds), also the STH's ``timestamp``."""
+    note: str
+    """The C2SP signed checkpoint note, exactly as served."""
+    sth: str
+    """The original STH JSON object (protocol.md §5.1), exactly as served."""
+
+
+def read_nodes(tx: Tx, ids: Sequence[NodeId]) -> list[bytes]:
+    """Return the stored hashes of ``ids``, in order, in as few queries as possible.
+
+    Raises:
+        StorageError: a node is not stored (the tree and its readers disagree).
+    """
+    keys = [level << _INDEX_BITS | index for level, index in ids]
+    want = list(dict.fromkeys(keys))
+    got: dict[int, bytes] = {}
+    for start in range(0, len(want), _CHUNK):
+        part = want[start : start + _CHUNK]
+        marks = ", ".join("?" * len(part))
+        sql = f"SELECT node, hash FROM log_nodes WHERE node IN ({marks})"  # noqa: S608 - placeholders only
+        got.update((int(key), bytes(h)) for key, h in tx.fetchall(sql, part))
+    try:
+        return [got[k] for k in keys]
+    except KeyError:
+        missing = next(node for node, k in zip(ids, keys, strict=True) if k not in got)
+        raise StorageError(f"transparency log: tree node {missing} is not stored") from None
+
+
+def _key(node: NodeId) -> int:
+    level, index = node
+    return level << _INDEX_BITS | index
+
+
+def stored_size(tx: Tx) -> int:
+    """Return the number of stored leaves."""
+    row = tx.fetchone("SELECT MAX(idx) FROM log_leaves")
+    return 0 if row is None or row[0] is None else int(row[0]) + 1
+
+
+def find_dedupe_keys(tx: Tx, keys: Sequence[str]) -> dict[str, int]:
+    """Return the index of each key in ``keys`` that is already stored."""
+    found: dict[str, int] = {}
+    unique = list(dict.fromkeys(keys))
+    for start in range(0, len(unique), _CHUNK):
+        part = unique[start : start + _CHUNK]
+        marks = ", ".join("?" * len(part))
+        sql = f"SELECT dedupe_key, idx FROM log_leaves WHERE dedupe_key IN ({marks})"  # noqa: S608 - placeholders only
+        for key, idx in tx.fetchall(sql, part):
+            found[str(key)] = int(idx)
+    return found
+
+
+def insert_leaves(tx: Tx, rows: Sequence[tuple[int, bytes, bytes, str]]) -> None:
+    """Insert ``(index, data, leaf hash, dedupe key)`` rows."""
+    tx.executemany("INSERT INTO log_leaves (idx, data, leaf_hash, dedupe_key) VALUES (?, ?, ?, ?)", rows)
+
+
+def insert_nodes(tx: Tx, rows: Sequence[tuple[NodeId, bytes]]) -> None:
+    """Insert ``((level, index), hash)`` rows."""
+    tx.executemany("INSERT INTO log_nodes (node, hash) VALUES (?, ?)", [(_key(n), h) for n, h in rows])
+
+
+def insert_index(tx: Tx, rows: Sequence[tuple[str, int]]) -> None:
+    """Insert ``(store-path hash, leaf index)`` rows."""
+    tx.executemany("INSERT INTO log_store_index (store_hash, idx) VALUES (?, ?)", rows)
+
+
+def insert_checkpoint(tx: Tx, cp: StoredCheckpoint) -> None:
+    """Record an issued tree head."""
+    tx.execute(
+        "INSERT INTO log_checkpoints (size, root, timestamp_ms, note, sth) VALUES (?, ?, ?, ?, ?)",
+        (cp.size, cp.root, cp.timestamp_ms, cp.note, cp.sth),
+    )
+
+
+_CHECKPOINT_COLUMNS = "size, root, timestamp_ms, note, sth"
+
+
+def latest_checkpoint(tx: Tx) -> StoredCheckpoint | None:
+    """Return the largest issued tree head, or None before the first one."""
+    row = tx.fetchone(f"SELECT {_CHECKPOINT_COLUMNS} FROM log_checkpoints ORDER BY size DESC LIMIT 1")  # noqa: S608 - constant
+    return None if row is None else _checkpoint(row)
+
+
+def checkpoint_at(tx: Tx, size: int) -> StoredCheckpoint | None:
+    """Return the tree head issued for exactly ``size`` leaves, if any."""
+    row = tx.fetchone(f"SELECT {_CHECKPOINT_COLUMNS} FROM log_checkpoints WHERE size = ?", (size,))  # noqa: S608 - constant
+    return None if row is None else _checkpoint(row)
+
+
+def _checkpoint(row: tuple[object, ...]) -> StoredCheckpoint:
+    size, root, ts, note, sth = row
+    return StoredCheckpoint(
+        size=int(size),  # type: ignore[call-overload]
+        root=bytes(root),  # type: ignore[call-overload]
+        timestamp_ms=int(ts),  # type: ignore[call-overload]
+        note=str(note),
+        sth=str(sth),
+    )
+
+
+def read_leaves(tx: Tx, start: int, end: int) -> list[bytes]:
+    """Return the data of leaves ``[start, end)``, in order (fewer if not stored)."""
+    rows = tx.fetchall("SELECT data FROM log_leaves WHERE idx >= ? AND idx < ? ORDER BY idx", (start, end))
+    return [bytes(r[0]) for r in rows]
+
+
+def read_level(tx: Tx, level: int, start: int, end: int) -> list[bytes]:
+    """Return the stored node hashes ``(level, i)`` for ``start <= i < end``, in order."""
+    base = level << _INDEX_BITS
+    rows = tx.fetchall(
+        "SELECT hash FROM log_nodes WHERE node >= ? AND node < ? ORDER BY node", (base + start, base + end)
+    )
+    return [bytes(r[0]) for r in rows]
+
+
+def lookup_indexes(tx: Tx, store_hash: str, below: int) -> list[int]:
+    """Return the indexes below ``below`` of the leaves indexed under ``store_hash``, ascending."""
+    rows = tx.fetchall(
+        "SELECT idx FROM log_store_index WHERE store_hash = ? AND idx < ? ORDER BY idx", (store_hash, below)
+    )
+    return [int(r[0]) for r in rows]
