@@ -38,6 +38,7 @@ __all__ = [
     "StatusResponse",
     "UploadUrlRequest",
     "UploadUrlResponse",
+    "Verdict",
     "nar_url_for",
     "parse_nar_url",
     "parse_sha256",
