@@ -22,6 +22,7 @@ from vega.client.github import (
     GitHubEndpoint,
     parse_device_code,
     poll_for_token,
+    request_actions_token,
     request_device_code,
 )
 from vega.client.http import Http
@@ -233,3 +234,39 @@ def test_against_the_development_identity_mode(tmp_path: Path) -> None:
 
 
 Handler = Callable[[httpx2.Request], httpx2.Response]
+
+
+def test_request_actions_token_replaces_the_audience() -> None:
+    seen: list[httpx2.Request] = []
+
+    def handler(request: httpx2.Request) -> httpx2.Response:
+        seen.append(request)
+        return httpx2.Response(200, json={"count": 1, "value": "a.b.c"})
+
+    http = Http(httpx2.Client(transport=httpx2.MockTransport(handler)))
+    url = "https://pipelines.example/idtoken?api-version=2.0&audience=old"
+    assert request_actions_token(http, url, "REQ", "https://vega.test") == "a.b.c"
+    assert seen[0].url.params.get_list("audience") == ["https://vega.test"]
+    assert seen[0].url.params["api-version"] == "2.0"
+    assert seen[0].headers["authorization"] == "Bearer REQ"
+
+
+@pytest.mark.parametrize(
+    ("status", "body", "message"),
+    [
+        (403, {"error": "no id-token permission"}, "OIDC token request failed (403: no id-token permission)"),
+        (500, "Bearer REQ", "OIDC token request failed (500)"),
+        (200, {"value": ""}, "OIDC token response has no value"),
+        (200, "not json", "OIDC token response has no value"),
+    ],
+)
+def test_request_actions_token_failures(status: int, body: object, message: str) -> None:
+    def handler(request: httpx2.Request) -> httpx2.Response:
+        if isinstance(body, str):
+            return httpx2.Response(status, content=body.encode())
+        return httpx2.Response(status, json=body)
+
+    http = Http(httpx2.Client(transport=httpx2.MockTransport(handler)), sleep=lambda s: None)
+    with pytest.raises(VegaError) as e:
+        request_actions_token(http, "https://x.test/t", "REQ", "aud")
+    assert e.value.message == message

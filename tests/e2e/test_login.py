@@ -210,3 +210,26 @@ def test_help(command: str, capsys: pytest.CaptureFixture[str]) -> None:
         main([command, "--help"])
     assert e.value.code == 0
     assert "examples:" in capsys.readouterr().out
+
+
+def test_simulated_ci_job_mints_a_token_the_server_accepts(server: Server) -> None:
+    """Issue 4: the documented dev-CI environment, used as an Actions runner would (protocol.md §10)."""
+    from vega.client.github import request_actions_token
+    from vega.client.http import Http
+
+    sha = "0123456789abcdef0123456789abcdef01234567"
+    env = httpx2.post(
+        f"{server.url}/_dev/ci-token",
+        json={"repository": "alice/hello", "sha": sha, "workflow": ".github/workflows/vega.yml"},
+    ).json()
+    assert env["ACTIONS_ID_TOKEN_REQUEST_URL"] == f"{server.url}/_dev/oidc/token"
+    with httpx2.Client() as client:
+        jwt = request_actions_token(
+            Http(client),
+            env["ACTIONS_ID_TOKEN_REQUEST_URL"] + "?api-version=2.0&audience=wrong",
+            env["ACTIONS_ID_TOKEN_REQUEST_TOKEN"],
+            server.url,
+        )
+    identity = server.auth.oidc(jwt)
+    assert (identity.tenant, identity.sha, identity.is_reproducer) == ("alice/hello", sha, False)
+    assert identity.job_workflow_ref == "alice/hello/.github/workflows/vega.yml@refs/heads/main"

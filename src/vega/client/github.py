@@ -12,7 +12,11 @@
 
 The access token is returned to the caller and never logged or written.
 
-Spec: protocol.md §9; RFC 8628 §3.2-§3.5; cli.md §3 (failure texts).
+Also here: :func:`request_actions_token`, the GitHub Actions OIDC token request of protocol.md
+§10 (``GET <ACTIONS_ID_TOKEN_REQUEST_URL>&audience=...`` with the request token as bearer,
+answering ``{"value": "<JWT>"}``), which the CI agent's token provider calls to mint.
+
+Spec: protocol.md §9, §10; RFC 8628 §3.2-§3.5; cli.md §3 (failure texts).
 """
 
 from __future__ import annotations
@@ -20,8 +24,9 @@ from __future__ import annotations
 import re
 from collections.abc import Callable
 from dataclasses import dataclass, field
+from urllib.parse import parse_qsl, urlencode, urlsplit, urlunsplit
 
-from vega.client.http import Http
+from vega.client.http import Http, safe_error
 from vega.errors import FormatError, VegaError
 
 __all__ = [
@@ -30,6 +35,7 @@ __all__ = [
     "GitHubEndpoint",
     "parse_device_code",
     "poll_for_token",
+    "request_actions_token",
     "request_device_code",
 ]
 
@@ -154,3 +160,30 @@ def poll_for_token(
         shown = _CONTROL.sub(" ", error)[:100] if isinstance(error, str) and error else "unknown"
         raise VegaError(f"authorization failed: {shown}", next_steps=["vega login"])
     raise VegaError(_EXPIRED, next_steps=["vega login"])
+
+
+def request_actions_token(http: Http, request_url: str, request_token: str, audience: str) -> str:
+    """Mint a GitHub Actions OIDC JWT for ``audience`` (protocol.md §10).
+
+    ``audience`` replaces any ``audience`` query parameter of ``request_url``. The request token
+    is sent only as the bearer of this one request.
+
+    Raises:
+        VegaError: ``OIDC token request failed (<safe error>)`` for a non-2xx answer, or
+            ``OIDC token response has no value`` when ``value`` is missing or empty.
+        NetworkError: the token service could not be reached.
+    """
+    parts = urlsplit(request_url)
+    query = [(k, v) for k, v in parse_qsl(parts.query, keep_blank_values=True) if k != "audience"]
+    url = urlunsplit(parts._replace(query=urlencode([*query, ("audience", audience)])))
+    resp = http.get(url, {"authorization": f"Bearer {request_token}", "accept": "application/json"})
+    if not resp.ok:
+        raise VegaError(f"OIDC token request failed ({safe_error(resp.status, resp.body)})")
+    try:
+        obj = resp.json()
+    except FormatError:
+        obj = None
+    value = obj.get("value") if isinstance(obj, dict) else None
+    if not isinstance(value, str) or not value:
+        raise VegaError("OIDC token response has no value")
+    return value
