@@ -2,7 +2,11 @@
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+import json
+import random
+from collections.abc import Callable, Sequence
+from functools import cache, partial
+from pathlib import Path
 
 import pytest
 from hypothesis import given, settings
@@ -129,6 +133,20 @@ def test_fast_equals_reference_up_to_1000(data: st.DataObject, n: int) -> None:
     assert len(t.calls) <= 1
     assert list(cproof) == ref.proof(m, leaves)
     merkle.verify_consistency(m, n, cproof, ref.mth(leaves[:m]), root)
+
+
+def test_fast_equals_reference_for_every_size_up_to_1000() -> None:
+    """For each size 1..1000: the root, one inclusion proof and one consistency proof, vs the reference."""
+    leaves = leaves_for(1000)
+    t = Tree(leaves)
+    for n in range(1, 1001):
+        prefix = leaves[:n]
+        assert merkle.tree_root(n, t.read) == ref.mth(prefix), n
+        pick = random.Random(n)
+        i = pick.randrange(n)
+        assert list(merkle.prove_inclusion(i, n, t.read)) == ref.path(i, prefix), (n, i)
+        m = pick.randrange(n + 1)
+        assert list(merkle.prove_consistency(m, n, t.read)) == ref.proof(m, prefix), (m, n)
 
 
 def test_one_batched_read_and_never_empty() -> None:
@@ -287,3 +305,142 @@ def test_bad_reader_answers_are_format_errors() -> None:
 
     with pytest.raises(KeyError):
         merkle.prove_inclusion(0, 2, failing)
+
+
+# --- generated vectors (tests/vectors/tlog, made by tools/make_tlog_vectors.py) ----------------
+
+VECTORS = Path(__file__).resolve().parent.parent / "vectors" / "tlog"
+
+
+class Vectors:
+    """One vector file: leaf hashes, roots, and the valid proofs keyed by (a, b)."""
+
+    def __init__(self, name: str) -> None:
+        raw = json.loads((VECTORS / name).read_text())
+        self.leaf_hashes = [bytes.fromhex(h) for h in raw["leaf_hashes"]]
+        self.roots = [bytes.fromhex(h) for h in raw["roots"]]
+        table = [bytes.fromhex(h) for h in raw["hashes"]]
+        self.proofs: dict[tuple[int, int], list[bytes]] = {
+            (a, b): [table[j] for j in refs] for a, b, refs in raw["cases"]
+        }
+
+
+@cache
+def vectors(name: str) -> Vectors:
+    return Vectors(name)
+
+
+def vector_leaves() -> list[bytes]:
+    return [f"vega tlog vector leaf {i}".encode() for i in range(130)]
+
+
+def test_vector_files_are_complete_and_match_the_data() -> None:
+    inc, con = vectors("inclusion.json"), vectors("consistency.json")
+    assert set(inc.proofs) == {(n, i) for n in range(1, 131) for i in range(n)}
+    assert set(con.proofs) == {(m, n) for n in range(1, 131) for m in range(n + 1)}
+    leaves = vector_leaves()
+    assert inc.leaf_hashes == [merkle.leaf_hash(x) for x in leaves]
+    assert inc.roots == con.roots
+    assert inc.roots[0] == merkle.EMPTY_ROOT
+    assert inc.roots[130] == merkle.root_from_leaf_hashes(inc.leaf_hashes)
+
+
+def _bit(case: int, k: int) -> int:
+    """A different bit for each hash of each case, so all 256 positions get flipped across cases."""
+    return (case * 97 + k * 61) % 256
+
+
+def _swaps(proof: list[bytes]) -> list[list[bytes]]:
+    out = []
+    for k in range(len(proof) - 1):
+        if proof[k] != proof[k + 1]:
+            swapped = list(proof)
+            swapped[k], swapped[k + 1] = swapped[k + 1], swapped[k]
+            out.append(swapped)
+    return out
+
+
+def _fails(check: Callable[[], None]) -> bool:
+    try:
+        check()
+    except VerificationError:
+        return True
+    return False
+
+
+@pytest.mark.parametrize("n", range(1, 131))
+def test_inclusion_vectors(n: int) -> None:
+    """Every index of size n verifies, equals our prover, and every mutation of it fails."""
+    v = vectors("inclusion.json")
+    t = Tree(vector_leaves()[:n])
+    root = v.roots[n]
+    for i in range(n):
+        proof = v.proofs[(n, i)]
+        leaf = v.leaf_hashes[i]
+        merkle.verify_inclusion(leaf, i, n, proof, root)
+        assert list(merkle.prove_inclusion(i, n, t.read)) == proof
+        bad: list[tuple[bytes, int, int, list[bytes], bytes]] = []
+        bit_limit = 256 if n <= 16 else 1  # every bit for small trees, one rotating bit otherwise
+        for k in range(len(proof)):
+            for b in range(bit_limit):
+                bad.append(
+                    (leaf, i, n, flip(proof, k * 256 + (b if n <= 16 else _bit(n * 131 + i, k))), root)
+                )
+        for b in range(bit_limit):
+            pick = b if n <= 16 else _bit(n * 131 + i, 99)
+            bad.append((flip([leaf], pick)[0], i, n, proof, root))
+            bad.append((leaf, i, n, proof, flip([root], pick)[0]))
+        bad += [(leaf, i, n, p, root) for p in _swaps(proof)]
+        bad.append((leaf, i, n, [*proof, leaf], root))
+        bad.append((leaf, i, n, [leaf, *proof], root))
+        if proof:
+            bad.append((leaf, i, n, proof[:-1], root))
+            bad.append((leaf, i, n, proof[1:], root))
+        bad += [(leaf, j, n, proof, root) for j in (i - 1, i + 1, i + n)]
+        bad.append((leaf, i, i, proof, root))  # a size not above the index
+        for m in (n - 1, n + 1):
+            if not i < m <= 130:
+                continue
+            other = v.proofs[(m, i)]
+            if other != proof:  # (else the same proof is genuinely valid in both trees)
+                bad.append((leaf, i, m, proof, v.roots[m]))
+            if len(other) != len(proof):
+                bad.append((leaf, i, m, proof, root))
+        for args in bad:
+            assert _fails(partial(merkle.verify_inclusion, *args)), (n, i, args[1:3])
+
+
+@pytest.mark.parametrize("n", range(1, 131))
+def test_consistency_vectors(n: int) -> None:
+    """Every size1 <= n verifies against n, equals our prover, and every mutation fails."""
+    v = vectors("consistency.json")
+    t = Tree(vector_leaves()[:n])
+    r = v.roots
+    for m in range(n + 1):
+        proof = v.proofs[(m, n)]
+        merkle.verify_consistency(m, n, proof, r[m], r[n])
+        assert list(merkle.prove_consistency(m, n, t.read)) == proof
+        bad: list[tuple[int, int, list[bytes], bytes, bytes]] = []
+        bit_limit = 256 if n <= 16 else 1
+        for k in range(len(proof)):
+            for b in range(bit_limit):
+                bad.append(
+                    (m, n, flip(proof, k * 256 + (b if n <= 16 else _bit(n * 131 + m, k))), r[m], r[n])
+                )
+        for b in range(bit_limit):
+            pick = b if n <= 16 else _bit(n * 131 + m, 99)
+            bad.append((m, n, proof, flip([r[m]], pick)[0], r[n]))
+            if m:  # from the empty tree every tree is consistent (RFC 9162 §2.1.4)
+                bad.append((m, n, proof, r[m], flip([r[n]], pick)[0]))
+        bad += [(m, n, p, r[m], r[n]) for p in _swaps(proof)]
+        bad.append((m, n, [*proof, r[m]], r[m], r[n]))
+        bad.append((m, n, [r[m], *proof], r[m], r[n]))
+        if proof:
+            bad.append((m, n, proof[:-1], r[m], r[n]))
+            bad.append((m, n, proof[1:], r[m], r[n]))
+        for m2, n2 in ((m - 1, n), (m + 1, n), (m, n - 1), (m, n + 1)):
+            if not 0 < n2 <= 130 or (0 <= m2 <= n2 and v.proofs[(m2, n2)] == proof):
+                continue  # beyond the vectors, or the same proof is genuinely valid for both pairs
+            bad.append((m2, n2, proof, r[min(max(m2, 0), 130)], r[n2]))
+        for args in bad:
+            assert _fails(partial(merkle.verify_consistency, *args)), (m, n, args[:2])
