@@ -140,13 +140,10 @@ def login(ctx: AccountContext, on_code: Callable[[DeviceCode], None]) -> LoginRe
 
 
 def _enroll(http: Http, url: str, github_token: str) -> Credential:
-    # NOTE: protocol.md §4.6 wants no body and no content-type; Http has no public body-less POST.
-    resp = http._request(
-        "POST",
+    # protocol.md §4.6: no body and no content-type; a single try (enrolment is not idempotent).
+    resp = http.post(
         f"{url}/api/owner/enroll",
         headers={"authorization": f"Bearer {github_token}", "accept": "application/json"},
-        body=None,
-        idempotent=False,
     )
     if not resp.ok:
         raise VegaError(f"enrollment failed ({safe_error(resp.status, resp.body)})", next_steps=_LOGIN)

@@ -336,6 +336,8 @@ class DevIdentity:
             "device", {"exp": int(now) + self.settings.device_expires_s, "n": secrets.token_hex(8)}
         )
         with self._lock:
+            for stale in [k for k, d in self._devices.items() if d.expires_at <= now]:
+                del self._devices[stale]
             self._devices[code] = _Device(
                 expires_at=now + self.settings.device_expires_s,
                 interval=self.settings.poll_interval_s,
