@@ -115,7 +115,9 @@ class Harness:
         self.app = create_app(
             self.settings, db, self.blobs, self.clock, keys=self.keys, authenticator=self.auth
         )
-        self.client = TestClient(self.app, base_url=PUBLIC_URL, raise_server_exceptions=False)
+        self.client = TestClient(
+            self.app, base_url=self.settings.resolved_public_url, raise_server_exceptions=False
+        )
 
     # -- identities --------------------------------------------------------------------------
 
@@ -127,7 +129,7 @@ class Harness:
         run_id: str = "100",
         reproducer: bool = False,
         owner_id: str | None = None,
-        audience: str = PUBLIC_URL,
+        audience: str | None = None,
     ) -> str:
         dev = self.auth.dev
         assert dev is not None
@@ -138,7 +140,7 @@ class Harness:
             workflow=f"{REPRO_WORKFLOW}@refs/heads/main" if reproducer else ".github/workflows/vega.yml",
             repository_owner_id=owner_id,
         )
-        return dev.mint_id_token(request_token, audience)
+        return dev.mint_id_token(request_token, audience or self.settings.resolved_public_url)
 
     def owner_credential(self) -> str:
         c = self.client
