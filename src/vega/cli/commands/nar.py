@@ -7,7 +7,6 @@ Spec: protocol.md §2.4 (NarHash, NarSize, Compression). Upstream: ``nix-store
 from __future__ import annotations
 
 import argparse
-import os
 import sys
 from typing import TYPE_CHECKING, Any
 
@@ -111,8 +110,7 @@ def run_restore(args: argparse.Namespace) -> int:
     """``vega nar restore DIR``."""
     from vega.client import narfs
 
-    fd = sys.stdin.fileno()
-    narfs.restore(lambda n: os.read(fd, n), args.dir)
+    narfs.restore(lambda n: sys.stdin.buffer.read(n), args.dir)
     return 0
 
 

@@ -1,0 +1,111 @@
+"""`vega nar dump|hash|restore|ls`: the installed command as a user runs it."""
+
+from __future__ import annotations
+
+import hashlib
+import lzma
+from pathlib import Path
+
+import pytest
+import zstandard
+
+from tests.conftest import run_vega
+from vega.cli.main import main
+
+
+@pytest.fixture
+def tree(tmp_path: Path) -> Path:
+    root = tmp_path / "t"
+    (root / "sub").mkdir(parents=True)
+    (root / "a").write_bytes(b"hi")
+    (root / "sub" / "x").write_bytes(b"#!/bin/sh\n")
+    (root / "sub" / "x").chmod(0o755)
+    (root / "sub" / "l").symlink_to("../a")
+    return root
+
+
+def test_dump_then_hash_agree(tree: Path) -> None:
+    dumped = run_vega(["nar", "dump", str(tree)])
+    assert dumped.returncode == 0
+    assert dumped.stdout.startswith(b"\x0d\0\0\0\0\0\0\0nix-archive-1")
+    hashed = run_vega(["nar", "hash", str(tree)])
+    assert hashed.returncode == 0
+    import base64
+
+    want = "sha256-" + base64.b64encode(hashlib.sha256(dumped.stdout).digest()).decode()
+    assert hashed.stdout.decode() == want + "\n"
+
+
+def test_hash_json(tree: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    assert main(["nar", "hash", "--json", str(tree)]) == 0
+    out = capsys.readouterr().out
+    assert out.startswith('{"narHash":"sha256:')
+    assert '"ca":"fixed:r:sha256:' in out
+
+
+def test_restore_from_stdin_then_ls(tree: Path, tmp_path: Path) -> None:
+    data = run_vega(["nar", "dump", str(tree)]).stdout
+    done = run_vega(["nar", "restore", str(tmp_path / "r")], stdin=data)
+    assert done.returncode == 0, done.stderr
+    assert run_vega(["nar", "dump", str(tmp_path / "r")]).stdout == data
+    (tmp_path / "t.nar").write_bytes(data)
+    listed = run_vega(["nar", "ls", str(tmp_path / "t.nar")])
+    assert listed.stdout == b"./a\n./sub\n./sub/l\n./sub/x\n"
+    long = run_vega(["nar", "ls", "-l", "-"], stdin=data)
+    assert long.stdout.decode().splitlines() == [
+        "-r--r--r--                    2 ./a",
+        "dr-xr-xr-x                    0 ./sub",
+        "lrwxrwxrwx                    0 ./sub/l -> ../a",
+        "-r-xr-xr-x                   10 ./sub/x",
+    ]
+
+
+def test_ls_reads_compressed_nars(tree: Path, tmp_path: Path) -> None:
+    data = run_vega(["nar", "dump", str(tree)]).stdout
+    (tmp_path / "t.nar.zst").write_bytes(zstandard.ZstdCompressor().compress(data))
+    (tmp_path / "t.nar.xz").write_bytes(lzma.compress(data))
+    for name in ("t.nar.zst", "t.nar.xz"):
+        assert run_vega(["nar", "ls", str(tmp_path / name)]).stdout == b"./a\n./sub\n./sub/l\n./sub/x\n"
+
+
+def test_ls_of_a_single_file_nar_prints_an_empty_name(tmp_path: Path) -> None:
+    """Like `nix nar ls -R FILE /`: the root file's relative name is empty."""
+    (tmp_path / "f").write_bytes(b"x")
+    data = run_vega(["nar", "dump", str(tmp_path / "f")]).stdout
+    assert run_vega(["nar", "ls", "-"], stdin=data).stdout == b"\n"
+    assert run_vega(["nar", "ls", "-l", "-"], stdin=data).stdout == b"-r--r--r--                    1 \n"
+
+
+def test_restore_of_a_bad_nar_fails_cleanly(tmp_path: Path) -> None:
+    done = run_vega(["nar", "restore", str(tmp_path / "r")], stdin=b"not a nar at all")
+    assert done.returncode == 1
+    assert done.stderr.decode().startswith("error: NAR at byte 0: expected a keyword")
+    assert list(tmp_path.iterdir()) == []
+
+
+def test_restore_into_an_existing_path_fails(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    (tmp_path / "r").mkdir()
+    assert main(["nar", "restore", str(tmp_path / "r")]) == 1
+    err = capsys.readouterr().err
+    assert err.startswith(f"error: restore target already exists: {tmp_path / 'r'}\n\nTry:\n")
+
+
+def test_missing_path_is_an_error(tmp_path: Path) -> None:
+    done = run_vega(["nar", "hash", str(tmp_path / "nope")])
+    assert done.returncode == 1
+    assert done.stderr.decode().startswith("error: [Errno 2] No such file or directory")
+
+
+def test_help_has_examples(capsys: pytest.CaptureFixture[str]) -> None:
+    with pytest.raises(SystemExit) as e:
+        main(["nar", "--help"])
+    assert e.value.code == 0
+    out = capsys.readouterr().out
+    for sub in ("dump", "hash", "restore", "ls"):
+        assert f"vega nar {sub}" in out
+
+
+def test_nar_without_subcommand_shows_help(capsys: pytest.CaptureFixture[str]) -> None:
+    with pytest.raises(SystemExit):
+        main(["nar"])
+    assert "usage: vega nar" in capsys.readouterr().out
