@@ -205,3 +205,8 @@ def test_parse_checkpoint_arbitrary_text_raises_only_format_error(text: str) -> 
 def test_open_checkpoint_arbitrary_bytes(data: bytes) -> None:
     with contextlib.suppress(FormatError, VerificationError):
         checkpoint.open_checkpoint(data, LOG.verifier)
+
+
+def test_lone_surrogates_are_format_errors() -> None:
+    with pytest.raises(FormatError, match="lone surrogates"):
+        checkpoint.parse_checkpoint("a\ud800\n1\n" + base64.b64encode(ROOT).decode() + "\n")

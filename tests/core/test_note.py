@@ -280,3 +280,18 @@ def test_sign_parse_verify_roundtrip_and_flipped_bit(text: str, seed: bytes, bit
     bad = Note(text, (NoteSignature(sig.name, sig.key_id, bytes(flipped)),))
     with pytest.raises(VerificationError):
         note.verify_note(bad, [signer.verifier])
+
+
+@given(st.text(max_size=120))
+def test_parse_note_arbitrary_str_raises_only_format_error(text: str) -> None:
+    for candidate in (text, text + "\n\n— a AAAAAAA=\n", "a\n\n— " + text + " AAAAAAA=\n"):
+        with contextlib.suppress(FormatError):
+            note.parse_note(candidate)
+
+
+def test_lone_surrogates_are_format_errors() -> None:
+    with pytest.raises(FormatError, match="not valid UTF-8"):
+        note.parse_note("a\ud800\n\n— a AAAAAAA=\n")
+    with pytest.raises(FormatError, match="lone surrogate"):
+        Note("a\udfff\n")
+    assert not note.is_valid_key_name("a\ud800")

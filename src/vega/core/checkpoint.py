@@ -49,7 +49,7 @@ __all__ = [
 ]
 
 _SIZE = re.compile(r"0|[1-9][0-9]*")
-_BAD_LINE = re.compile(r"[\x00-\x1f]")
+_BAD_LINE = re.compile("[\x00-\x1f\ud800-\udfff]")
 _MAX_SIZE_DIGITS = 20
 
 
@@ -212,4 +212,6 @@ def verify_witness_policy(note: Note, witnesses: Sequence[VerifierKey], k: int) 
 
 def _check_line(what: str, line: str) -> None:
     if not line or _BAD_LINE.search(line):
-        raise FormatError(f"checkpoint: {what} must be one non-empty line without control characters")
+        raise FormatError(
+            f"checkpoint: {what} must be one non-empty line without control characters or lone surrogates"
+        )

@@ -88,11 +88,16 @@ _MAX_TIMESTAMP = 2**63 - 1
 _ALGS = (ALG_ED25519, ALG_COSIGNATURE_V1)
 _CONTROL = re.compile(r"[\x00-\x09\x0b-\x1f]")
 _HEX8 = re.compile(r"[0-9a-f]{8}")
+_SURROGATE = re.compile("[\ud800-\udfff]")
 
 
 def is_valid_key_name(name: str) -> bool:
     """Whether ``name`` may be a key name: non-empty, no Unicode space, no ``+``."""
-    return bool(name) and "+" not in name and not any(c.isspace() or c < " " for c in name)
+    return (
+        bool(name)
+        and "+" not in name
+        and not any(c.isspace() or c < " " or "\ud800" <= c <= "\udfff" for c in name)
+    )
 
 
 def key_id(name: str, key_type: int, public_key: bytes) -> int:
@@ -215,7 +220,7 @@ def parse_note(data: bytes | str) -> Note:
     Raises:
         FormatError: not a well-formed signed note (see the module docstring).
     """
-    raw = data.encode() if isinstance(data, str) else data
+    raw = data.encode("utf-8", "surrogatepass") if isinstance(data, str) else data
     if len(raw) > MAX_NOTE_BYTES:
         raise FormatError(f"note: {len(raw)} bytes exceeds the limit of {MAX_NOTE_BYTES}")
     try:
@@ -422,3 +427,5 @@ def _check_text(text: str) -> None:
         raise FormatError("note text: must end with a newline")
     if _CONTROL.search(text):
         raise FormatError("note text: contains a control character other than newline")
+    if _SURROGATE.search(text):
+        raise FormatError("note text: not valid Unicode (lone surrogate)")
