@@ -91,9 +91,13 @@ class Recorder(httpx2.BaseTransport):
         self.inner = inner
         self.paths: list[str] = []
         self.tamper: dict[str, Callable[[bytes], bytes]] = {}
+        self.serve: dict[str, tuple[int, bytes]] = {}
 
     def handle_request(self, request: httpx2.Request) -> httpx2.Response:
         self.paths.append(request.url.path)
+        if request.url.path in self.serve:
+            status, content = self.serve[request.url.path]
+            return httpx2.Response(status, content=content)
         resp = self.inner.handle_request(request)
         for prefix, change in self.tamper.items():
             if request.url.path.startswith(prefix):
