@@ -20,7 +20,7 @@ from vega.client.credentials import Credential, save_credential
 from vega.client.github import DeviceCode, GitHubEndpoint
 from vega.client.http import Http
 from vega.client.settings import GITHUB_CLIENT_ID, Settings, load_settings
-from vega.errors import ConfigError, VegaError
+from vega.errors import ConfigError, NetworkError, VegaError
 
 URL = "https://vega.test"
 NOW_MS = 1_800_000_000_000
@@ -216,3 +216,56 @@ def test_logout_and_whoami(world: tuple[World, TestClient]) -> None:
         account.whoami(w.settings, NOW_MS + 2)
     assert account.logout(w.settings) is True
     assert account.logout(w.settings) is False
+
+
+@pytest.mark.parametrize(
+    ("down", "prefix", "steps"),
+    [
+        ("vega.test", "cannot reach the control plane: GET https://vega.test/api/info failed", 2),
+        (
+            "github.com",
+            "cannot reach GitHub at https://github.com: POST https://github.com/login/device/code",
+            1,
+        ),
+    ],
+)
+def test_login_network_failures_teach(
+    world: tuple[World, TestClient], down: str, prefix: str, steps: int
+) -> None:
+    w, client = world
+    ctx = w.context(client)
+    inner = ctx.http.client
+
+    def handler(request: httpx2.Request) -> httpx2.Response:
+        if request.url.host == down:
+            raise httpx2.ConnectError("refused", request=request)
+        return inner.send(request)
+
+    http = Http(httpx2.Client(transport=httpx2.MockTransport(handler)), sleep=w.slept.append)
+    ctx = account.AccountContext(
+        settings=ctx.settings, http=http, now_ms=ctx.now_ms, sleep=ctx.sleep, monotonic=ctx.monotonic
+    )
+    with pytest.raises(NetworkError) as e:
+        account.login(ctx, lambda code: None)
+    assert e.value.message.startswith(prefix)
+    assert len(e.value.next_steps) == steps
+
+
+def test_enrollment_network_failure(world: tuple[World, TestClient]) -> None:
+    w, client = world
+    ctx = w.context(client)
+    inner = ctx.http.client
+
+    def handler(request: httpx2.Request) -> httpx2.Response:
+        if request.url.path == "/api/owner/enroll":
+            raise httpx2.ReadTimeout("slow", request=request)
+        return inner.send(request)
+
+    http = Http(httpx2.Client(transport=httpx2.MockTransport(handler)), sleep=w.slept.append)
+    ctx = account.AccountContext(
+        settings=ctx.settings, http=http, now_ms=ctx.now_ms, sleep=ctx.sleep, monotonic=ctx.monotonic
+    )
+    with pytest.raises(NetworkError) as e:
+        account.login(ctx, lambda code: None)
+    assert e.value.message.startswith("enrollment failed (POST https://vega.test/api/owner/enroll timed out")
+    assert e.value.next_steps == ("vega login",)

@@ -128,11 +128,23 @@ def login(ctx: AccountContext, on_code: Callable[[DeviceCode], None]) -> LoginRe
         NetworkError: a server could not be reached.
     """
     url = require_safe_url(ctx.settings.login_url)
-    github = discover_github(ctx.http, url)
-    code = request_device_code(ctx.http, github)
-    on_code(code)
-    token = poll_for_token(ctx.http, github, code, sleep=ctx.sleep, monotonic=ctx.monotonic)
-    credential = _enroll(ctx.http, url, token)
+    try:
+        github = discover_github(ctx.http, url)
+    except NetworkError as e:
+        raise NetworkError(
+            f"cannot reach the control plane: {e.message}",
+            next_steps=[f"curl -sS {url}/nix-cache-info", "vega login --url <control plane URL>"],
+        ) from e
+    try:
+        code = request_device_code(ctx.http, github)
+        on_code(code)
+        token = poll_for_token(ctx.http, github, code, sleep=ctx.sleep, monotonic=ctx.monotonic)
+    except NetworkError as e:
+        raise NetworkError(f"cannot reach GitHub at {github.url}: {e.message}", next_steps=_LOGIN) from e
+    try:
+        credential = _enroll(ctx.http, url, token)
+    except NetworkError as e:
+        raise NetworkError(f"enrollment failed ({e.message})", next_steps=_LOGIN) from e
     del token
     path = ctx.settings.credential_path
     save_credential(path, credential)

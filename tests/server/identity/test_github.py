@@ -2,8 +2,12 @@
 
 from __future__ import annotations
 
+import contextlib
+
 import httpx2
 import pytest
+from hypothesis import given
+from hypothesis import strategies as st
 
 from vega.errors import AuthError, FormatError, NetworkError
 from vega.server.identity.github import GitHubApi, GitHubUser, api_url_for, parse_github_user
@@ -74,3 +78,18 @@ def test_transport_failure_is_a_network_error() -> None:
 
     with pytest.raises(NetworkError):
         GitHubApi(httpx2.Client(transport=httpx2.MockTransport(handler))).user("t")
+
+
+@given(
+    st.recursive(
+        st.none() | st.booleans() | st.integers() | st.text(max_size=40),
+        lambda c: (
+            st.lists(c, max_size=4) | st.dictionaries(st.sampled_from(["id", "login", "x"]), c, max_size=3)
+        ),
+        max_leaves=10,
+    )
+)
+def test_parse_github_user_arbitrary_json_raises_only_format_error(obj: object) -> None:
+    with contextlib.suppress(FormatError):
+        user = parse_github_user(obj)
+        assert user.user_id > 0

@@ -293,3 +293,19 @@ def test_discovery_must_match_the_issuer(clock: FakeClock, rsa_keys: list[Any], 
     cache = JwksCache(httpx2.Client(transport=httpx2.MockTransport(handler)), clock)
     with pytest.raises(NetworkError):
         cache.key(ISSUER, "k1")
+
+
+_JSON = st.recursive(
+    st.none() | st.booleans() | st.integers() | st.text(max_size=20),
+    lambda c: st.lists(c, max_size=4) | st.dictionaries(st.text(max_size=8), c, max_size=4),
+    max_leaves=20,
+)
+
+
+@given(_JSON)
+def test_parse_jwks_arbitrary_json_raises_only_format_error(doc: object) -> None:
+    try:
+        keys = parse_jwks(doc)
+    except FormatError:
+        return
+    assert keys == {}
