@@ -56,7 +56,7 @@ class Table:
         return [h.hex() for h in self.ids]
 
 
-def write(name: str, description: str, leaves: list[bytes], table: Table, cases: list[list[object]]) -> None:
+def render(description: str, leaves: list[bytes], table: Table, cases: list[list[object]]) -> str:
     head = {
         "description": description,
         "leaf_data": "UTF-8 of 'vega tlog vector leaf <i>', i = 0, 1, ...",
@@ -66,32 +66,38 @@ def write(name: str, description: str, leaves: list[bytes], table: Table, cases:
     }
     lines = [f"  {json.dumps(k)}: {json.dumps(v, separators=(',', ':'))}" for k, v in head.items()]
     body = ",\n".join(f"    {json.dumps(c, separators=(',', ':'))}" for c in cases)
-    text = "{\n" + ",\n".join(lines) + ',\n  "cases": [\n' + body + "\n  ]\n}\n"
-    (OUT / name).write_text(text)
+    return "{\n" + ",\n".join(lines) + ',\n  "cases": [\n' + body + "\n  ]\n}\n"
 
 
-def main() -> None:
-    OUT.mkdir(parents=True, exist_ok=True)
+def build() -> dict[str, str]:
+    """Return every file of tests/vectors/tlog by name."""
     leaves = [leaf_data(i) for i in range(MAX_SIZE)]
     table = Table()
     inclusion: list[list[object]] = []
     for n in range(1, MAX_SIZE + 1):
         for i in range(n):
             inclusion.append([n, i, table.refs(ref.path(i, leaves[:n]))])
-    write(
-        "inclusion.json",
-        "RFC 9162 PATH(index, D[size]) for every index of every size",
-        leaves,
-        table,
-        inclusion,
-    )
+    files = {
+        "inclusion.json": render(
+            "RFC 9162 PATH(index, D[size]) for every index of every size", leaves, table, inclusion
+        )
+    }
     table = Table()
     consistency: list[list[object]] = []
     for n in range(1, MAX_SIZE + 1):
         for m in range(n + 1):
             consistency.append([m, n, table.refs(ref.proof(m, leaves[:n]))])
-    write("consistency.json", "RFC 9162 PROOF(size1, D[size2]) for every pair", leaves, table, consistency)
-    (OUT / "README.md").write_text(README)
+    files["consistency.json"] = render(
+        "RFC 9162 PROOF(size1, D[size2]) for every pair", leaves, table, consistency
+    )
+    files["README.md"] = README
+    return files
+
+
+def main() -> None:
+    OUT.mkdir(parents=True, exist_ok=True)
+    for name, text in build().items():
+        (OUT / name).write_text(text)
 
 
 if __name__ == "__main__":

@@ -11,6 +11,7 @@ from pathlib import Path
 import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
+from tools import make_tlog_vectors
 
 from tests import reference_merkle as ref
 from vega.core import merkle
@@ -444,3 +445,8 @@ def test_consistency_vectors(n: int) -> None:
             bad.append((m2, n2, proof, r[min(max(m2, 0), 130)], r[n2]))
         for args in bad:
             assert _fails(partial(merkle.verify_consistency, *args)), (m, n, args[:2])
+
+
+def test_vector_files_are_what_the_tool_makes() -> None:
+    """house-style.md §4.10: vectors are committed with their tool and never edited by hand."""
+    assert make_tlog_vectors.build() == {p.name: p.read_text() for p in VECTORS.iterdir()}
