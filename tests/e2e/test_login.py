@@ -1,10 +1,9 @@
 """Issue 5 end to end: the real ``vega login/whoami/status/logout`` against a real uvicorn on loopback.
 
-The server is a minimal Starlette app mounting the identity routes (enrol + development identity
-mode: device flow, user API), ``/api/info`` (with ``github`` from ``Authenticator.github_info``,
-the shape ``vega.core.api.InfoResponse`` serves) and ``/nix-cache-info``: the control plane's
-``create_app`` was not yet committed when this test was written. No test double is involved: the
-CLI runs its real device-flow loop against the development GitHub over a socket.
+The server is the control plane's own ``create_app`` in development identity mode (device flow,
+user API, OIDC issuer) on SQLite and a temporary directory, served by uvicorn on 127.0.0.1. No test
+double is involved: the CLI runs its real device-flow loop against the development GitHub over a
+socket, then enrols, and the credential is checked by the same server.
 """
 
 from __future__ import annotations
@@ -22,18 +21,15 @@ from pathlib import Path
 import httpx2
 import pytest
 import uvicorn
-from starlette.applications import Starlette
-from starlette.requests import Request
-from starlette.responses import JSONResponse, PlainTextResponse, Response
-from starlette.routing import Route
 
 from vega.cli.main import main
-from vega.core.signing import SecretKey
+from vega.core.signing import generate_secret_key
+from vega.server.app import create_app, identity_for
+from vega.server.blobs import LocalBlobStore
 from vega.server.db import open_database
-from vega.server.identity import Authenticator, IdentitySettings
-from vega.server.identity.dev import DevSettings
-
-MASTER = SecretKey("vega-cache-1", bytes(range(32)))
+from vega.server.identity import Authenticator
+from vega.server.service import ServerKeys
+from vega.server.settings import ServerSettings
 
 
 @dataclass
@@ -49,33 +45,29 @@ def server(tmp_path: Path) -> Iterator[Server]:
     sock.bind(("127.0.0.1", 0))
     sock.listen(16)
     url = f"http://127.0.0.1:{sock.getsockname()[1]}"
-    db = open_database(f"sqlite:///{tmp_path}/server.db")
+    settings = ServerSettings(data_dir=tmp_path / "data", public_url=url, dev=True)
+    keys = ServerKeys(
+        shared=generate_secret_key("vega-cache-1", b"\x01" * 32),
+        log=generate_secret_key("vega-log-1", b"\x02" * 32),
+    )
+    db = open_database(settings.resolved_database_url)
     http = httpx2.Client()
-    auth = Authenticator(
-        IdentitySettings(
-            public_url=url, dev=DevSettings(state_dir=tmp_path / "dev", poll_interval_s=0, pending_polls=1)
-        ),
-        master=MASTER,
-        db=db,
-        http=http,
-        now=time.time,
+
+    def now_ms() -> int:
+        return int(time.time() * 1000)
+
+    # The real polling loop runs: one authorization_pending answer, an interval of 0 s.
+    auth = identity_for(settings, keys, db, now_ms, http, dev_polls=1, dev_interval_s=0)
+    app = create_app(
+        settings, db, LocalBlobStore(settings.resolved_nar_dir), now_ms, keys=keys, authenticator=auth
     )
     requests: list[str] = []
-
-    async def api_info(request: Request) -> Response:
-        return JSONResponse({"version": "0.18.0", "github": auth.github_info()})
-
-    async def cache_info(request: Request) -> Response:
-        return PlainTextResponse("StoreDir: /nix/store\nWantMassQuery: 1\nPriority: 40\n")
 
     async def record(scope, receive, send):
         if scope["type"] == "http":
             requests.append(f"{scope['method']} {scope['path']}")
         await app(scope, receive, send)
 
-    app = Starlette(
-        routes=[*auth.routes(), Route("/api/info", api_info), Route("/nix-cache-info", cache_info)]
-    )
     uv = uvicorn.Server(uvicorn.Config(record, lifespan="off", log_level="warning"))
     thread = threading.Thread(target=uv.run, kwargs={"sockets": [sock]}, daemon=True)
     thread.start()
