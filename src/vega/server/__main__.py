@@ -1,16 +1,267 @@
-"""``vega-server``: the reference control plane's entry point (not yet available)."""
+"""``vega-server``: settings, first-run defaults, keys, and uvicorn.
+
+Usage::
+
+    vega-server serve [--data-dir DIR] [--host 127.0.0.1] [--port N] [--public-url URL]
+                      [--dev] [--config FILE]
+    vega-server dev-ci-token --repo OWNER/REPO --sha SHA [...]   (development identity mode)
+    vega-server revoke HASH --reason TEXT [--data-dir DIR] [--config FILE]
+
+First run with no configuration works: the data directory is created (0700)
+with ``server.db`` (SQLite, WAL), ``nars/``, and fresh keys written 0600 under
+``keys/``: the shared narinfo key (``vega-cache-1`` unless ``shared_key_name``
+says otherwise; tenant and enrolment keys derive from it, protocol.md §2.6)
+and a separate log key for checkpoint notes. A commented ``server.toml`` is
+written beside them. ``serve`` prints the nix.conf lines that trust this
+server, then runs uvicorn; a background thread promotes store paths whose
+settling window has passed.
+
+Spec: issue 4 ("Running it"); house-style.md §4.7, §4.9.
+"""
 
 from __future__ import annotations
 
+import argparse
+import contextlib
+import logging
+import os
 import sys
+import threading
+import time
+from collections.abc import Callable, Sequence
+from pathlib import Path
+from typing import TextIO
 
-__all__ = ["entry"]
+from vega.core.signing import (
+    SecretKey,
+    format_public_key,
+    format_secret_key,
+    generate_secret_key,
+    parse_secret_key,
+)
+from vega.errors import ConfigError, FormatError, VegaError
+from vega.server.settings import ServerSettings, load_settings
+
+__all__ = ["ensure_keys", "entry", "main", "nix_conf_lines"]
+
+log = logging.getLogger("vega.server")
+
+_CONFIG_TEMPLATE = """\
+# vega-server configuration (TOML). Every setting can also be given as VEGA_SERVER_<NAME>.
+# Secrets never go here: use VEGA_SERVER_SIGNING_KEY(_FILE), VEGA_SERVER_LOG_KEY(_FILE),
+# VEGA_SERVER_DATABASE_URL(_FILE), or signing_key_file / log_key_file / database_url_file.
+#
+# host = "127.0.0.1"
+# port = 8080
+# public_url = "https://cache.example.org"   # must be https unless loopback
+# nar_dir = "/var/lib/vega-server/nars"
+# shared_key_name = "vega-cache-1"
+# quorum = 2                 # distinct owners that must agree
+# min_reproductions = 1      # reproducer-lane matches required
+# settling_s = 600           # seconds agreement must stand before promotion
+# reproducer_workflows = ["vega-org/vega/.github/workflows/reproduce.yml"]
+# oidc_issuers = ["https://token.actions.githubusercontent.com"]
+# github_url = "https://github.com"
+"""
+
+
+def _write_secret(path: Path, text: str) -> None:
+    """Create ``path`` with mode 0600 (never overwriting), fsynced."""
+    path.parent.mkdir(parents=True, exist_ok=True, mode=0o700)
+    fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+    with os.fdopen(fd, "w", encoding="utf-8") as f:
+        f.write(text + "\n")
+        f.flush()
+        os.fsync(f.fileno())
+
+
+def _load_or_create(inline: str | None, path: Path, name: str, what: str) -> tuple[SecretKey, bool]:
+    if inline is not None:
+        text, created = inline, False
+    elif path.exists():
+        text, created = path.read_text(encoding="utf-8").strip(), False
+    else:
+        text, created = format_secret_key(generate_secret_key(name, os.urandom(32))), True
+        _write_secret(path, text)
+    try:
+        return parse_secret_key(text), created
+    except FormatError as e:
+        raise ConfigError(f"{what} is not a Nix secret key ({path}): {e.message}") from None
+
+
+def ensure_keys(settings: ServerSettings) -> tuple[SecretKey, SecretKey, bool]:
+    """Load the shared and log secret keys, creating missing key files (0600) on first run.
+
+    Returns:
+        ``(shared, log, created)`` where ``created`` says whether any key was generated now.
+
+    Raises:
+        ConfigError: a key is unreadable or malformed, or both keys are the same key.
+    """
+    settings.data_dir.mkdir(parents=True, exist_ok=True, mode=0o700)
+    shared, c1 = _load_or_create(
+        settings.signing_key, settings.resolved_signing_key_file, settings.shared_key_name, "shared key"
+    )
+    log_key, c2 = _load_or_create(
+        settings.log_key, settings.resolved_log_key_file, settings.log_key_name, "log key"
+    )
+    if shared.seed == log_key.seed:
+        raise ConfigError("the log key must differ from the shared narinfo key")
+    template = settings.data_dir / "server.toml"
+    if c1 and not template.exists():
+        template.write_text(_CONFIG_TEMPLATE, encoding="utf-8")
+    return shared, log_key, c1 or c2
+
+
+def nix_conf_lines(settings: ServerSettings, shared: SecretKey) -> list[str]:
+    """The nix.conf lines that make Nix substitute from this server's shared tier."""
+    return [
+        f"extra-substituters = {settings.resolved_public_url}",
+        f"extra-trusted-public-keys = {format_public_key(shared.public)}",
+    ]
+
+
+def _now_ms() -> int:
+    return int(time.time() * 1000)
+
+
+def _overrides(args: argparse.Namespace) -> dict[str, object]:
+    return {
+        "data_dir": getattr(args, "data_dir", None),
+        "host": getattr(args, "host", None),
+        "port": getattr(args, "port", None),
+        "public_url": getattr(args, "public_url", None),
+        "dev": True if getattr(args, "dev", False) else None,
+    }
+
+
+def _serve(settings: ServerSettings, out: TextIO, run: Callable[..., None]) -> int:
+    from vega.server.app import create_app
+    from vega.server.blobs import LocalBlobStore
+    from vega.server.db import open_database
+    from vega.server.service import ServerKeys
+
+    shared, log_key, created = ensure_keys(settings)
+    db = open_database(settings.resolved_database_url)
+    blobs = LocalBlobStore(settings.resolved_nar_dir)
+    app = create_app(settings, db, blobs, _now_ms, keys=ServerKeys(shared=shared, log=log_key))
+    if created:
+        out.write(
+            f"vega-server: first run: new keys in {settings.resolved_signing_key_file.parent} (mode 0600)\n"
+        )
+    if settings.dev:
+        out.write("vega-server: DEVELOPMENT IDENTITY MODE (never expose this server to a network)\n")
+    out.write(f"vega-server: serving {settings.resolved_public_url} from {settings.data_dir}\n")
+    out.write("Add to nix.conf to substitute from this server:\n")
+    for line in nix_conf_lines(settings, shared):
+        out.write(f"  {line}\n")
+    out.flush()
+    stop = threading.Event()
+    interval = max(1.0, min(float(settings.settling_s), 30.0))
+
+    def sweeper() -> None:
+        while not stop.wait(interval):
+            try:
+                app.state.service.sweep()
+            except Exception:
+                log.exception("promotion sweep failed")
+
+    thread = threading.Thread(target=sweeper, name="vega-sweeper", daemon=True)
+    thread.start()
+    try:
+        run(app, host=settings.host, port=settings.port, log_level="info", proxy_headers=False)
+    finally:
+        stop.set()
+        db.close()
+    return 0
+
+
+def _revoke(settings: ServerSettings, hash_part: str, reason: str, out: TextIO) -> int:
+    from vega.server.app import log_signer
+    from vega.server.db import open_database
+    from vega.server.log.log import TransparencyLog
+    from vega.server.service import ServerKeys
+
+    shared, log_key, _ = ensure_keys(settings)
+    keys = ServerKeys(shared=shared, log=log_key)
+    db = open_database(settings.resolved_database_url)
+    try:
+        from vega.core.promotion import PromotionPolicy
+        from vega.server.blobs import LocalBlobStore
+        from vega.server.service import CacheService
+        from vega.server.store import Store
+
+        origin = settings.resolved_log_origin
+        service = CacheService(
+            store=Store(db),
+            blobs=LocalBlobStore(settings.resolved_nar_dir),
+            keys=keys,
+            log=TransparencyLog(db, origin, log_signer(keys, origin), shared, _now_ms),
+            policy=PromotionPolicy(quorum=settings.quorum),
+            now=_now_ms,
+            public_url=settings.resolved_public_url,
+        )
+        added = service.revoke(hash_part, reason)
+    finally:
+        db.close()
+    out.write(f"vega-server: {'revoked' if added else 'already revoked'} {hash_part}\n")
+    return 0
+
+
+def _parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="vega-server", description="The Vega reference control plane.")
+    sub = parser.add_subparsers(dest="command", required=True)
+    serve = sub.add_parser("serve", help="run the control plane")
+    revoke = sub.add_parser("revoke", help="revoke a store path (logged; withdrawn from the shared tier)")
+    for p in (serve, revoke):
+        p.add_argument("--data-dir", type=Path, help="data directory (default $XDG_DATA_HOME/vega-server)")
+        p.add_argument("--config", type=Path, help="TOML config file (or VEGA_SERVER_CONFIG)")
+    serve.add_argument("--host", help="listen address (default 127.0.0.1)")
+    serve.add_argument("--port", type=int, help="listen port (default 8080)")
+    serve.add_argument("--public-url", help="URL clients use (default http://HOST:PORT)")
+    serve.add_argument("--dev", action="store_true", help="development identity mode (loopback only)")
+    revoke.add_argument("hash", help="32-character store-path hash")
+    revoke.add_argument("--reason", required=True, help="why, for the log")
+    sub.add_parser(
+        "dev-ci-token", help="print a simulated CI job's environment (development mode)", add_help=False
+    )
+    return parser
+
+
+def main(argv: Sequence[str], *, out: TextIO | None = None, run: Callable[..., None] | None = None) -> int:
+    """Run ``vega-server`` with ``argv`` (without the program name); return the exit code."""
+    stream = out or sys.stdout
+    if argv[:1] == ["dev-ci-token"]:
+        from vega.server.identity.dev import ci_token_command
+
+        settings = load_settings({})
+        return ci_token_command(
+            argv[1:],
+            default_url=settings.resolved_public_url,
+            default_state_dir=settings.data_dir / "dev-identity",
+        )
+    args = _parser().parse_args(list(argv))
+    try:
+        settings = load_settings(_overrides(args), args.config)
+        if args.command == "revoke":
+            return _revoke(settings, args.hash, args.reason, stream)
+        if run is None:
+            import uvicorn
+
+            run = uvicorn.run
+        return _serve(settings, stream, run)
+    except VegaError as e:
+        sys.stderr.write(f"error: {e.message}\n")
+        if e.next_steps:
+            sys.stderr.write("\nTry:\n" + "".join(f"  {s}\n" for s in e.next_steps))
+        return 1
 
 
 def entry() -> None:
     """Console-script entry point for ``vega-server``."""
-    sys.stderr.write("error: vega-server is not yet available in this version of Vega\n")
-    raise SystemExit(1)
+    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    with contextlib.suppress(KeyboardInterrupt):
+        raise SystemExit(main(sys.argv[1:]))
 
 
 if __name__ == "__main__":

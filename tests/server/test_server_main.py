@@ -1,0 +1,124 @@
+"""``vega-server``: first run (keys 0600, nix.conf lines), serve under a real process, revoke."""
+
+from __future__ import annotations
+
+import io
+import os
+import socket
+import stat
+import subprocess
+import sys
+import time
+from pathlib import Path
+from typing import Any
+
+import httpx2
+import pytest
+from starlette.testclient import TestClient
+
+from vega.core.signing import format_secret_key, generate_secret_key
+from vega.errors import ConfigError
+from vega.server.__main__ import ensure_keys, main
+from vega.server.settings import ServerSettings
+
+
+def test_first_run_creates_keys_0600_and_reuses_them(tmp_path: Path) -> None:
+    settings = ServerSettings(data_dir=tmp_path / "data")
+    shared, log_key, created = ensure_keys(settings)
+    assert created is True
+    assert shared.name == "vega-cache-1"
+    assert log_key.name == "vega-log-1"
+    for path in (settings.resolved_signing_key_file, settings.resolved_log_key_file):
+        assert stat.S_IMODE(path.stat().st_mode) == 0o600
+    assert stat.S_IMODE(settings.data_dir.stat().st_mode) == 0o700
+    assert (settings.data_dir / "server.toml").read_text().startswith("# vega-server configuration")
+    again = ensure_keys(settings)
+    assert again == (shared, log_key, False)
+    named = ensure_keys(ServerSettings(data_dir=tmp_path / "other", shared_key_name="my-cache-1"))
+    assert named[0].name == "my-cache-1"
+
+
+def test_keys_from_the_environment(tmp_path: Path) -> None:
+    inline = format_secret_key(generate_secret_key("env-cache-1", b"\x05" * 32))
+    settings = ServerSettings(data_dir=tmp_path, signing_key=inline)
+    assert ensure_keys(settings)[0].name == "env-cache-1"
+    assert not settings.resolved_signing_key_file.exists()
+    with pytest.raises(ConfigError, match="not a Nix secret key"):
+        ensure_keys(ServerSettings(data_dir=tmp_path, signing_key="nonsense"))
+    with pytest.raises(ConfigError, match="must differ"):
+        ensure_keys(ServerSettings(data_dir=tmp_path, signing_key=inline, log_key=inline))
+
+
+def test_serve_prints_nix_conf_lines_and_builds_the_app(tmp_path: Path) -> None:
+    captured: dict[str, Any] = {}
+
+    def run(app: Any, **kwargs: Any) -> None:
+        captured["app"] = app
+        captured.update(kwargs)
+
+    out = io.StringIO()
+    code = main(["serve", "--data-dir", str(tmp_path), "--port", "8765", "--dev"], out=out, run=run)
+    assert code == 0
+    text = out.getvalue()
+    assert "first run" in text
+    assert "DEVELOPMENT IDENTITY MODE" in text
+    assert "  extra-substituters = http://127.0.0.1:8765\n" in text
+    key_line = next(line for line in text.splitlines() if "extra-trusted-public-keys" in line)
+    assert (captured["host"], captured["port"]) == ("127.0.0.1", 8765)
+    client = TestClient(captured["app"], base_url="http://127.0.0.1:8765")
+    assert key_line.split(" = ")[1] == client.get("/api/info").json()["sharedKey"]
+    out = io.StringIO()
+    assert main(["serve", "--data-dir", str(tmp_path), "--port", "8765"], out=out, run=run) == 0
+    assert "first run" not in out.getvalue()
+
+
+def test_bad_settings_exit_1(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    code = main(["serve", "--data-dir", str(tmp_path), "--public-url", "http://cache.example.com"])
+    assert code == 1
+    err = capsys.readouterr().err
+    assert err.startswith("error: public_url 'http://cache.example.com' is not loopback, so it must be https")
+    assert "Try:" in err
+
+
+def test_revoke_command(tmp_path: Path) -> None:
+    out = io.StringIO()
+    assert main(["revoke", "a" * 32, "--reason", "test", "--data-dir", str(tmp_path)], out=out) == 0
+    assert main(["revoke", "a" * 32, "--reason", "test", "--data-dir", str(tmp_path)], out=out) == 0
+    assert out.getvalue().splitlines() == [
+        f"vega-server: revoked {'a' * 32}",
+        f"vega-server: already revoked {'a' * 32}",
+    ]
+
+
+def test_vega_server_serve_runs_as_a_process(tmp_path: Path) -> None:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        port = s.getsockname()[1]
+    env = dict(os.environ, VEGA_SERVER_SETTLING_S="0")
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "vega.server", "serve", "--data-dir", str(tmp_path), "--port", str(port)],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        env=env,
+    )
+    try:
+        deadline = time.monotonic() + 60
+        while True:
+            assert proc.poll() is None, proc.stderr.read().decode() if proc.stderr else ""
+            try:
+                r = httpx2.get(f"http://127.0.0.1:{port}/healthz", timeout=5)
+                break
+            except httpx2.TransportError:
+                assert time.monotonic() < deadline, "vega-server did not start"
+                time.sleep(0.05)
+        assert r.text == "ok\n"
+        info = httpx2.get(f"http://127.0.0.1:{port}/api/info", timeout=5).json()
+        assert info["sharedKey"].startswith("vega-cache-1:")
+        assert httpx2.get(f"http://127.0.0.1:{port}/nix-cache-info", timeout=5).status_code == 200
+        assert httpx2.get(f"http://127.0.0.1:{port}/log/sth", timeout=5).json()["size"] == 0
+        assert (tmp_path / "server.db").exists()
+        assert (tmp_path / "nars").is_dir()
+    finally:
+        proc.terminate()
+        out, _ = proc.communicate(timeout=30)
+    assert b"extra-trusted-public-keys = vega-cache-1:" in out
