@@ -22,7 +22,7 @@ r"""Development identity mode: a GitHub and an Actions OIDC issuer inside the co
 
 A simulated CI job, against a server at ``http://127.0.0.1:8080`` in development mode::
 
-    eval "$(vega-server dev-ci-token --url http://127.0.0.1:8080 --state-dir STATE \
+    eval "$(vega-server dev-ci-token --url http://127.0.0.1:8080 \
               --repo alice/hello --sha $(git rev-parse HEAD) --workflow .github/workflows/vega.yml)"
     # or, from anywhere that can reach the server:
     curl -s -X POST http://127.0.0.1:8080/_dev/ci-token \
@@ -31,7 +31,8 @@ A simulated CI job, against a server at ``http://127.0.0.1:8080`` in development
 
 which sets ``ACTIONS_ID_TOKEN_REQUEST_URL=http://127.0.0.1:8080/_dev/oidc/token``,
 ``ACTIONS_ID_TOKEN_REQUEST_TOKEN=<request token>``, ``GITHUB_REPOSITORY``, ``GITHUB_SHA`` and
-``VEGA_URL``. ``python -m vega.server.identity.dev dev-ci-token ...`` is the same command.
+``VEGA_URL``. ``python -m vega.server.identity.dev dev-ci-token --url URL --state-dir DIR ...``
+is the same command; docs/development-identity.md has the details.
 
 Spec: protocol.md §9 (device flow), §10 (OIDC token request); issue 4 (development identity mode).
 """
