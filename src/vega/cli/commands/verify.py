@@ -172,7 +172,7 @@ def execute(
         parse_target(target)
     options = options_from(args)
     many = len(args.targets) > 1 or args.recursive
-    progress = _Progress(err, environ, enabled=many)
+    progress = _Progress(err, environ, enabled=many, quiet=args.json)
     try:
         reports = verify_many(
             ctx,
@@ -316,8 +316,10 @@ def _render_many(
 class _Progress:
     """One progress display: rich on a terminal, periodic plain lines otherwise (stderr only)."""
 
-    def __init__(self, err: TextIO, environ: Mapping[str, str], *, enabled: bool) -> None:
+    def __init__(self, err: TextIO, environ: Mapping[str, str], *, enabled: bool, quiet: bool) -> None:
         self.enabled = enabled
+        self.quiet = quiet
+        """No plain lines (``--json``); a terminal still gets the live display."""
         self.total = 0
         self.count = 0
         self.failed = 0
@@ -355,7 +357,7 @@ class _Progress:
             return
         if self._rich is not None:
             self._rich.update(self._task, completed=self.count, failed=self.failed)
-        elif self.count == self.total or self.count % 25 == 0:
+        elif not self.quiet and (self.count == self.total or self.count % 25 == 0):
             self.err.write(f"verified {self.count}/{self.total} paths ({self.failed} failed)\n")
             self.err.flush()
 
