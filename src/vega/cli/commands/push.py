@@ -1,0 +1,323 @@
+"""``vega push [installable...]``: build locally and upload novel store paths to the owner namespace.
+
+Output: text on stdout (``✦ Building …``, the closure partition, the epilogue with the
+``nix.conf`` lines and the substitutability verdict); a rich progress display (bytes, rate,
+ETA, one line per path in flight) on stderr when stdout is a terminal and ``CI`` is unset;
+plain ``  uploaded <done>/<total>`` lines otherwise; with ``--json`` only NDJSON events on
+stdout (``plan``, ``pushed``, and a final ``check``). Nix's build logs go to stderr.
+
+Spec: cli.md §9, §1.1 (output helpers), §1.5 (strict credential load).
+"""
+
+from __future__ import annotations
+
+import argparse
+import sys
+from collections.abc import Mapping
+from typing import TYPE_CHECKING, Any, TextIO
+
+if TYPE_CHECKING:
+    from vega.client.push import PushDeps, PushEvent, PushReport
+
+__all__ = ["execute", "format_size", "register", "run"]
+
+_EXAMPLES = """\
+examples:
+  vega push                         build the flake in . and push what the caches lack
+  vega push .#app .#tool -j 8       two installables, eight uploads at a time
+  vega push --no-skip-upstream      upload the whole closure, even what cache.nixos.org has
+  vega push --json                  NDJSON events: plan, pushed, check
+"""
+
+
+def register(sub: Any) -> None:
+    """Add the ``push`` subcommand."""
+    p = sub.add_parser(
+        "push",
+        help="build locally and upload novel store paths into your owner namespace",
+        description=(
+            "Build each installable with nix, skip the paths your namespace or the upstream cache"
+            " already serve, and upload the rest (NAR, zstd, checksummed) into owner:<userId>."
+        ),
+        epilog=_EXAMPLES,
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
+    p.add_argument("installables", nargs="*", default=["."], metavar="installable", help="default: .")
+    p.add_argument(
+        "--no-skip-upstream",
+        dest="skip_upstream",
+        action="store_false",
+        help="upload the whole closure, even paths the upstream serves",
+    )
+    p.add_argument("--upstream", default="https://cache.nixos.org", help="upstream cache to diff against")
+    p.add_argument("-j", "--jobs", type=int, default=4, help="upload concurrency (default 4)")
+    p.add_argument("--json", action="store_true", help="NDJSON progress events on stdout")
+    p.set_defaults(run=run)
+
+
+def format_size(n: float) -> str:
+    """cli.md §9: units B KiB MiB GiB (1024 steps), one decimal when < 10 and not B."""
+    units = ("B", "KiB", "MiB", "GiB")
+    k = 0
+    value = float(n)
+    while value >= 1024 and k < len(units) - 1:
+        value /= 1024
+        k += 1
+    if k == 0:
+        return f"{int(value)} B"
+    return f"{value:.1f} {units[k]}" if value < 10 else f"{value:.0f} {units[k]}"
+
+
+def run(args: argparse.Namespace) -> int:
+    """Load the credential, build the real adapters, push, render."""
+    import shutil
+    import tempfile
+    from pathlib import Path
+
+    import httpx2
+
+    from vega.client.credentials import load_credential
+    from vega.client.http import Http, HttpLimits
+    from vega.client.nix import Nix, SubprocessRunner, check_installable
+    from vega.client.push import PushDeps
+    from vega.client.settings import read_settings, system_clock_ms
+    from vega.client.upload import UploadClient, UploadLimits, static_bearer
+
+    for installable in args.installables:
+        check_installable(installable)
+    settings = read_settings()
+    cred = load_credential(settings.credential_path, system_clock_ms())
+
+    def forward(line: str) -> None:
+        sys.stderr.write(line + "\n")
+        sys.stderr.flush()
+
+    work = Path(tempfile.mkdtemp(prefix="vega-push-"))
+    with httpx2.Client() as client, httpx2.Client() as fresh:
+        deps = PushDeps(
+            nix=Nix(SubprocessRunner(forward)),
+            uploader=UploadClient(
+                client,
+                cred.url,
+                static_bearer(cred.credential),
+                UploadLimits.from_environ(settings.environ),
+                now_ms=system_clock_ms,
+            ),
+            probe=Http(client, HttpLimits(timeout_s=15.0, tries=1)),
+            checker=Http(fresh, HttpLimits(timeout_s=5.0)),
+            namespace=cred.namespace,
+            work_dir=work,
+        )
+        try:
+            return execute(args, deps, settings.environ)
+        finally:
+            shutil.rmtree(work, ignore_errors=True)
+
+
+def _interactive(out: TextIO, environ: Mapping[str, str]) -> bool:
+    isatty = getattr(out, "isatty", None)
+    return bool(isatty and isatty()) and environ.get("CI", "") in ("", "0", "false")
+
+
+def execute(
+    args: argparse.Namespace,
+    deps: PushDeps,
+    environ: Mapping[str, str],
+    out: TextIO | None = None,
+    err: TextIO | None = None,
+) -> int:
+    """Push with ``deps`` and render (tests call this directly with in-process adapters)."""
+    from vega.cli import style
+    from vega.client.push import PushOptions, push
+
+    out = out or sys.stdout
+    err = err or sys.stderr
+    options = PushOptions(
+        installables=tuple(args.installables),
+        skip_upstream=args.skip_upstream,
+        upstream=args.upstream,
+        jobs=max(1, args.jobs),
+    )
+    display = _Display(out, err, environ, json_mode=args.json)
+    try:
+        report = push(deps, options, display.event)
+    finally:
+        display.close()
+    if args.json:
+        style.emit_json(
+            {
+                "event": "check",
+                "namespace": report.namespace,
+                "pushed": len(report.pushed),
+                "substituter": report.substituter,
+                "publicKey": report.public_key,
+                "substitutable": report.check.ok,
+                "reason": report.check.reason,
+            },
+            out,
+        )
+        return 0 if report.check.ok else 1
+    return _epilogue(report, environ, out, err)
+
+
+def _epilogue(report: PushReport, environ: Mapping[str, str], out: TextIO, err: TextIO) -> int:
+    from vega.cli import style
+
+    grey = style.use_colour(out, environ)
+
+    def dim(text: str) -> str:
+        return f"\x1b[90m{text}\x1b[0m" if grey else text
+
+    style.success(
+        f"Pushed {len(report.pushed)} path(s) to {report.namespace}.",
+        environ,
+        out,
+    )
+    style.info(dim("  Consumers who ran `vega trust add <your login>` receive them through their view."), out)
+    if report.public_key is not None:
+        style.info("", out)
+        style.info(dim("Add to nix.conf (or nix.settings in your NixOS configuration):"), out)
+        style.info(dim(f"  extra-substituters = {report.substituter}"), out)
+        style.info(dim(f"  extra-trusted-public-keys = {report.public_key}"), out)
+        style.info(
+            dim(
+                "  (the control plane alone serves only the globally reproduced shared tier;"
+                " these builds come from the tenant path)"
+            ),
+            out,
+        )
+    style.info("", out)
+    if report.check.ok:
+        style.success(
+            f"Checked as a fresh client: {report.check.checked} path(s) substitutable"
+            f" from {report.substituter}",
+            environ,
+            out,
+        )
+        return 0
+    style.fail(f"not substitutable from {report.substituter}: {report.check.reason}", environ, (), err)
+    return 1
+
+
+class _Display:
+    """Renders push events: NDJSON, a rich live display, or plain periodic lines."""
+
+    def __init__(self, out: TextIO, err: TextIO, environ: Mapping[str, str], *, json_mode: bool) -> None:
+        self.out = out
+        self.err = err
+        self.environ = environ
+        self.json = json_mode
+        self.tty = not json_mode and _interactive(out, environ)
+        self._rich: Any = None
+        self._overall: Any = None
+        self._tasks: dict[object, Any] = {}
+        self._stage: dict[object, str] = {}
+        self._packed: dict[object, int] = {}
+
+    def event(self, event: PushEvent) -> None:
+        from vega.cli import style
+        from vega.client.push import BuildStarted, PackProgress, PathPushed, Planned, UploadProgress
+
+        if isinstance(event, BuildStarted):
+            self._stop()
+            if not self.json:
+                style.success(f"Building {event.installable}", self.environ, self.out)
+        elif isinstance(event, Planned):
+            if self.json:
+                style.emit_json(
+                    {"event": "plan", "installable": event.installable, "novel": len(event.novel)}, self.out
+                )
+                return
+            extra = f", {event.cached} already in the namespace" if event.cached else ""
+            style.info(
+                f"  Closure {event.closure} paths: {len(event.novel)} novel,"
+                f" {event.upstream} already upstream{extra}",
+                self.out,
+            )
+            if self.tty and event.novel:
+                self._start(event.nar_bytes)
+        elif isinstance(event, PackProgress):
+            self._advance_pack(event.path, event.nar_bytes, event.nar_size)
+        elif isinstance(event, UploadProgress):
+            self._show(event.path, f"uploading {event.path.name}", event.moved, event.total)
+        elif isinstance(event, PathPushed):
+            self._pushed(event)
+
+    # -- rich ------------------------------------------------------------------------------------
+
+    def _start(self, nar_bytes: int) -> None:
+        from rich.console import Console
+        from rich.progress import (
+            BarColumn,
+            DownloadColumn,
+            Progress,
+            TextColumn,
+            TimeRemainingColumn,
+            TransferSpeedColumn,
+        )
+
+        console = Console(file=self.err, no_color="NO_COLOR" in self.environ)
+        self._rich = Progress(
+            TextColumn("{task.description}"),
+            BarColumn(),
+            DownloadColumn(binary_units=True),
+            TransferSpeedColumn(),
+            TimeRemainingColumn(),
+            console=console,
+            transient=True,
+        )
+        self._rich.start()
+        self._overall = self._rich.add_task("  Packing and uploading", total=nar_bytes)
+        self._tasks.clear()
+        self._packed.clear()
+
+    def _show(self, path: object, description: str, done: int, total: int) -> None:
+        if self._rich is None:
+            return
+        task = self._tasks.get(path)
+        if task is None:
+            task = self._tasks[path] = self._rich.add_task(description, total=total)
+        self._rich.update(task, description=f"    {description}", completed=done, total=total)
+
+    def _advance_pack(self, path: object, nar_bytes: int, nar_size: int) -> None:
+        if self._rich is None:
+            return
+        before = self._packed.get(path, 0)
+        self._packed[path] = nar_bytes
+        self._rich.advance(self._overall, nar_bytes - before)
+        name = getattr(path, "name", str(path))
+        self._show(path, f"packing {name}", nar_bytes, nar_size)
+
+    def _pushed(self, event: Any) -> None:
+        from vega.cli import style
+
+        if self.json:
+            style.emit_json(
+                {
+                    "event": "pushed",
+                    "path": event.path.absolute,
+                    "size": event.size,
+                    "done": event.done,
+                    "total": event.total,
+                },
+                self.out,
+            )
+            return
+        if self._rich is not None:
+            task = self._tasks.pop(event.path, None)
+            if task is not None:
+                self._rich.remove_task(task)
+            self._rich.console.print(f"  pushed {event.path.name} ({format_size(event.size)})")
+            if event.done == event.total:
+                self._stop()
+        elif event.done % 10 == 0 or event.done == event.total:
+            style.info(f"  uploaded {event.done}/{event.total}", self.out)
+
+    def _stop(self) -> None:
+        if self._rich is not None:
+            self._rich.stop()
+            self._rich = None
+
+    def close(self) -> None:
+        """Stop any live display."""
+        self._stop()

@@ -1,0 +1,598 @@
+"""``vega push``: build locally, plan, pack and upload novel store paths into the owner namespace.
+
+Order of operations, per installable (cli.md §9):
+
+1. ``nix build --json --no-link -L`` (one evaluation) then ``nix path-info --json -r`` on the
+   outputs (no evaluation) for the closure.
+2. One batched probe, 64 in flight: ``HEAD <namespace>/<hash>.narinfo`` (already pushed: skip),
+   then, with skip-upstream, ``HEAD <upstream>/<hash>.narinfo``; only 200 counts, any error
+   means novel (upload rather than drop).
+3. Novel paths, largest NAR first, ``jobs`` at a time: the NAR is serialised, hashed (NarHash),
+   compressed with multi-threaded zstd and hashed again (FileHash) in one pass into a bounded
+   spool (memory up to ``spool_memory_bytes``, then a temp file; docs/adr/0007), then presigned,
+   PUT and pushed (``POST /api/cache/push``). Packing runs at most ``pack_slots`` at a time so
+   memory stays bounded whatever ``jobs`` is; uploads of packed paths overlap packing of the next.
+4. After every installable: the namespace's key (``GET <substituter>/key``) and a check, as a
+   fresh client with no narinfo cache, that every path the namespace should serve is really
+   substitutable: narinfo present and describing the path we pushed, signed by that key, and the
+   NAR object present.
+
+Progress goes out as :data:`PushEvent` values through a callback (called from worker threads,
+serialised by a lock); the flow prints nothing.
+
+Spec: cli.md §9; agent.md §6.2 (NAR artifact), §7.1 (skip-upstream), §7.4 (upload).
+"""
+
+from __future__ import annotations
+
+import concurrent.futures
+import contextlib
+import hashlib
+import os
+import re
+import tempfile
+import threading
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Final
+
+from vega.client import narfs
+from vega.client.http import Http
+from vega.client.nix import Nix, PathInfo
+from vega.client.upload import Body, BytesBody, FileBody, UploadClient
+from vega.core.api import AttestBody, KeyResponse, PushResult
+from vega.core.compression import Compression, Compressor
+from vega.core.hashes import HashAlgorithm, NixHash
+from vega.core.narinfo import parse_narinfo, verify_narinfo_signature
+from vega.core.signing import is_printable_key, parse_public_key
+from vega.core.storepath import StorePath
+from vega.errors import FormatError, VegaError, VerificationError
+
+__all__ = [
+    "BuildStarted",
+    "PackProgress",
+    "PackedNar",
+    "PathPushed",
+    "Planned",
+    "PushDeps",
+    "PushEvent",
+    "PushOptions",
+    "PushReport",
+    "PushedPath",
+    "SubstituteCheck",
+    "UploadProgress",
+    "check_substitutable",
+    "fetch_key",
+    "pack_nar",
+    "plan",
+    "push",
+]
+
+_SUBSTITUTER: Final = re.compile(r"^/[A-Za-z0-9._:/-]+$")
+_PROBES: Final = 64
+_PACK_EVENT_BYTES: Final = 8 << 20
+
+
+# -- events ----------------------------------------------------------------------------------
+
+
+@dataclass(frozen=True, slots=True)
+class BuildStarted:
+    """``nix build`` of one installable is starting."""
+
+    installable: str
+    """The installable."""
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class Planned:
+    """The closure of one installable has been partitioned."""
+
+    installable: str
+    """The installable."""
+    closure: int
+    """Paths in its closure."""
+    novel: tuple[PathInfo, ...]
+    """Paths to upload, in upload order (largest NAR first)."""
+    cached: int
+    """Paths the namespace already serves."""
+    upstream: int
+    """Paths the upstream cache serves (skipped)."""
+    earlier: int = 0
+    """Paths handled for an earlier installable of this push."""
+
+    @property
+    def nar_bytes(self) -> int:
+        """NAR bytes to pack."""
+        return sum(p.nar_size for p in self.novel)
+
+
+@dataclass(frozen=True, slots=True)
+class PackProgress:
+    """NAR bytes serialised, hashed and compressed so far for one path."""
+
+    path: StorePath
+    """The path."""
+    nar_bytes: int
+    """NAR bytes done."""
+    nar_size: int
+    """NAR bytes in all."""
+
+
+@dataclass(frozen=True, slots=True)
+class UploadProgress:
+    """Compressed bytes moved so far for one path (back to 0 when a PUT is retried)."""
+
+    path: StorePath
+    """The path."""
+    moved: int
+    """Bytes the HTTP stack took."""
+    total: int
+    """Bytes in the compressed NAR."""
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class PathPushed:
+    """One path is uploaded and published."""
+
+    path: StorePath
+    """The path."""
+    size: int
+    """Compressed bytes."""
+    nar_size: int
+    """NAR bytes."""
+    done: int
+    """Paths of this installable finished."""
+    total: int
+    """Paths of this installable to upload."""
+
+
+PushEvent = BuildStarted | Planned | PackProgress | UploadProgress | PathPushed
+"""Everything :func:`push` reports while it runs."""
+
+
+# -- results ---------------------------------------------------------------------------------
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class PushedPath:
+    """One uploaded path."""
+
+    path: StorePath
+    """The path."""
+    file_hash: NixHash
+    """SHA-256 of the compressed NAR."""
+    file_size: int
+    """Compressed bytes."""
+    nar_size: int
+    """NAR bytes."""
+
+
+@dataclass(frozen=True, slots=True)
+class SubstituteCheck:
+    """Whether a fresh client can substitute what the namespace should serve."""
+
+    ok: bool
+    """Every checked path is substitutable."""
+    reason: str
+    """``substitutable``, or why not (first problem found, and how many paths have one)."""
+    checked: int = 0
+    """Paths checked."""
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class PushReport:
+    """The outcome of :func:`push`."""
+
+    namespace: str
+    """``owner:<userId>``."""
+    pushed: tuple[PushedPath, ...]
+    """Paths uploaded, in completion order."""
+    closure: int
+    """Distinct paths in all closures."""
+    cached: int
+    """Paths the namespace already served."""
+    upstream: int
+    """Paths skipped because the upstream serves them."""
+    substituter: str
+    """Absolute URL of the namespace (the ``extra-substituters`` value)."""
+    public_key: str | None
+    """The namespace key ``<name>:<base64>``, when the server gave a well-formed one."""
+    check: SubstituteCheck
+    """The substitutability check."""
+
+    @property
+    def uploaded_bytes(self) -> int:
+        """Compressed bytes uploaded."""
+        return sum(p.file_size for p in self.pushed)
+
+
+# -- packing: NAR -> NarHash -> zstd -> FileHash, one pass ----------------------------------
+
+
+class _Spool:
+    """Compressed bytes in memory up to ``limit``, then in a temp file under ``directory``."""
+
+    def __init__(self, directory: Path, limit: int) -> None:
+        self._dir = directory
+        self._limit = limit
+        self._buf = bytearray()
+        self._file: tempfile._TemporaryFileWrapper[bytes] | None = None
+        self.size = 0
+
+    def write(self, data: bytes) -> None:
+        if not data:
+            return
+        self.size += len(data)
+        if self._file is None:
+            if len(self._buf) + len(data) <= self._limit:
+                self._buf += data
+                return
+            self._file = tempfile.NamedTemporaryFile(  # noqa: SIM115 - closed in body()/discard()
+                dir=self._dir, prefix="nar-", suffix=".zst", delete=False
+            )
+            self._file.write(self._buf)
+            self._buf = bytearray()
+        self._file.write(data)
+
+    def body(self) -> Body:
+        if self._file is None:
+            return BytesBody(bytes(self._buf))
+        self._file.close()
+        return FileBody(self._file.name, self.size)
+
+    def discard(self) -> None:
+        self._buf = bytearray()
+        if self._file is not None:
+            self._file.close()
+            with contextlib.suppress(FileNotFoundError):
+                os.unlink(self._file.name)
+
+
+@dataclass(slots=True, kw_only=True)
+class PackedNar:
+    """A compressed NAR ready to upload (agent.md §6.2, computed in process)."""
+
+    nar_hash: NixHash
+    """SHA-256 of the NAR."""
+    nar_size: int
+    """Bytes of the NAR."""
+    file_hash: NixHash
+    """SHA-256 of the compressed bytes."""
+    file_size: int
+    """Bytes of the compressed NAR."""
+    body: Body
+    """The compressed bytes, re-readable for retries."""
+    _spool: _Spool = field(repr=False)
+
+    def discard(self) -> None:
+        """Free the memory or delete the spool file."""
+        self._spool.discard()
+
+
+def pack_nar(
+    path: str,
+    spool_dir: Path,
+    *,
+    spool_memory_bytes: int = 8 << 20,
+    level: int = 3,
+    threads: int = -1,
+    progress: Callable[[int], None] | None = None,
+) -> PackedNar:
+    """Serialise ``path`` as a NAR, hash it, zstd-compress it and hash that, in one pass.
+
+    Args:
+        path: the tree (a store path).
+        spool_dir: where a compressed NAR larger than ``spool_memory_bytes`` is spooled.
+        spool_memory_bytes: compressed bytes kept in memory before spilling to a file.
+        level: zstd level.
+        threads: zstd worker threads (-1: one per CPU).
+        progress: called with the NAR bytes done, every few MiB.
+
+    Raises:
+        FormatError: the tree holds an unsupported file type or changed while read.
+        OSError: the tree cannot be read or the spool written.
+    """
+    nar_h = hashlib.sha256()
+    file_h = hashlib.sha256()
+    spool = _Spool(spool_dir, spool_memory_bytes)
+    compressor = Compressor(Compression.ZSTD, level=level, threads=threads)
+    done = 0
+    reported = 0
+
+    def out(data: bytes) -> None:
+        if data:
+            file_h.update(data)
+            spool.write(data)
+
+    def consume(view: memoryview) -> None:
+        nonlocal done, reported
+        nar_h.update(view)
+        out(compressor.compress(view))  # type: ignore[arg-type]  # zstandard takes any buffer
+        done += len(view)
+        if progress is not None and done - reported >= _PACK_EVENT_BYTES:
+            reported = done
+            progress(done)
+
+    try:
+        nar_size = narfs.dump(path, consume)
+        out(compressor.finish())
+        body = spool.body()
+    except BaseException:
+        spool.discard()
+        raise
+    if progress is not None:
+        progress(nar_size)
+    return PackedNar(
+        nar_hash=NixHash(HashAlgorithm.SHA256, nar_h.digest()),
+        nar_size=nar_size,
+        file_hash=NixHash(HashAlgorithm.SHA256, file_h.digest()),
+        file_size=spool.size,
+        body=body,
+        _spool=spool,
+    )
+
+
+# -- the flow --------------------------------------------------------------------------------
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class PushOptions:
+    """What to push and how (cli.md §9 options, plus the pipeline's bounds)."""
+
+    installables: tuple[str, ...] = (".",)
+    """Installables, processed in order."""
+    skip_upstream: bool = True
+    """Skip paths the upstream cache serves."""
+    upstream: str = "https://cache.nixos.org"
+    """The upstream to diff against."""
+    jobs: int = 4
+    """Paths in flight (packing or uploading)."""
+    pack_slots: int = 2
+    """Paths being packed at once (each pack is multi-threaded already)."""
+    spool_memory_bytes: int = 8 << 20
+    """Compressed bytes per path kept in memory before spilling to a temp file."""
+    zstd_level: int = 3
+    """zstd level (Nix's default for ``compression=zstd``)."""
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class PushDeps:
+    """The adapters :func:`push` runs on (built by the front end)."""
+
+    nix: Nix
+    """The nix edge."""
+    uploader: UploadClient
+    """The control plane's write API and presigned PUTs."""
+    probe: Http
+    """Bounded HEAD/GET requests for probes (15 s, one try) and the key (5 s)."""
+    checker: Http
+    """A fresh client, no narinfo cache, for the substitutability check."""
+    namespace: str
+    """``owner:<userId>`` from the credential."""
+    work_dir: Path
+    """The push's private temp directory (spool files)."""
+
+
+def _probe_one(http: Http, url: str) -> bool:
+    try:
+        return http.head(url).status == 200
+    except VegaError:
+        return False
+
+
+def _map(workers: int, items: Sequence[PathInfo], fn: Callable[[PathInfo], object]) -> list[object]:
+    """agent.md §7.7: results by index; the first failure fails the whole map."""
+    if not items:
+        return []
+    n = min(max(1, workers), len(items))
+    with concurrent.futures.ThreadPoolExecutor(n, thread_name_prefix="vega-push") as pool:
+        futures = [pool.submit(fn, item) for item in items]
+        try:
+            return [f.result() for f in futures]
+        except BaseException:
+            for f in futures:
+                f.cancel()
+            raise
+
+
+def plan(
+    deps: PushDeps, closure: Sequence[PathInfo], options: PushOptions
+) -> tuple[list[PathInfo], list[PathInfo], list[PathInfo]]:
+    """Partition ``closure`` with one batched probe into (novel largest first, cached, upstream).
+
+    Spec: agent.md §7.1 (only 200 counts; errors mean novel).
+    """
+    base = deps.uploader.base_url
+    upstream = options.upstream.rstrip("/")
+
+    def where(info: PathInfo) -> object:
+        name = f"{info.path.hash_part}.narinfo"
+        if _probe_one(deps.probe, f"{base}/tenant/{deps.namespace}/{name}"):
+            return "cached"
+        if options.skip_upstream and _probe_one(deps.probe, f"{upstream}/{name}"):
+            return "upstream"
+        return "novel"
+
+    found = _map(_PROBES, closure, where)
+    parts: dict[object, list[PathInfo]] = {"novel": [], "cached": [], "upstream": []}
+    for info, kind in zip(closure, found, strict=True):
+        parts[kind].append(info)
+    parts["novel"].sort(key=lambda p: (-p.nar_size, p.path.absolute))
+    return parts["novel"], parts["cached"], parts["upstream"]
+
+
+def _attest_body(info: PathInfo, packed: PackedNar) -> AttestBody:
+    return AttestBody(
+        store_path=info.path,
+        file_hash=packed.file_hash,
+        file_size=packed.file_size,
+        nar_hash=packed.nar_hash,
+        nar_size=packed.nar_size,
+        references=info.references,
+        deriver=info.deriver,
+    )
+
+
+def _upload_all(
+    deps: PushDeps, novel: Sequence[PathInfo], options: PushOptions, emit: Callable[[PushEvent], None]
+) -> tuple[list[PushedPath], PushResult | None]:
+    pack_slots = threading.BoundedSemaphore(max(1, options.pack_slots))
+    lock = threading.Lock()
+    pushed: list[PushedPath] = []
+    last: list[PushResult] = []
+
+    def one(info: PathInfo) -> object:
+        path = info.path
+        with pack_slots:
+            packed = pack_nar(
+                path.absolute,
+                deps.work_dir,
+                spool_memory_bytes=options.spool_memory_bytes,
+                level=options.zstd_level,
+                progress=lambda n: emit(PackProgress(path, n, info.nar_size)),
+            )
+        try:
+            if packed.nar_hash != info.nar_hash or packed.nar_size != info.nar_size:
+                raise VerificationError(
+                    f"{path.absolute}: NAR hash {packed.nar_hash} ({packed.nar_size} bytes) does not"
+                    f" match the store's record {info.nar_hash} ({info.nar_size} bytes)"
+                )
+            deps.uploader.upload(packed.file_hash, packed.body, lambda m, t: emit(UploadProgress(path, m, t)))
+            result = deps.uploader.push(_attest_body(info, packed))
+        finally:
+            packed.discard()
+        with lock:
+            pushed.append(
+                PushedPath(
+                    path=path,
+                    file_hash=packed.file_hash,
+                    file_size=packed.file_size,
+                    nar_size=packed.nar_size,
+                )
+            )
+            last[:] = [result]
+            done = len(pushed)
+        emit(
+            PathPushed(
+                path=path, size=packed.file_size, nar_size=packed.nar_size, done=done, total=len(novel)
+            )
+        )
+        return None
+
+    _map(options.jobs, novel, one)
+    return pushed, (last[0] if last else None)
+
+
+def fetch_key(http: Http, substituter: str) -> str | None:
+    """``GET <substituter>/key``; the key text when it passes the shape check, else None."""
+    try:
+        resp = http.get(f"{substituter}/key")
+        if not resp.ok:
+            return None
+        key = KeyResponse.from_json(resp.json()).public_key
+    except VegaError:
+        return None
+    return key if is_printable_key(key) else None
+
+
+def check_substitutable(
+    http: Http, substituter: str, public_key: str | None, expected: Sequence[PathInfo]
+) -> SubstituteCheck:
+    """Check, as a fresh client, that ``substituter`` serves every path in ``expected``.
+
+    For each path: the narinfo is there (200), parses, describes the same path, NAR hash and size,
+    carries a signature that verifies under ``public_key``, and its NAR object answers 200.
+    """
+    if public_key is None:
+        return SubstituteCheck(False, "the namespace key is not available", 0)
+    try:
+        key = parse_public_key(public_key)
+    except FormatError as e:
+        return SubstituteCheck(False, f"the namespace key is malformed: {e.message}", 0)
+
+    def problem(info: PathInfo) -> object:
+        name = info.path.hash_part
+        try:
+            resp = http.get(f"{substituter}/{name}.narinfo")
+            if resp.status != 200:
+                return f"{info.path}: narinfo answered {resp.status}"
+            narinfo = parse_narinfo(resp.body)
+            if narinfo.store_path != info.path:
+                return f"{info.path}: narinfo describes {narinfo.store_path}"
+            if narinfo.nar_hash != info.nar_hash or narinfo.nar_size != info.nar_size:
+                return f"{info.path}: narinfo NAR hash differs from the local store's"
+            verify_narinfo_signature(narinfo, {key.name: key})
+            nar = http.head(f"{substituter}/{narinfo.url}")
+            if nar.status != 200:
+                return f"{info.path}: {narinfo.url} answered {nar.status}"
+        except VegaError as e:
+            return f"{info.path}: {e.message}"
+        return None
+
+    problems = [p for p in _map(16, expected, problem) if p is not None]
+    if problems:
+        more = f" (and {len(problems) - 1} more)" if len(problems) > 1 else ""
+        return SubstituteCheck(False, f"{problems[0]}{more}", len(expected))
+    return SubstituteCheck(True, "substitutable", len(expected))
+
+
+def push(deps: PushDeps, options: PushOptions, on_event: Callable[[PushEvent], None]) -> PushReport:
+    """Build, plan, upload and publish; then check substitutability.
+
+    Raises:
+        ConfigError: an installable looks like a flag.
+        NixError: a build or ``nix path-info`` failed.
+        ApiError, AuthError, NetworkError: the control plane or the store refused or failed.
+        VerificationError: a path's NAR does not match the store's record.
+    """
+    lock = threading.Lock()
+
+    def emit(event: PushEvent) -> None:
+        with lock:
+            on_event(event)
+
+    seen: dict[StorePath, PathInfo] = {}
+    served: dict[StorePath, PathInfo] = {}
+    pushed: list[PushedPath] = []
+    cached = upstream = 0
+    last: PushResult | None = None
+    for installable in options.installables:
+        emit(BuildStarted(installable))
+        outputs = deps.nix.build(installable)
+        closure = deps.nix.closure(outputs)
+        fresh = [p for p in closure if p.path not in seen]
+        novel, in_cache, in_upstream = plan(deps, fresh, options)
+        emit(
+            Planned(
+                installable=installable,
+                closure=len(closure),
+                novel=tuple(novel),
+                cached=len(in_cache),
+                upstream=len(in_upstream),
+                earlier=len(closure) - len(fresh),
+            )
+        )
+        done, result = _upload_all(deps, novel, options, emit)
+        pushed.extend(done)
+        last = result or last
+        cached += len(in_cache)
+        upstream += len(in_upstream)
+        seen.update((info.path, info) for info in fresh)
+        served.update((info.path, info) for info in (*novel, *in_cache))
+    rel = last.substituter if last is not None and _SUBSTITUTER.fullmatch(last.substituter) else None
+    base = deps.uploader.base_url
+    substituter = f"{base}{rel or '/tenant/' + deps.namespace}"
+    public_key = fetch_key(deps.probe, substituter)
+    check = check_substitutable(deps.checker, substituter, public_key, list(served.values()))
+    return PushReport(
+        namespace=deps.namespace,
+        pushed=tuple(pushed),
+        closure=len(seen),
+        cached=cached,
+        upstream=upstream,
+        substituter=substituter,
+        public_key=public_key,
+        check=check,
+    )
