@@ -28,14 +28,12 @@ Spec: protocol.md §2.4 (NarHash, NarSize). Upstream: Nix src/libutil/archive.cc
 
 from __future__ import annotations
 
-import ctypes
 import errno
 import hashlib
 import os
 import queue
-import shutil
 import stat
-import tempfile
+import sys
 import threading
 from collections.abc import Callable
 from typing import Final
@@ -53,7 +51,10 @@ _OPEN_DIR: Final = os.O_RDONLY | os.O_DIRECTORY | os.O_NOFOLLOW | os.O_CLOEXEC
 _CREATE: Final = os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_NOFOLLOW | os.O_CLOEXEC
 _ENTRY_END: Final = nar.NODE_END + nar.NODE_END
 _TRAILERS: Final = tuple(nar.padding(n) + _ENTRY_END for n in range(8))  # by size % 8
+_ROOT_TRAILERS: Final = tuple(nar.padding(n) + nar.NODE_END for n in range(8))
 _SENDFILE_MIN: Final = 1 << 16
+_FS_ENCODING: Final = sys.getfilesystemencoding()
+_FS_ERRORS: Final = sys.getfilesystemencodeerrors()
 
 
 class _Cancelled(Exception):
@@ -99,6 +100,32 @@ class _Packer:
         self.pos = self.size
         self._next()
         self.put(data[done:])
+
+    def regular(self, fd: int, head: bytes, trailers: tuple[bytes, ...], where: bytes, name: bytes) -> None:
+        """Write ``head``, the regular node of the open file ``fd``, and ``trailers[size % 8]``."""
+        st = os.fstat(fd)
+        if not stat.S_ISREG(st.st_mode):
+            raise FormatError(f"file changed type while reading it: {_show(where, name)}")
+        size = st.st_size
+        header = head + nar.regular_header(bool(st.st_mode & stat.S_IXUSR), size)
+        trailer = trailers[size & 7]
+        start = self.pos + len(header)
+        end = start + size
+        if size < _SENDFILE_MIN and end + len(trailer) <= self.size:
+            # Fast path: the whole node fits in the current buffer.
+            view = self.view
+            view[self.pos : start] = header
+            while start < end:
+                got = os.readv(fd, (view[start:end],))
+                if not got:
+                    raise FormatError(f"file changed while reading it (shrank): {_show(where, name)}")
+                start += got
+            view[end : end + len(trailer)] = trailer
+            self.pos = end + len(trailer)
+            return
+        self.put(header)
+        self.copy_file(fd, size, where + b"/" + name if name else where)
+        self.put(trailer)
 
     def copy_file(self, fd: int, size: int, where: bytes) -> None:
         """Copy exactly ``size`` bytes of ``fd`` (read from its start)."""
@@ -149,10 +176,9 @@ def _walk(path: bytes, out: _Packer) -> None:
     elif stat.S_ISREG(st.st_mode):
         fd = os.open(path, _OPEN_FILE)
         try:
-            size = _file(fd, path, nar.MAGIC, out)
+            out.regular(fd, nar.MAGIC, _ROOT_TRAILERS, path, b"")
         finally:
             os.close(fd)
-        out.put(nar.padding(size) + nar.NODE_END)
     elif stat.S_ISDIR(st.st_mode):
         fd = os.open(path, _OPEN_DIR)
         try:
@@ -163,15 +189,8 @@ def _walk(path: bytes, out: _Packer) -> None:
         raise FormatError(f"file has an unsupported type: {os.fsdecode(path)}")
 
 
-def _file(fd: int, where: bytes, head: bytes, out: _Packer) -> int:
-    """Write ``head``, the regular node of the open file ``fd`` up to its contents; return its size."""
-    st = os.fstat(fd)
-    if not stat.S_ISREG(st.st_mode):
-        raise FormatError(f"file changed type while reading it: {os.fsdecode(where)}")
-    size = st.st_size
-    out.put(head + nar.regular_header(bool(st.st_mode & stat.S_IXUSR), size))
-    out.copy_file(fd, size, where)
-    return size
+def _show(where: bytes, name: bytes) -> str:
+    return os.fsdecode(where + b"/" + name if name else where)
 
 
 def _directory(dfd: int, where: bytes, out: _Packer) -> None:
@@ -181,6 +200,7 @@ def _directory(dfd: int, where: bytes, out: _Packer) -> None:
     entries = _sorted_entries(dfd)
     i = 0
     put = out.put
+    regular = out.regular
     entry_header = nar.entry_header
     root = dfd
     try:
@@ -195,7 +215,13 @@ def _directory(dfd: int, where: bytes, out: _Packer) -> None:
                 continue
             name, entry = entries[i]
             i += 1
-            if entry.is_dir(follow_symlinks=False):
+            if entry.is_file(follow_symlinks=False):
+                fd = os.open(name, _OPEN_FILE, dir_fd=dfd)
+                try:
+                    regular(fd, entry_header(name), _TRAILERS, where, name)
+                finally:
+                    os.close(fd)
+            elif entry.is_dir(follow_symlinks=False):
                 sub = os.open(name, _OPEN_DIR, dir_fd=dfd)
                 stack.append((dfd, where, entries, i))
                 dfd, where, entries, i = sub, where + b"/" + name, [], 0
@@ -203,15 +229,8 @@ def _directory(dfd: int, where: bytes, out: _Packer) -> None:
                 put(entry_header(name) + nar.DIRECTORY_HEADER)
             elif entry.is_symlink():
                 put(entry_header(name) + nar.symlink_node(os.readlink(name, dir_fd=dfd)) + nar.NODE_END)
-            elif entry.is_file(follow_symlinks=False):
-                fd = os.open(name, _OPEN_FILE, dir_fd=dfd)
-                try:
-                    size = _file(fd, where + b"/" + name, entry_header(name), out)
-                finally:
-                    os.close(fd)
-                put(_TRAILERS[size & 7])
             else:
-                raise FormatError(f"file has an unsupported type: {os.fsdecode(where + b'/' + name)}")
+                raise FormatError(f"file has an unsupported type: {_show(where, name)}")
     finally:
         for fd in [dfd, *(frame[0] for frame in stack)]:
             if fd != root:
@@ -220,10 +239,10 @@ def _directory(dfd: int, where: bytes, out: _Packer) -> None:
 
 def _sorted_entries(dfd: int) -> list[tuple[bytes, os.DirEntry[str]]]:
     # NOTE: Nix orders entries by their bytes; str order differs for undecodable names.
-    fsencode = os.fsencode
+    # Names in one directory are unique, so the tuples never compare their DirEntry.
     with os.scandir(dfd) as it:
-        entries = [(fsencode(e.name), e) for e in it]
-    entries.sort(key=lambda pair: pair[0])
+        entries = [(e.name.encode(_FS_ENCODING, _FS_ERRORS), e) for e in it]
+    entries.sort()
     return entries
 
 
@@ -343,6 +362,9 @@ def restore(
         ConfigError: ``target`` exists or its parent is not a directory.
         OSError: writing failed (nothing is left behind).
     """
+    import shutil  # imported here: dump and hash do not need them
+    import tempfile
+
     final = os.path.abspath(os.fsencode(target))
     parent = os.path.dirname(final)
     if os.path.lexists(final):
@@ -401,6 +423,8 @@ def _restore_into(read: Callable[[int], bytes], scratch_fd: int, limits: nar.Lim
 
 def _rename_noreplace(src: bytes, dst: bytes) -> None:
     """Rename ``src`` to ``dst``, failing if ``dst`` exists (renameat2 RENAME_NOREPLACE)."""
+    import ctypes
+
     try:
         renameat2 = ctypes.CDLL(None, use_errno=True).renameat2
     except AttributeError:  # pragma: no cover - glibc < 2.28

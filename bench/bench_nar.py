@@ -1,0 +1,163 @@
+"""NAR speed against real Nix: `vega nar hash` vs `nix hash path`, `vega nar dump` vs `nix-store --dump`.
+
+Usage: .venv/bin/python -m bench.bench_nar [--runs N] [--write]
+
+The tree is a copy of this Python's library directory (lib/pythonX.Y, with
+site-packages), repeated until it holds at least 500 MB and 50,000 files; it
+is built once under /tmp/vega-bench-nar and reused, and added to the Nix store
+with `nix-store --add`. Each command runs --runs times (best time, largest
+peak memory), both tools in the same run. Limits (issue 2): hash <= 1.5x,
+dump <= 1.5x, peak memory < 100 MB. ``--write`` replaces the "NAR" section of
+bench/README.md with the figures.
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import shutil
+import subprocess
+import sys
+import sysconfig
+import time
+from pathlib import Path
+
+from bench.measure import Run, best_of, report
+
+ROOT = Path("/tmp/vega-bench-nar")
+README = Path(__file__).resolve().parent / "README.md"
+SECTION = "## NAR"
+MIN_BYTES = 500_000_000
+MIN_FILES = 50_000
+NIX_ENV = dict(os.environ, NIX_CONFIG="experimental-features = nix-command flakes\nsubstituters =\n")
+
+
+def tree_stats(root: Path) -> tuple[int, int]:
+    size = files = 0
+    for dirpath, dirnames, filenames in os.walk(root):
+        for name in filenames:
+            st = os.lstat(os.path.join(dirpath, name))
+            size += st.st_size
+            files += 1
+        files += len(dirnames)
+    return size, files
+
+
+def build_tree() -> tuple[Path, int, int]:
+    """The cached test tree: copies of the Python library until it is big enough."""
+    tree = ROOT / "tree"
+    done = ROOT / "tree.done"
+    if not done.exists():
+        shutil.rmtree(tree, ignore_errors=True)
+        tree.mkdir(parents=True)
+        lib = Path(sysconfig.get_paths()["stdlib"])
+        n = 0
+        while True:
+            shutil.copytree(lib, tree / f"copy{n}", symlinks=True, ignore_dangling_symlinks=True)
+            n += 1
+            size, files = tree_stats(tree)
+            if size >= MIN_BYTES and files >= MIN_FILES:
+                break
+        done.write_text(f"{size} {files}\n")
+    size, files = (int(x) for x in done.read_text().split())
+    return tree, size, files
+
+
+def store_path(tree: Path) -> str:
+    cached = ROOT / "store-path"
+    if cached.exists() and os.path.exists(cached.read_text().strip()):
+        return cached.read_text().strip()
+    out = subprocess.run(
+        ["nix-store", "--add", str(tree)], env=NIX_ENV, check=True, capture_output=True, text=True
+    ).stdout.strip()
+    cached.write_text(out + "\n")
+    return out
+
+
+def vega_exe() -> str:
+    exe = Path(sys.executable).parent / "vega"
+    if not exe.exists():
+        sys.exit("bench_nar: no vega next to this Python; run `pip install -e .` first")
+    return str(exe)
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser()
+    ap.add_argument("--runs", type=int, default=3)
+    ap.add_argument("--write", action="store_true")
+    args = ap.parse_args()
+    if shutil.which("nix-store") is None:
+        sys.exit("bench_nar: nix is not installed")
+    tree, size, files = build_tree()
+    path = store_path(tree)
+    vega = vega_exe()
+    nar_size = int(
+        subprocess.run(
+            ["nix", "path-info", "--json", path], env=NIX_ENV, check=True, capture_output=True, text=True
+        )
+        .stdout.split('"narSize":')[1]
+        .split(",")[0]
+    )
+    want = subprocess.run(
+        ["nix", "hash", "path", path], env=NIX_ENV, check=True, capture_output=True, text=True
+    )
+    got = subprocess.run([vega, "nar", "hash", path], check=True, capture_output=True, text=True)
+    assert got.stdout == want.stdout, (got.stdout, want.stdout)
+    print(
+        f"tree: {files:,} files and directories, {size / 1e6:.0f} MB of file data, NAR {nar_size / 1e6:.0f} MB"
+    )
+
+    # Warm the page cache, then alternate the tools so that both see the same conditions.
+    best_of(1, ["nix-store", "--dump", path], env=NIX_ENV)
+    results: dict[str, list[Run]] = {k: [] for k in ("vh", "nh", "vd", "nd")}
+    for _ in range(args.runs):
+        results["nh"].append(best_of(1, ["nix", "hash", "path", path], env=NIX_ENV))
+        results["vh"].append(best_of(1, [vega, "nar", "hash", path]))
+        results["nd"].append(best_of(1, ["nix-store", "--dump", path], env=NIX_ENV))
+        results["vd"].append(best_of(1, [vega, "nar", "dump", path]))
+
+    def best(runs: list[Run]) -> Run:
+        return Run(seconds=min(r.seconds for r in runs), peak_rss_mb=max(r.peak_rss_mb for r in runs))
+
+    lines = [
+        report("`vega nar hash` vs `nix hash path`", best(results["vh"]), best(results["nh"]), "nix", 1.5),
+        report(
+            "`vega nar dump > /dev/null` vs `nix-store --dump > /dev/null`",
+            best(results["vd"]),
+            best(results["nd"]),
+            "nix",
+            1.5,
+        ),
+    ]
+    peak = max(best(results["vh"]).peak_rss_mb, best(results["vd"]).peak_rss_mb)
+    lines.append(f"peak memory of vega: {peak:.0f} MB ({'ok' if peak < 100 else 'OVER'} the 100 MB limit)")
+    for line in lines:
+        print(line)
+    if args.write:
+        write_section(
+            [f"Tree: {files:,} files and directories, {size / 1e6:.0f} MB, NAR {nar_size / 1e6:.0f} MB.", ""]
+            + [f"- {line}" for line in lines],
+            args.runs,
+        )
+
+
+def write_section(lines: list[str], runs: int) -> None:
+    """Replace (or append) this benchmark's section of the shared README, leaving the rest alone."""
+    text = README.read_text() if README.exists() else "# Benchmarks\n"
+    body = (
+        f"{SECTION}\n\n`python -m bench.bench_nar` ({time.strftime('%Y-%m-%d')}, this machine, 2 cores, "
+        f"best of {runs} runs each, warm page cache; a copy of the Python library added with `nix-store --add`):\n\n"
+        + "\n".join(lines)
+        + "\n"
+    )
+    start = text.find(SECTION + "\n")
+    if start < 0:
+        text = text.rstrip("\n") + "\n\n" + body
+    else:
+        end = text.find("\n## ", start + len(SECTION))
+        text = text[:start] + body + ("" if end < 0 else text[end:])
+    README.write_text(text)
+
+
+if __name__ == "__main__":
+    main()
