@@ -8,9 +8,12 @@ import hashlib
 import json
 import multiprocessing
 import os
+import tempfile
 from pathlib import Path
 
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 from vega.client.logstate import LogState, RememberedCheckpoint, default_state_dir
 from vega.errors import FormatError, LogForkError, VerificationError
@@ -200,3 +203,17 @@ def test_advance_holds_the_lock_across_the_consistency_check(tmp_path: Path) -> 
     holder.join(30)
     assert holder.exitcode == 0
     assert LogState(tmp_path).load(ORIGIN) == cp(20)
+
+
+@settings(max_examples=100)
+@given(st.binary(max_size=300))
+def test_arbitrary_state_bytes_raise_only_format_error(data: bytes) -> None:
+    """A damaged state file is refused with FormatError, never another exception, never reset."""
+    with tempfile.TemporaryDirectory() as tmp:
+        state = LogState(Path(tmp))
+        path = state.path_for(ORIGIN)
+        path.parent.mkdir(parents=True)
+        path.write_bytes(data)
+        with contextlib.suppress(FormatError):
+            state.load(ORIGIN)
+        assert path.read_bytes() == data

@@ -123,12 +123,12 @@ class LogState:
         """
         path = self.path_for(origin)
         try:
-            text = path.read_text(encoding="utf-8")
+            data = path.read_bytes()
         except FileNotFoundError:
             return None
         try:
-            found = RememberedCheckpoint.from_json(json.loads(text))
-        except (ValueError, FormatError) as e:
+            found = RememberedCheckpoint.from_json(json.loads(data.decode("utf-8")))
+        except (ValueError, RecursionError, FormatError) as e:
             raise FormatError(
                 f"remembered checkpoint at {path} is corrupt: {e}",
                 next_steps=(f"rm {path}   # only if you accept the log's current checkpoint again",),
