@@ -217,6 +217,13 @@ def test_get_json_success_and_errors() -> None:
     assert info.value.error is None
 
 
+def test_deeply_nested_json_is_a_format_error() -> None:
+    handler, _ = sequence(httpx2.Response(200, content=b"[" * 100_000))
+    http, _ = make(handler)
+    with pytest.raises(FormatError, match="not JSON"):
+        http.get_json("https://cp.test/log/sth")
+
+
 def test_text_rejects_non_utf8() -> None:
     handler, _ = sequence(httpx2.Response(200, content=b"\xff"))
     http, _ = make(handler)

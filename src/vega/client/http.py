@@ -103,7 +103,7 @@ class Response:
         """
         try:
             return json.loads(self.body.decode("utf-8"))
-        except (UnicodeDecodeError, ValueError) as e:
+        except (ValueError, RecursionError) as e:
             raise FormatError(f"{_where(self.url)}: response is not JSON") from e
 
     def text(self) -> str:
@@ -322,7 +322,9 @@ class Http:
                 follow_redirects=False,
             ) as raw:
                 start = self._monotonic()
-                parts = list(self._bounded(raw, url, limits.max_body_bytes, start, limits.timeout_s))
+                # NOTE: a HEAD answer's Content-Length describes the GET body; it carries none.
+                cap = limits.max_body_bytes if method != "HEAD" else 0
+                parts = list(self._bounded(raw, url, cap, start, limits.timeout_s, head=method == "HEAD"))
                 return Response(
                     status=raw.status_code, headers=_headers(raw.headers), body=b"".join(parts), url=url
                 )
@@ -332,10 +334,17 @@ class Http:
             raise ConfigError(f"not a valid URL: {url[:200]!r}") from e
 
     def _bounded(
-        self, raw: httpx2.Response, url: str, max_bytes: int, start: float, deadline_s: float
+        self,
+        raw: httpx2.Response,
+        url: str,
+        max_bytes: int,
+        start: float,
+        deadline_s: float,
+        *,
+        head: bool = False,
     ) -> Iterator[bytes]:
         declared = raw.headers.get("content-length", "")
-        if declared.isdigit() and int(declared) > max_bytes:
+        if not head and declared.isdigit() and int(declared) > max_bytes:
             raise _TooLargeError(f"{_where(url)}: response body is over the {max_bytes}-byte limit")
         seen = 0
         try:
