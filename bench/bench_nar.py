@@ -103,9 +103,8 @@ def main() -> None:
     )
     got = subprocess.run([vega, "nar", "hash", path], check=True, capture_output=True, text=True)
     assert got.stdout == want.stdout, (got.stdout, want.stdout)
-    print(
-        f"tree: {files:,} files and directories, {size / 1e6:.0f} MB of file data, NAR {nar_size / 1e6:.0f} MB"
-    )
+    mb = f"{size / 1e6:.0f} MB of file data, NAR {nar_size / 1e6:.0f} MB"
+    print(f"tree: {files:,} files and directories, {mb}")
 
     # Warm the page cache, then alternate the tools so that both see the same conditions.
     best_of(1, ["nix-store", "--dump", path], env=NIX_ENV)
@@ -146,9 +145,8 @@ def write_section(lines: list[str], runs: int) -> None:
     text = README.read_text() if README.exists() else "# Benchmarks\n"
     body = (
         f"{SECTION}\n\n`python -m bench.bench_nar` ({time.strftime('%Y-%m-%d')}, this machine, 2 cores, "
-        f"best of {runs} runs each, warm page cache; a copy of the Python library added with `nix-store --add`):\n\n"
-        + "\n".join(lines)
-        + "\n"
+        f"best of {runs} runs each, warm page cache; a copy of the Python library added with "
+        "`nix-store --add`):\n\n" + "\n".join(lines) + "\n"
     )
     start = text.find(SECTION + "\n")
     if start < 0:

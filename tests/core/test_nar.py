@@ -372,3 +372,33 @@ def test_helpers_match_the_writer() -> None:
     assert nar.padding(3) == bytes(5)
     assert nar.padding(8) == b""
     assert directory() == nar.DIRECTORY_HEADER + nar.NODE_END
+
+
+def test_a_gigabyte_file_streams_in_constant_memory() -> None:
+    """Issue 2: a huge file streams through the reader without being held in memory."""
+    import tracemalloc
+
+    size = 1 << 30
+    head = MAGIC + s("(") + s("type") + s("regular") + s("contents") + u64(size)
+    tail = s(")")
+    left = {"head": head, "body": size, "tail": tail}
+
+    def read(n: int) -> bytes:
+        if left["head"]:
+            out, left["head"] = left["head"][:n], left["head"][n:]
+            return out
+        if left["body"]:
+            k = min(n, left["body"])
+            left["body"] -= k
+            return bytes(k)
+        out, left["tail"] = left["tail"][:n], left["tail"][n:]
+        return out
+
+    tracemalloc.start()
+    try:
+        seen = sum(len(e.data) for e in nar.read_nar(read) if isinstance(e, nar.FileChunk))
+        _, peak = tracemalloc.get_traced_memory()
+    finally:
+        tracemalloc.stop()
+    assert seen == size
+    assert peak < 8 * nar.Limits().chunk_size
