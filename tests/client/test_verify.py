@@ -398,6 +398,23 @@ def test_revocation_fails_verification(server: CacheServer) -> None:
     assert checks(report)["promotion"][0] is True
 
 
+def test_truncated_lookup_cannot_rule_out_revocation(server: CacheServer) -> None:
+    build = promoted(server)
+
+    def change(body: bytes) -> bytes:
+        obj = json.loads(body)
+        obj["truncated"] = True
+        return json.dumps(obj).encode()
+
+    server.recorder.tamper["/log/lookup/"] = change
+    report = verify_target(server.context(), build.hash)
+    assert not report.exit_ok
+    assert checks(report)["revocation"] == (
+        False,
+        "the log returned only the oldest 1 entries for this build; a revocation cannot be ruled out",
+    )
+
+
 # -- the original's endpoints -----------------------------------------------------------------------
 
 

@@ -552,6 +552,12 @@ def _check_log(run: _Run, info: NarInfo, key: PublicKey) -> Transparency:
     if lookup.truncated:
         note = f"the log returned only the oldest {len(lookup.entries)} entries for this build"
     t = _record_entries(run, t, promotion, revocations, bad_proofs, note)
+    if lookup.truncated and not t.revoked:
+        # NOTE: a revocation may sit among the entries not returned; never report "unrevoked" then.
+        run.checks[-1] = Check(
+            name="revocation", ok=False, detail=f"{note}; a revocation cannot be ruled out"
+        )
+        t = replace(t, revoked=True)
     return t
 
 
