@@ -132,6 +132,17 @@ def test_nar_longer_than_signed_size(server: CacheServer) -> None:
     assert got.detail == f"content exceeds the signed NarSize {build.info.nar_size}"
 
 
+def test_nar_download_is_capped_by_the_signed_size(server: CacheServer) -> None:
+    build = server.add("x", b"abc", compression=Compression.NONE)
+    server.recorder.tamper["/nar/"] = lambda b: b + b"\0" * (2 << 20)
+    got = BinaryCache(Http(server.client), "https://cache.test").check_nar(build.info)
+    assert (got.ok, got.checked) == (False, False)
+    assert f"over the {build.info.nar_size + (1 << 20)}-byte limit" in got.detail
+    got = BinaryCache(Http(server.client), "https://cache.test").check_nar(build.info, max_bytes=100)
+    assert (got.ok, got.checked) == (False, False)
+    assert "over the 100-byte limit" in got.detail
+
+
 def test_nar_shorter_than_signed_size(server: CacheServer) -> None:
     from dataclasses import replace
 

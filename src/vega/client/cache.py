@@ -46,7 +46,7 @@ Runner = Callable[[Sequence[str]], "subprocess.CompletedProcess[bytes]"]
 """Runs argv and returns its exit status and output (a fake in tests)."""
 
 MAX_NAR_BYTES = 1 << 40
-"""Cap on a downloaded (compressed) NAR; the decompressed stream is capped at the signed NarSize."""
+"""Absolute cap on a downloaded (compressed) NAR; see :meth:`BinaryCache.check_nar`."""
 
 _CONF_LINE = re.compile(r"^\s*(extra-)?trusted-public-keys\s*=\s*(.+)$")
 _TENANT_ID = re.compile(r"[A-Za-z0-9][A-Za-z0-9._-]{0,99}/[A-Za-z0-9][A-Za-z0-9._-]{0,99}|owner:[0-9]+")
@@ -201,12 +201,16 @@ class BinaryCache:
         key = obj.get("publicKey") if isinstance(obj, dict) else None
         return key if isinstance(key, str) else None
 
-    def check_nar(self, info: NarInfo, max_bytes: int = MAX_NAR_BYTES) -> NarCheck:
+    def check_nar(self, info: NarInfo, max_bytes: int | None = None) -> NarCheck:
         """Fetch ``info.url``, decompress it as ``info.compression`` names, and compare with NarHash.
 
         The decompressed stream is capped at the signed NarSize, so a bomb or an over-long NAR
-        stops early. Never raises for a failed check; a fetch or stream problem is ``checked=False``.
+        stops early; the download itself is capped at ``max_bytes`` (default: NarSize plus the
+        worst expansion of any codec, never the cache's unsigned FileSize). Never raises for a
+        failed check; a fetch or stream problem is ``checked=False``.
         """
+        if max_bytes is None:
+            max_bytes = min(MAX_NAR_BYTES, info.nar_size + info.nar_size // 16 + (1 << 20))
         try:
             codec = Decompressor(parse_compression(info.compression), max_output=info.nar_size)
         except FormatError:
