@@ -1,0 +1,75 @@
+"""Error contract of the cache endpoints: statuses, and internals never leaked (protocol.md §4.0)."""
+
+from __future__ import annotations
+
+import base64
+import hashlib
+from collections.abc import Iterator
+from pathlib import Path
+from typing import BinaryIO
+
+import pytest
+from starlette.testclient import TestClient
+
+from tests.server.cachekit import Harness, Output
+from vega.errors import StorageError
+from vega.server.app import create_app
+from vega.server.blobs import LocalBlobStore
+from vega.server.db import Database
+
+
+class BrokenBlobs(LocalBlobStore):
+    """A blob store whose disk has failed (a fake adapter, injected like the real one)."""
+
+    def size(self, key: str) -> int | None:
+        raise StorageError("cannot stat /srv/secret/nars/x: Input/output error")
+
+    def open(self, key: str) -> BinaryIO | None:
+        raise RuntimeError("unexpected: /srv/secret path")
+
+
+@pytest.fixture
+def h(database: Database, tmp_path: Path) -> Harness:
+    return Harness(database, tmp_path)
+
+
+def test_internal_errors_are_not_leaked(database: Database, tmp_path: Path) -> None:
+    h = Harness(database, tmp_path)
+    broken = create_app(
+        h.settings, database, BrokenBlobs(tmp_path / "broken"), h.clock, keys=h.keys, authenticator=h.auth
+    )
+    client = TestClient(broken, base_url=h.settings.resolved_public_url, raise_server_exceptions=False)
+    out = Output("hello", b"nar")
+    assert client.head(f"/{out.nar_url}").status_code == 500
+    for r in (
+        client.get(f"/{out.nar_url}"),
+        client.post(
+            "/api/cache/attest", headers={"authorization": f"Bearer {h.ci_token()}"}, json=out.body()
+        ),
+    ):
+        assert r.status_code == 500
+        assert r.json() == {"error": "internal error"}
+        assert "secret" not in r.text
+
+
+def test_upload_request_errors(database: Database, tmp_path: Path) -> None:
+    h = Harness(database, tmp_path, max_upload_bytes=100)
+    small = Output("small", b"small nar")
+    url = h.upload_url(h.ci_token(), small)
+    path = url.split("127.0.0.1:8321", 1)[1]
+    r = h.client.put(path, content=small.compressed)  # no x-amz-checksum-sha256
+    assert r.status_code == 400
+    assert r.json() == {"error": "x-amz-checksum-sha256 header is required"}
+
+    def chunks() -> Iterator[bytes]:
+        yield small.compressed
+
+    checksum = base64.b64encode(hashlib.sha256(small.compressed).digest()).decode()
+    r = h.client.put(path, content=chunks(), headers={"x-amz-checksum-sha256": checksum})
+    assert r.status_code == 411
+    big = Output("big", bytes(range(256)) * 50, level=1)
+    assert len(big.compressed) > 100
+    r = h.put(h.upload_url(h.ci_token(), big), big.compressed)
+    assert r.status_code == 413
+    assert h.client.put("/api/cache/upload/nar/x.nar.zst", content=b"x").status_code == 404
+    assert h.client.put(path.split("?")[0], content=b"x").status_code == 403  # no signature at all
