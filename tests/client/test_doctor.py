@@ -383,6 +383,11 @@ def test_flakes_disabled_warns_about_flakes_only(doctor: Doctor) -> None:
     assert "nix-command" not in features.detail
 
 
+def test_nix_command_on_without_being_listed_counts_as_on(doctor: Doctor) -> None:
+    features = by_name(doctor.check(runner("plain", experimental_features="flakes")))["nix features"]
+    assert features == Check(name="nix features", level="ok", detail="nix-command flakes")
+
+
 def test_unreadable_config_skips_the_config_checks(doctor: Doctor) -> None:
     fake = runner("plain")
     results = {k: v for k, v in fake.results.items() if k == "nix --version"}
@@ -407,7 +412,7 @@ def test_zstd_codec_missing_warns(doctor: Doctor) -> None:
     zstd = by_name(doctor.check(fake, codec=None))["zstd"]
     assert zstd.level == "warn"
     assert zstd.detail == "not found (needed by `vega push`)"
-    assert "nix shell nixpkgs#zstd" in str(zstd.fix)
+    assert "zstandard" in str(zstd.fix)
 
 
 def test_real_codec_probe_reports_the_installed_zstandard() -> None:
