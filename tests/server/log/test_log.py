@@ -322,7 +322,7 @@ def test_a_damaged_store_is_reported_not_papered_over(database: Database) -> Non
     log = open_log(database)
     log.append([entry(i) for i in range(300)])
     with database.transaction() as tx:
-        tx.execute("DELETE FROM log_nodes WHERE node = ?", (3,))  # leaf hash 3
+        tx.execute("DELETE FROM log_nodes WHERE node = ?", (6,))  # leaf hash 3
         tx.execute("DELETE FROM log_leaves WHERE idx = ?", (299,))
     with pytest.raises(StorageError, match=r"tree node \(0, 3\) is not stored"):
         log.inclusion_proof(3)

@@ -54,6 +54,10 @@ MAX_LOOKUP_ENTRIES = 1000
 
 _LOCK_KEY = 0x766C6F67  # "vlog": the log's writer lock (PostgreSQL advisory lock id)
 _MAX_DEDUPE_KEY = 512
+# Nodes of level >= 6 are 1/32 of all nodes; a bounded dict of them (cleared when
+# full, ~40 MB at most) keeps the upper levels every proof shares in memory.
+_CACHE_MIN_LEVEL = 6
+_CACHE_MAX = 1 << 18
 _STORE_HASH = re.compile(f"[{nixbase32.ALPHABET}]{{32}}")
 
 
@@ -138,6 +142,7 @@ class TransparencyLog:
         self._note_signer = note_signer
         self._sth_key = sth_key
         self._now = now
+        self._cache: dict[NodeId, bytes] = {}
         db.migrate(store.MIGRATIONS)
         with db.transaction(write=False) as tx:
             started = store.latest_checkpoint(tx) is not None
@@ -259,7 +264,7 @@ class TransparencyLog:
             if index >= size:
                 return None
             # one query: the proof's nodes, the root's and the leaf's
-            reader = _Reader(tx, prefetch=[*_border_ids(size), (0, index)])
+            reader = _Reader(tx, self._cache, prefetch=[*_border_ids(size), (0, index)])
             proof = merkle.prove_inclusion(index, size, reader)
             root = merkle.tree_root(size, reader)
             (leaf,) = reader([(0, index)])
@@ -279,7 +284,7 @@ class TransparencyLog:
             latest = _require(store.latest_checkpoint(tx)).size
             if second > latest:
                 raise FormatError(f"second ({second}) exceeds the log size {latest}")
-            proof = merkle.prove_consistency(first, second, _Reader(tx))
+            proof = merkle.prove_consistency(first, second, _Reader(tx, self._cache))
         return ConsistencyProof(first=first, second=second, proof=proof)
 
     def tile(self, level: int, index: int, width: int = tiles.TILE_WIDTH) -> bytes | None:
@@ -334,7 +339,7 @@ class TransparencyLog:
             head = _require(store.latest_checkpoint(tx))
             indexes = store.lookup_indexes(tx, store_hash, head.size)
             truncated = len(indexes) > MAX_LOOKUP_ENTRIES
-            reader = _Reader(tx)
+            reader = _Reader(tx, self._cache)
             entries = []
             for i in indexes[:MAX_LOOKUP_ENTRIES]:
                 (data,) = store.read_leaves(tx, i, i + 1)
@@ -426,20 +431,37 @@ class _Reader:
     """A :data:`merkle.HashReader` over one transaction that remembers what it read.
 
     ``prefetch`` nodes are read along with the first request, so several
-    computations over one tree (proof, root, leaf) cost one query.
+    computations over one tree (proof, root, leaf) cost one query. Nodes at
+    level :data:`_CACHE_MIN_LEVEL` and above also go to the log's shared
+    ``cache``: a stored node never changes, so a cached hash is never stale,
+    and the few upper nodes every proof shares stay out of the database.
     """
 
-    def __init__(self, tx: Tx, prefetch: Sequence[NodeId] = ()) -> None:
+    def __init__(self, tx: Tx, cache: dict[NodeId, bytes], prefetch: Sequence[NodeId] = ()) -> None:
         self._tx = tx
+        self._cache = cache
         self._prefetch = list(prefetch)
         self._known: dict[NodeId, bytes] = {}
 
     def __call__(self, ids: Sequence[NodeId]) -> list[bytes]:
-        missing = [i for i in dict.fromkeys([*ids, *self._prefetch]) if i not in self._known]
+        known, cache = self._known, self._cache
+        need = []
+        for i in dict.fromkeys([*ids, *self._prefetch]):
+            if i not in known:
+                h = cache.get(i)
+                if h is None:
+                    need.append(i)
+                else:
+                    known[i] = h
         self._prefetch = []
-        if missing:
-            self._known.update(zip(missing, store.read_nodes(self._tx, missing), strict=True))
-        return [self._known[i] for i in ids]
+        if need:
+            if len(cache) > _CACHE_MAX:
+                cache.clear()
+            for i, h in zip(need, store.read_nodes(self._tx, need), strict=True):
+                known[i] = h
+                if i[0] >= _CACHE_MIN_LEVEL:
+                    cache[i] = h
+        return [known[i] for i in ids]
 
 
 def _border_ids(size: int) -> list[NodeId]:

@@ -6,9 +6,10 @@ Four tables (migrations of component ``log``), written only by
 ``log_leaves``        ``idx`` → the exact leaf bytes, their leaf hash, and a unique dedupe key
 ``log_nodes``         node ``(level, idx)`` → hash of the complete subtree over leaves
                       ``[idx << level, (idx + 1) << level)`` (level 0 = leaf hashes), keyed
-                      by the packed integer ``level << 48 | idx`` (one B-tree; a level's
-                      nodes are contiguous), so any root or proof reads O(log n) rows by
-                      primary key and a tile is one range scan
+                      by its in-order position ``((2 * idx + 1) << level) - 1`` (leaf ``j``
+                      is ``2j``, a parent sits between its children), so any root or proof
+                      reads O(log n) rows by primary key, and the lower nodes of one proof
+                      share a few database pages
 ``log_checkpoints``   every issued tree head: size, root, time (ms), C2SP note, STH JSON
 ``log_store_index``   store-path hash → leaf index, so the entries of a build are one lookup
 
@@ -73,9 +74,8 @@ MIGRATIONS = (
 )
 """The log's schema, for :meth:`vega.server.db.Database.migrate`."""
 
-_INDEX_BITS = 48
-MAX_LEAVES = 1 << _INDEX_BITS
-"""The log holds fewer leaves than this (node keys pack the index into 48 bits)."""
+MAX_LEAVES = 1 << 48
+"""The log holds fewer leaves than this (node keys stay far below 2**63)."""
 
 # Bound on the number of ``?`` per statement (SQLite's default limit is 32766;
 # PostgreSQL's 65535); small enough for both.
@@ -104,14 +104,8 @@ def read_nodes(tx: Tx, ids: Sequence[NodeId]) -> list[bytes]:
     Raises:
         StorageError: a node is not stored (the tree and its readers disagree).
     """
-    keys = [level << _INDEX_BITS | index for level, index in ids]
-    want = list(dict.fromkeys(keys))
-    got: dict[int, bytes] = {}
-    for start in range(0, len(want), _CHUNK):
-        part = want[start : start + _CHUNK]
-        marks = ", ".join("?" * len(part))
-        sql = f"SELECT node, hash FROM log_nodes WHERE node IN ({marks})"  # noqa: S608 - placeholders only
-        got.update((int(key), bytes(h)) for key, h in tx.fetchall(sql, part))
+    keys = [((2 * index + 1) << level) - 1 for level, index in ids]
+    got = _fetch_nodes(tx, keys)
     try:
         return [got[k] for k in keys]
     except KeyError:
@@ -119,9 +113,15 @@ def read_nodes(tx: Tx, ids: Sequence[NodeId]) -> list[bytes]:
         raise StorageError(f"transparency log: tree node {missing} is not stored") from None
 
 
-def _key(node: NodeId) -> int:
-    level, index = node
-    return level << _INDEX_BITS | index
+def _fetch_nodes(tx: Tx, keys: Sequence[int]) -> dict[int, bytes]:
+    want = list(dict.fromkeys(keys))
+    got: dict[int, bytes] = {}
+    for start in range(0, len(want), _CHUNK):
+        part = want[start : start + _CHUNK]
+        marks = ", ".join("?" * len(part))
+        sql = f"SELECT node, hash FROM log_nodes WHERE node IN ({marks})"  # noqa: S608 - placeholders only
+        got.update((int(key), bytes(h)) for key, h in tx.fetchall(sql, part))
+    return got
 
 
 def stored_size(tx: Tx) -> int:
@@ -150,7 +150,10 @@ def insert_leaves(tx: Tx, rows: Sequence[tuple[int, bytes, bytes, str]]) -> None
 
 def insert_nodes(tx: Tx, rows: Sequence[tuple[NodeId, bytes]]) -> None:
     """Insert ``((level, index), hash)`` rows."""
-    tx.executemany("INSERT INTO log_nodes (node, hash) VALUES (?, ?)", [(_key(n), h) for n, h in rows])
+    tx.executemany(
+        "INSERT INTO log_nodes (node, hash) VALUES (?, ?)",
+        [(((2 * index + 1) << level) - 1, h) for (level, index), h in rows],
+    )
 
 
 def insert_index(tx: Tx, rows: Sequence[tuple[str, int]]) -> None:
@@ -199,12 +202,10 @@ def read_leaves(tx: Tx, start: int, end: int) -> list[bytes]:
 
 
 def read_level(tx: Tx, level: int, start: int, end: int) -> list[bytes]:
-    """Return the stored node hashes ``(level, i)`` for ``start <= i < end``, in order."""
-    base = level << _INDEX_BITS
-    rows = tx.fetchall(
-        "SELECT hash FROM log_nodes WHERE node >= ? AND node < ? ORDER BY node", (base + start, base + end)
-    )
-    return [bytes(r[0]) for r in rows]
+    """Return the hashes of nodes ``(level, i)``, ``start <= i < end``, in order; missing ones left out."""
+    keys = [((2 * i + 1) << level) - 1 for i in range(start, end)]
+    got = _fetch_nodes(tx, keys)
+    return [got[k] for k in keys if k in got]
 
 
 def lookup_indexes(tx: Tx, store_hash: str, below: int) -> list[int]:
