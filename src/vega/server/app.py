@@ -39,7 +39,7 @@ from vega.server.handlers import Handlers, Metrics
 from vega.server.identity import Authenticator as IdentityAuthenticator
 from vega.server.identity import IdentitySettings
 from vega.server.identity.dev import DevSettings
-from vega.server.log.log import TransparencyLog
+from vega.server.log.log import Sequencer, TransparencyLog
 from vega.server.log.routes import log_routes
 from vega.server.service import CacheService, ServerKeys
 from vega.server.settings import ServerSettings
@@ -147,7 +147,7 @@ def create_app(
         store=store,
         blobs=blobs,
         keys=keys,
-        log=log,
+        log=Sequencer(log),  # group commit: concurrent attestations share log transactions
         policy=PromotionPolicy(
             quorum=settings.quorum,
             min_reproductions=settings.min_reproductions,

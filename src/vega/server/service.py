@@ -478,12 +478,16 @@ class CacheService:
         Returns:
             The store path's promotion (new or earlier), or None when it is not promoted.
         """
+        fp = decision.shared.fingerprint
+        if not decision.shared.promoted or fp is None:  # the common case: a read is enough
+            with self.store.read() as tx:
+                revoked = self.store.is_revoked(tx, hash_part)
+                return None if revoked else self.store.get_promotion(tx, hash_part)
         with self.store.lock_path(hash_part) as tx:
             if self.store.is_revoked(tx, hash_part):
                 return None
             existing = self.store.get_promotion(tx, hash_part)
-            fp = decision.shared.fingerprint
-            if existing is not None or not decision.shared.promoted or fp is None:
+            if existing is not None:
                 return existing
             chosen = None
             for row in self.store.attestations(tx, hash_part):  # oldest first

@@ -165,7 +165,7 @@ def _check(s: ServerSettings) -> None:
             f"public_url {s.resolved_public_url!r} is not loopback, so it must be https",
             next_steps=['set public_url = "https://..." (TLS in front of vega-server)'],
         )
-    if s.dev and not loopback and not s.dev_force:
+    if s.dev and not (loopback and is_loopback_host(s.host)) and not s.dev_force:
         raise ConfigError(
             "development identity mode is for loopback only",
             next_steps=["use a loopback public_url, or set VEGA_SERVER_DEV_FORCE=1 knowingly"],
