@@ -379,20 +379,18 @@ def test_a_gigabyte_file_streams_in_constant_memory() -> None:
     import tracemalloc
 
     size = 1 << 30
-    head = MAGIC + s("(") + s("type") + s("regular") + s("contents") + u64(size)
-    tail = s(")")
-    left = {"head": head, "body": size, "tail": tail}
+    head = io.BytesIO(MAGIC + s("(") + s("type") + s("regular") + s("contents") + u64(size))
+    tail = io.BytesIO(s(")"))
+    body = [size]
 
     def read(n: int) -> bytes:
-        if left["head"]:
-            out, left["head"] = left["head"][:n], left["head"][n:]
+        if out := head.read(n):
             return out
-        if left["body"]:
-            k = min(n, left["body"])
-            left["body"] -= k
+        if body[0]:
+            k = min(n, body[0])
+            body[0] -= k
             return bytes(k)
-        out, left["tail"] = left["tail"][:n], left["tail"][n:]
-        return out
+        return tail.read(n)
 
     tracemalloc.start()
     try:

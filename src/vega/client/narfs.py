@@ -36,6 +36,7 @@ import stat
 import sys
 import threading
 from collections.abc import Callable
+from dataclasses import dataclass
 from typing import Final
 
 from vega.core import nar
@@ -52,7 +53,8 @@ _CREATE: Final = os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_NOFOLLOW | os.O_CLO
 _ENTRY_END: Final = nar.NODE_END + nar.NODE_END
 _TRAILERS: Final = tuple(nar.padding(n) + _ENTRY_END for n in range(8))  # by size % 8
 _ROOT_TRAILERS: Final = tuple(nar.padding(n) + nar.NODE_END for n in range(8))
-_SENDFILE_MIN: Final = 1 << 16
+_LARGE: Final = 1 << 16  # files at least this big bypass the buffers
+_READ: Final = 1 << 20
 _FS_ENCODING: Final = sys.getfilesystemencoding()
 _FS_ERRORS: Final = sys.getfilesystemencodeerrors()
 
@@ -64,19 +66,20 @@ class _Cancelled(Exception):
 class _Packer:
     """Packs NAR bytes into buffers and hands each full one to ``emit``.
 
-    With ``send_fd`` set, the contents of large files go straight from the file
-    to ``send_fd`` with ``sendfile`` (after the buffered bytes before them).
+    With ``large`` set, the contents of each large file are offered to
+    ``large(fd, size, where)`` instead (after the buffered bytes before them
+    were emitted); it returns False to decline, and is then not asked again.
     """
 
     def __init__(
         self,
         take: Callable[[], bytearray],
         emit: Callable[[bytearray, int], None],
-        send_fd: int | None = None,
+        large: Callable[[int, int, bytes], bool] | None = None,
     ) -> None:
         self._take = take
         self._emit = emit
-        self._send_fd = send_fd
+        self._large = large
         self.buf = take()
         self.view = memoryview(self.buf)
         self.size = len(self.buf)
@@ -111,7 +114,7 @@ class _Packer:
         trailer = trailers[size & 7]
         start = self.pos + len(header)
         end = start + size
-        if size < _SENDFILE_MIN and end + len(trailer) <= self.size:
+        if size < _LARGE and end + len(trailer) <= self.size:
             # Fast path: the whole node fits in the current buffer.
             view = self.view
             view[self.pos : start] = header
@@ -129,8 +132,11 @@ class _Packer:
 
     def copy_file(self, fd: int, size: int, where: bytes) -> None:
         """Copy exactly ``size`` bytes of ``fd`` (read from its start)."""
-        if self._send_fd is not None and size >= _SENDFILE_MIN and self._send(fd, size, where):
-            return
+        if self._large is not None and size >= _LARGE:
+            self._next()
+            if self._large(fd, size, where):
+                return
+            self._large = None
         left = size
         while left:
             if self.pos == self.size:
@@ -141,26 +147,6 @@ class _Packer:
                 raise FormatError(f"file changed while reading it (shrank): {os.fsdecode(where)}")
             self.pos += got
             left -= got
-
-    def _send(self, fd: int, size: int, where: bytes) -> bool:
-        """Send the file with ``sendfile``; False if ``send_fd`` does not support it (nothing sent)."""
-        out_fd = self._send_fd
-        assert out_fd is not None  # noqa: S101 - checked by the caller
-        self._emit(self.buf, self.pos)
-        self.pos = 0
-        offset = 0
-        while offset < size:
-            try:
-                sent = os.sendfile(out_fd, fd, offset, size - offset)
-            except OSError as e:
-                if offset or e.errno not in (errno.EINVAL, errno.ENOSYS, errno.EOPNOTSUPP):
-                    raise
-                self._send_fd = None
-                return False
-            if sent == 0:
-                raise FormatError(f"file changed while reading it (shrank): {os.fsdecode(where)}")
-            offset += sent
-        return True
 
     def flush(self) -> None:
         if self.pos:
@@ -246,11 +232,25 @@ def _sorted_entries(dfd: int) -> list[tuple[bytes, os.DirEntry[str]]]:
     return entries
 
 
+@dataclass(frozen=True, slots=True)
+class _LargeFile:
+    """A large file's contents, for the consumer to read and pass on itself (fd is its own)."""
+
+    fd: int
+    size: int
+    where: bytes
+
+
 def _run(path: str | os.PathLike[str], consume: Callable[[memoryview], None]) -> None:
-    """Walk ``path`` in a producer thread; call ``consume`` on each filled buffer in this one."""
+    """Walk ``path`` in a producer thread; call ``consume`` on each piece of the NAR in this one.
+
+    The producer packs framing and small files into pooled buffers; large files
+    are read by the consumer itself, so their bytes are read and hashed on one
+    core (handing freshly written buffers across cores costs more than the read).
+    """
     raw = os.fsencode(path)
     free: queue.SimpleQueue[bytearray | None] = queue.SimpleQueue()
-    full: queue.SimpleQueue[tuple[bytearray, int] | BaseException | None] = queue.SimpleQueue()
+    full: queue.SimpleQueue[tuple[bytearray, int] | _LargeFile | BaseException | None] = queue.SimpleQueue()
     for _ in range(_BUFFERS):
         free.put(bytearray(_BUFFER))
 
@@ -260,9 +260,13 @@ def _run(path: str | os.PathLike[str], consume: Callable[[memoryview], None]) ->
             raise _Cancelled
         return buf
 
+    def hand_off(fd: int, size: int, where: bytes) -> bool:
+        full.put(_LargeFile(os.dup(fd), size, where))
+        return True
+
     def produce() -> None:
         try:
-            packer = _Packer(take, lambda buf, n: full.put((buf, n)))
+            packer = _Packer(take, lambda buf, n: full.put((buf, n)), hand_off)
             _walk(raw, packer)
             packer.flush()
             full.put(None)
@@ -273,6 +277,7 @@ def _run(path: str | os.PathLike[str], consume: Callable[[memoryview], None]) ->
 
     worker = threading.Thread(target=produce, name="vega-nar-walk", daemon=True)
     worker.start()
+    read_buf = bytearray(_READ)
     try:
         while True:
             item = full.get()
@@ -280,6 +285,9 @@ def _run(path: str | os.PathLike[str], consume: Callable[[memoryview], None]) ->
                 break
             if isinstance(item, BaseException):
                 raise item
+            if isinstance(item, _LargeFile):
+                _consume_file(item, read_buf, consume)
+                continue
             buf, n = item
             with memoryview(buf) as view:
                 consume(view[:n])
@@ -289,6 +297,24 @@ def _run(path: str | os.PathLike[str], consume: Callable[[memoryview], None]) ->
         raise
     finally:
         worker.join()
+        while not full.empty():  # after a failure: close the descriptors still queued
+            left = full.get()
+            if isinstance(left, _LargeFile):
+                os.close(left.fd)
+
+
+def _consume_file(item: _LargeFile, buf: bytearray, consume: Callable[[memoryview], None]) -> None:
+    try:
+        with memoryview(buf) as view:
+            left = item.size
+            while left:
+                got = os.readv(item.fd, (view[: min(left, len(buf))],))
+                if not got:
+                    raise FormatError(f"file changed while reading it (shrank): {os.fsdecode(item.where)}")
+                consume(view[:got])
+                left -= got
+    finally:
+        os.close(item.fd)
 
 
 def dump(path: str | os.PathLike[str], sink: Callable[[memoryview], object]) -> int:
@@ -328,7 +354,21 @@ def dump_to_fd(path: str | os.PathLike[str], fd: int) -> None:
             while part:
                 part = part[os.write(fd, part) :]
 
-    packer = _Packer(lambda: buf, write_all, fd)
+    def send(src: int, size: int, where: bytes) -> bool:
+        offset = 0
+        while offset < size:
+            try:
+                sent = os.sendfile(fd, src, offset, size - offset)
+            except OSError as e:
+                if offset or e.errno not in (errno.EINVAL, errno.ENOSYS, errno.EOPNOTSUPP):
+                    raise
+                return False  # fd does not take sendfile: copy through the buffer instead
+            if sent == 0:
+                raise FormatError(f"file changed while reading it (shrank): {os.fsdecode(where)}")
+            offset += sent
+        return True
+
+    packer = _Packer(lambda: buf, write_all, send)
     _walk(os.fsencode(path), packer)
     packer.flush()
 
