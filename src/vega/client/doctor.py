@@ -1,6 +1,6 @@
 """``vega doctor``: the shared check list (also used by ``vega report``), each check a value.
 
-Checks, in order (cli.md §7's six, with three of issue 5's additions placed beside them)::
+Checks, in order (cli.md §7's six, plus issue 5's ``nix features`` and ``trusted keys``)::
 
     nix            `nix --version`                         ok <first line> | fail not found
     nix features   experimental-features from Nix's config  ok | warn nix-command / flakes off
