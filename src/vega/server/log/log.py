@@ -22,6 +22,7 @@ tlog-tiles; house-style.md §4.9.
 
 from __future__ import annotations
 
+import hashlib
 import json
 import re
 import threading
@@ -53,7 +54,9 @@ MAX_LOOKUP_ENTRIES = 1000
 """Most entries one lookup returns (the oldest first); keeps responses far below 4 MiB."""
 
 _LOCK_KEY = 0x766C6F67  # "vlog": the log's writer lock (PostgreSQL advisory lock id)
-_MAX_DEDUPE_KEY = 512
+# Dedupe keys longer than this are stored as "sha256:<hex>" of their UTF-8 bytes
+# (PostgreSQL's B-tree index entries are limited to about 2.7 kB).
+_MAX_STORED_KEY = 128
 # Nodes of level >= 6 are 1/32 of all nodes; a bounded dict of them (cleared when
 # full, ~40 MB at most) keeps the upper levels every proof shares in memory.
 _CACHE_MIN_LEVEL = 6
@@ -174,14 +177,15 @@ class TransparencyLog:
         with self._db.lock(_LOCK_KEY) as tx:
             head = _require(store.latest_checkpoint(tx))
             size = head.size
-            existing = store.find_dedupe_keys(tx, [e.dedupe_key for e in entries])
+            keys = [_stored_key(e.dedupe_key) for e in entries]
+            existing = store.find_dedupe_keys(tx, keys)
             out: list[int] = []
-            fresh: list[LogEntry] = []
-            for e in entries:
-                if e.dedupe_key not in existing:
-                    existing[e.dedupe_key] = size + len(fresh)
-                    fresh.append(e)
-                out.append(existing[e.dedupe_key])
+            fresh: list[tuple[LogEntry, str]] = []
+            for e, key in zip(entries, keys, strict=True):
+                if key not in existing:
+                    existing[key] = size + len(fresh)
+                    fresh.append((e, key))
+                out.append(existing[key])
             if not fresh:
                 return out
             if size + len(fresh) > store.MAX_LEAVES:
@@ -198,10 +202,10 @@ class TransparencyLog:
             leaves: list[tuple[int, bytes, bytes, str]] = []
             nodes: list[tuple[NodeId, bytes]] = []
             index_rows: list[tuple[str, int]] = []
-            for offset, e in enumerate(fresh):
+            for offset, (e, key) in enumerate(fresh):
                 i = size + offset
                 h = merkle.leaf_hash(e.data)
-                leaves.append((i, e.data, h, e.dedupe_key))
+                leaves.append((i, e.data, h, key))
                 for node_id, node in merkle.stored_nodes_for_append(i, h, read):
                     known[node_id] = node
                     nodes.append((node_id, node))
@@ -488,10 +492,16 @@ def _check_entry(e: LogEntry) -> None:
         e.data.decode("utf-8")
     except UnicodeDecodeError as err:
         raise FormatError("log entry: data is not UTF-8") from err
-    if not 0 < len(e.dedupe_key) <= _MAX_DEDUPE_KEY:
-        raise FormatError(f"log entry: dedupe key must have 1 to {_MAX_DEDUPE_KEY} characters")
+    if not e.dedupe_key:
+        raise FormatError("log entry: the dedupe key must not be empty")
     for s in e.store_hashes:
         _check_store_hash(s)
+
+
+def _stored_key(key: str) -> str:
+    if len(key) <= _MAX_STORED_KEY:
+        return key
+    return "sha256:" + hashlib.sha256(key.encode("utf-8", "surrogatepass")).hexdigest()
 
 
 def _check_store_hash(s: str) -> None:
