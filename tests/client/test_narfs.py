@@ -117,6 +117,21 @@ def test_dump_to_fd_matches_dump_for_files_and_pipes(tmp_path: Path) -> None:
     with open(tmp_path / "out.nar", "wb") as f:
         narfs.dump_to_fd(tmp_path / "t", f.fileno())
     assert (tmp_path / "out.nar").read_bytes() == want
+    # O_APPEND refuses sendfile (EINVAL): the buffered copy takes over
+    with open(tmp_path / "append.nar", "ab") as f:
+        narfs.dump_to_fd(tmp_path / "t", f.fileno())
+    assert (tmp_path / "append.nar").read_bytes() == want
+    r, w = os.pipe()
+    with open(r, "rb") as reader, open(w, "wb") as writer:
+        import threading
+
+        got: list[bytes] = []
+        t = threading.Thread(target=lambda: got.append(reader.read()))
+        t.start()
+        narfs.dump_to_fd(tmp_path / "t", writer.fileno())
+        writer.close()
+        t.join()
+    assert got == [want]
 
 
 def test_dump_refuses_special_files(tmp_path: Path) -> None:
