@@ -79,7 +79,7 @@ def test_pack_nar_hashes_compresses_and_hashes_again_in_memory(tmp_path: Path) -
 
 
 def test_pack_nar_spills_to_a_temp_file_past_the_memory_bound(tmp_path: Path) -> None:
-    """docs/adr/0007: compressed bytes stay in memory up to the bound, then go to a spool file."""
+    """docs/adr/0008: compressed bytes stay in memory up to the bound, then go to a spool file."""
     noise = b"".join(hashlib.sha256(i.to_bytes(4, "big")).digest() for i in range(400_000))  # 12.8 MB
     tree = make_tree(tmp_path / "tree", noise)
     spool = tmp_path / "spool"

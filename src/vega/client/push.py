@@ -9,7 +9,7 @@ Order of operations, per installable (cli.md §9):
    means novel (upload rather than drop).
 3. Novel paths, largest NAR first, ``jobs`` at a time: the NAR is serialised, hashed (NarHash),
    compressed with multi-threaded zstd and hashed again (FileHash) in one pass into a bounded
-   spool (memory up to ``spool_memory_bytes``, then a temp file; docs/adr/0007), then presigned,
+   spool (memory up to ``spool_memory_bytes``, then a temp file; docs/adr/0008), then presigned,
    PUT and pushed (``POST /api/cache/push``). Packing runs at most ``pack_slots`` at a time so
    memory stays bounded whatever ``jobs`` is; uploads of packed paths overlap packing of the next.
 4. After every installable: the namespace's key (``GET <substituter>/key``) and a check, as a
