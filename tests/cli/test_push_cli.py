@@ -1,0 +1,158 @@
+"""``vega push`` rendering: sizes, NDJSON events, plain lines, the rich display, the epilogue (cli.md §9)."""
+
+from __future__ import annotations
+
+import io
+import json
+
+import pytest
+
+from vega.cli.commands.push import _Display, _epilogue, format_size
+from vega.cli.main import main
+from vega.client.nix import PathInfo
+from vega.client.push import (
+    BuildStarted,
+    PackProgress,
+    PathPushed,
+    Planned,
+    PushedPath,
+    PushReport,
+    SubstituteCheck,
+    UploadProgress,
+)
+from vega.core.hashes import HashAlgorithm, hash_bytes
+from vega.core.storepath import parse_store_path
+
+APP = parse_store_path("/nix/store/l915bvq3wig4nxwlvga4lw06aigam617-vega-push-app")
+LIB = parse_store_path("/nix/store/invfnlz3ykci2qhj50acn1ldc6mb6pmy-vega-push-lib")
+H = hash_bytes(HashAlgorithm.SHA256, b"x")
+
+
+class Tty(io.StringIO):
+    def isatty(self) -> bool:
+        return True
+
+
+@pytest.mark.parametrize(
+    ("n", "text"),
+    [
+        (0, "0 B"),
+        (1023, "1023 B"),
+        (1024, "1.0 KiB"),
+        (10 * 1024, "10 KiB"),
+        (5 << 20, "5.0 MiB"),
+        (3 << 40, "3072 GiB"),
+    ],
+)
+def test_format_size(n: int, text: str) -> None:
+    """cli.md §9: B KiB MiB GiB, one decimal below 10 (not for B)."""
+    assert format_size(n) == text
+
+
+def events(total: int) -> list[object]:
+    infos = tuple(PathInfo(path=APP, nar_hash=H, nar_size=100) for _ in range(total))
+    out: list[object] = [
+        BuildStarted(".#app"),
+        Planned(installable=".#app", closure=total + 3, novel=infos, cached=2, upstream=1),
+    ]
+    for k in range(1, total + 1):
+        out += [
+            PackProgress(APP, 100, 100),
+            UploadProgress(APP, 10, 20),
+            PathPushed(path=APP, size=20, nar_size=100, done=k, total=total),
+        ]
+    return out
+
+
+def test_json_mode_prints_plan_and_pushed_events_only() -> None:
+    out, err = io.StringIO(), io.StringIO()
+    display = _Display(out, err, {}, json_mode=True)
+    for e in events(2):
+        display.event(e)  # type: ignore[arg-type]
+    display.close()
+    lines = [json.loads(line) for line in out.getvalue().splitlines()]
+    assert lines == [
+        {"event": "plan", "installable": ".#app", "novel": 2},
+        {"event": "pushed", "path": APP.absolute, "size": 20, "done": 1, "total": 2},
+        {"event": "pushed", "path": APP.absolute, "size": 20, "done": 2, "total": 2},
+    ]
+    assert '{"event":"plan","installable":".#app","novel":2}\n' in out.getvalue()
+    assert err.getvalue() == ""
+
+
+def test_plain_lines_every_tenth_path_and_the_last() -> None:
+    out, err = io.StringIO(), io.StringIO()
+    display = _Display(out, err, {}, json_mode=False)
+    for e in events(12):
+        display.event(e)  # type: ignore[arg-type]
+    text = out.getvalue().splitlines()
+    assert text == [
+        "\u2726 Building .#app",
+        "  Closure 15 paths: 12 novel, 1 already upstream, 2 already in the namespace",
+        "  uploaded 10/12",
+        "  uploaded 12/12",
+    ]
+    assert err.getvalue() == ""
+
+
+def test_a_terminal_gets_the_rich_display_on_stderr_and_ci_turns_it_off() -> None:
+    out, err = Tty(), io.StringIO()
+    display = _Display(out, err, {"NO_COLOR": "1"}, json_mode=False)
+    for e in events(2):
+        display.event(e)  # type: ignore[arg-type]
+    display.close()
+    assert "uploaded" not in out.getvalue()
+    assert f"pushed {APP.name} (20 B)" in err.getvalue()
+    out, err = Tty(), io.StringIO()
+    display = _Display(out, err, {"CI": "true"}, json_mode=False)
+    for e in events(1):
+        display.event(e)  # type: ignore[arg-type]
+    assert "  uploaded 1/1" in out.getvalue()
+
+
+def report(ok: bool, key: str | None = "vega-owner-7-1:" + "A" * 43 + "=") -> PushReport:
+    return PushReport(
+        namespace="owner:7",
+        pushed=(PushedPath(path=APP, file_hash=H, file_size=2048, nar_size=4096),),
+        closure=2,
+        cached=1,
+        upstream=0,
+        substituter="http://127.0.0.1:8080/tenant/owner:7",
+        public_key=key,
+        check=SubstituteCheck(ok, "substitutable" if ok else f"{LIB}: narinfo answered 404", 2),
+    )
+
+
+def test_epilogue_prints_the_nix_conf_lines_and_the_check() -> None:
+    out, err = io.StringIO(), io.StringIO()
+    assert _epilogue(report(True), {}, out, err) == 0
+    text = out.getvalue()
+    assert text.startswith("\u2726 Pushed 1 path(s) to owner:7.\n")
+    assert "  extra-substituters = http://127.0.0.1:8080/tenant/owner:7\n" in text
+    assert "  extra-trusted-public-keys = vega-owner-7-1:" in text
+    assert (
+        "\u2726 Checked as a fresh client: 2 path(s) substitutable from http://127.0.0.1:8080/tenant/owner:7"
+        in text
+    )
+    assert err.getvalue() == ""
+
+
+def test_epilogue_fails_when_not_substitutable_and_omits_a_missing_key() -> None:
+    out, err = io.StringIO(), io.StringIO()
+    assert _epilogue(report(False, None), {}, out, err) == 1
+    assert "extra-substituters" not in out.getvalue()
+    assert err.getvalue() == (
+        f"error: not substitutable from http://127.0.0.1:8080/tenant/owner:7: {LIB}: narinfo answered 404\n"
+    )
+
+
+def test_usage_errors_exit_1(capsys: pytest.CaptureFixture[str]) -> None:
+    """cli.md §1: a usage error prints the parser's error and a hint, exit 1."""
+    with pytest.raises(SystemExit) as e:
+        main(["push", "--jobs", "four"])
+    assert e.value.code == 1
+    assert "vega push --help" in capsys.readouterr().err
+    with pytest.raises(SystemExit) as e:
+        main(["push", "--help"])
+    assert e.value.code == 0
+    assert "--no-skip-upstream" in capsys.readouterr().out
