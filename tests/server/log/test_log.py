@@ -15,6 +15,7 @@ from vega.core.signing import is_valid_signature
 from vega.errors import FormatError, StorageError
 from vega.server.db import Database, open_database
 from vega.server.log.log import (
+    MAX_LOOKUP_BYTES,
     LogEntry,
     Sequencer,
     StoredCheckpoint,
@@ -337,3 +338,20 @@ def test_a_damaged_store_is_reported_not_papered_over(database: Database) -> Non
     with pytest.raises(StorageError, match="do not match the checkpoint"):
         log.append([entry(1000)])
     assert log.latest().size == 300
+
+
+def test_lookup_is_bounded_and_says_so(log: TransparencyLog) -> None:
+    sh = store_hash(42)
+    big = b'{"pad":"' + b"x" * (tiles.MAX_ENTRY_BYTES - 20) + b'"}'
+    n = MAX_LOOKUP_BYTES // len(big) + 2
+    log.append([LogEntry(data=big, dedupe_key=f"big:{i}", store_hashes=(sh,)) for i in range(n)])
+    found = log.lookup(sh)
+    assert found.truncated
+    assert 0 < len(found.entries) < n
+    assert sum(len(e.data) for e in found.entries) <= MAX_LOOKUP_BYTES
+    assert [e.index for e in found.entries] == list(range(len(found.entries)))
+    many = store_hash(43)
+    log.append([LogEntry(data=b"{}", dedupe_key=f"small:{i}", store_hashes=(many,)) for i in range(1001)])
+    found = log.lookup(many)
+    assert found.truncated
+    assert len(found.entries) == 1000

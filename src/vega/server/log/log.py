@@ -39,6 +39,7 @@ from vega.server.log import store
 from vega.server.log.store import StoredCheckpoint
 
 __all__ = [
+    "MAX_LOOKUP_BYTES",
     "MAX_LOOKUP_ENTRIES",
     "ConsistencyProof",
     "InclusionProof",
@@ -51,7 +52,9 @@ __all__ = [
 ]
 
 MAX_LOOKUP_ENTRIES = 1000
-"""Most entries one lookup returns (the oldest first); keeps responses far below 4 MiB."""
+"""Most entries one lookup returns (the oldest first)."""
+MAX_LOOKUP_BYTES = 3 << 20
+"""Most entry and proof bytes one lookup returns, below the client's 4 MiB body limit (protocol.md §5)."""
 
 _LOCK_KEY = 0x766C6F67  # "vlog": the log's writer lock (PostgreSQL advisory lock id)
 # Dedupe keys longer than this are stored as "sha256:<hex>" of their UTF-8 bytes
@@ -112,7 +115,7 @@ class Lookup:
     checkpoint: StoredCheckpoint
     entries: tuple[LookupEntry, ...]
     truncated: bool
-    """True when more than :data:`MAX_LOOKUP_ENTRIES` entries exist (the oldest are returned)."""
+    """More entries exist than :data:`MAX_LOOKUP_ENTRIES` and :data:`MAX_LOOKUP_BYTES` allow."""
 
 
 class TransparencyLog:
@@ -342,15 +345,17 @@ class TransparencyLog:
         with self._db.transaction(write=False) as tx:
             head = _require(store.latest_checkpoint(tx))
             indexes = store.lookup_indexes(tx, store_hash, head.size)
-            truncated = len(indexes) > MAX_LOOKUP_ENTRIES
             reader = _Reader(tx, self._cache)
-            entries = []
+            entries: list[LookupEntry] = []
+            budget = MAX_LOOKUP_BYTES
             for i in indexes[:MAX_LOOKUP_ENTRIES]:
                 (data,) = store.read_leaves(tx, i, i + 1)
-                entries.append(
-                    LookupEntry(index=i, data=data, proof=merkle.prove_inclusion(i, head.size, reader))
-                )
-        return Lookup(checkpoint=head, entries=tuple(entries), truncated=truncated)
+                proof = merkle.prove_inclusion(i, head.size, reader)
+                budget -= len(data) + 70 * len(proof)  # as JSON: text and quoted hex hashes
+                if budget < 0:
+                    break
+                entries.append(LookupEntry(index=i, data=data, proof=proof))
+        return Lookup(checkpoint=head, entries=tuple(entries), truncated=len(entries) < len(indexes))
 
 
 class Sequencer:
