@@ -58,6 +58,8 @@ def test_read_paths_on_an_empty_cache(h: Harness) -> None:
     assert h.client.get("/api/status/nonsense").status_code == 404
     assert h.client.get("/healthz").text == "ok\n"
     assert h.client.get("/tenant/bad!/repo/key").status_code == 404
+    assert h.client.get("/tenant/alice/../key").status_code == 404
+    assert h.client.get("/tenant/alice/.github/key").json()["publicKey"].startswith("vega-alice-.github-1:")
 
 
 def test_tenant_key_endpoints(h: Harness) -> None:
@@ -159,6 +161,16 @@ def test_attest_publishes_in_the_tenant_namespace(h: Harness) -> None:
         "inSharedCache": False,
         "tenants": ["alice/hello"],
     }
+
+
+def test_a_repository_named_like_dot_github_attests(h: Harness) -> None:
+    out = Output("hello", b"nar bytes " * 100)
+    token = h.ci_token("alice/.github")
+    h.upload(token, out)
+    attest_ok(h, token, out)
+    assert h.client.get(f"/tenant/alice/.github/{out.hash_part}.narinfo").status_code == 200
+    status = h.client.get(f"/api/status/{out.hash_part}").json()
+    assert status["tenants"] == []  # clients refuse such names (protocol.md §6.1), so none is listed
 
 
 def test_a_lying_client_gets_nothing_signed(h: Harness) -> None:

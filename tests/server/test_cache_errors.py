@@ -73,3 +73,26 @@ def test_upload_request_errors(database: Database, tmp_path: Path) -> None:
     assert r.status_code == 413
     assert h.client.put("/api/cache/upload/nar/x.nar.zst", content=b"x").status_code == 404
     assert h.client.put(path.split("?")[0], content=b"x").status_code == 403  # no signature at all
+
+
+class ObjectStorage(LocalBlobStore):
+    """A blob store that presigns its own PUT URLs (as S3 would)."""
+
+    def presign_put(self, key: str, sha256: bytes, ttl_s: int) -> str | None:
+        return f"https://objects.example/{key}?X-Amz-Expires={ttl_s}&sha={sha256.hex()}"
+
+
+def test_upload_url_comes_from_object_storage_when_it_presigns(database: Database, tmp_path: Path) -> None:
+    h = Harness(database, tmp_path)
+    app = create_app(
+        h.settings, database, ObjectStorage(tmp_path / "s3"), h.clock, keys=h.keys, authenticator=h.auth
+    )
+    client = TestClient(app, base_url=h.settings.resolved_public_url)
+    out = Output("hello", b"nar")
+    r = client.post(
+        "/api/cache/upload-url",
+        headers={"authorization": f"Bearer {h.ci_token()}"},
+        json={"narUrl": out.nar_url, "fileHash": out.file_hash},
+    )
+    digest = hashlib.sha256(out.compressed).hexdigest()
+    assert r.json() == {"url": f"https://objects.example/{out.nar_url}?X-Amz-Expires=21600&sha={digest}"}

@@ -10,13 +10,14 @@ Order of an attestation (``/api/cache/attest``) or push (``/api/cache/push``):
 3. the object is decompressed and hashed: ``NarHash``/``NarSize`` must match
    (remembered per object, so a retry does not decompress again). A client
    that lies never gets a narinfo signed;
-4. under the store path's lock: record the attestation (idempotent per
+4. append the attestation leaf to the transparency log (dedupe keys are
+   deterministic, so a retried request logs once). It is logged before it is
+   stored, so nothing the policy counts or the tenant tier serves can be
+   missing from the log after a crash;
+5. under the store path's lock: record the attestation (idempotent per
    attester and fingerprint), publish the narinfo into the tenant namespace
    signed with the tenant key, queue the output for reproduction, decide
-   (``core.promotion``);
-5. append the attestation leaf, and the promotion leaf when promoted, to the
-   transparency log (dedupe keys are deterministic, so a retried request
-   logs once);
+   (``core.promotion``); when promoted, append the promotion leaf;
 6. only then, under the lock again, record the promotion and publish the
    narinfo signed with the shared key. So nothing enters the shared tier
    before its promotion is in the log.
@@ -80,7 +81,10 @@ __all__ = [
     "check_tenant",
 ]
 
-_TENANT = re.compile(r"[A-Za-z0-9][A-Za-z0-9._-]{0,99}/[A-Za-z0-9][A-Za-z0-9._-]{0,99}|owner:[0-9]{1,20}")
+# Any repository GitHub allows (names may start with "." or "_", e.g. ".github"), or an owner id.
+_TENANT = re.compile(r"[A-Za-z0-9_.-]{1,100}/[A-Za-z0-9_.-]{1,100}|owner:[0-9]{1,20}")
+# What clients accept in /api/status tenants (protocol.md §6.1); others are left out of that list.
+_STATUS_TENANT = re.compile(r"[A-Za-z0-9][A-Za-z0-9._-]{0,99}/[A-Za-z0-9][A-Za-z0-9._-]{0,99}|owner:[0-9]+")
 _HASH_PART = re.compile(f"[{nixbase32.ALPHABET}]{{32}}")
 _AMZ_DATE = "%Y%m%dT%H%M%SZ"
 _CHUNK = 1 << 20
@@ -162,7 +166,7 @@ class ServerKeys:
 
 def check_tenant(tenant: str) -> str:
     """Return ``tenant`` if it is ``owner/repo`` or ``owner:<id>``; else raise ServiceError 404."""
-    if not _TENANT.fullmatch(tenant):
+    if not _TENANT.fullmatch(tenant) or {".", ".."} & set(tenant.split("/")):
         raise ServiceError(f"not a tenant: {tenant[:80]!r}", status=404)
     return tenant
 
@@ -225,6 +229,9 @@ class CacheService:
     def upload_url(self, request: UploadUrlRequest) -> UploadUrlResponse:
         """Presign a PUT of one object: bound to its key (= its SHA-256) and expiring (§4.1)."""
         key = request.nar_url
+        direct = self.blobs.presign_put(key, request.file_hash.digest, self.upload_url_ttl_s)
+        if direct is not None:  # object storage takes the bytes itself (checksum-bound, expiring)
+            return UploadUrlResponse(direct)
         date = datetime.fromtimestamp(self.now() // 1000, UTC).strftime(_AMZ_DATE)
         expires = str(self.upload_url_ttl_s)
         query = urlencode(
@@ -387,10 +394,37 @@ class CacheService:
     def _record(
         self, record: AttestationRecord, info: NarInfo, body: AttestBody, now: int, *, queue: bool
     ) -> PromotionDecision:
-        """Step 4 under the lock, then step 5 (log)."""
+        """Step 4 (log the attestation), step 5 under the lock, then log a promotion."""
         hash_part = info.store_path.hash_part
         tenant = record.tenant or ""
         store_path = info.store_path.absolute
+        p = record.provenance
+        # Logged before it is stored: a crash in between leaves a logged attestation that the
+        # retry completes, never a stored one (counted by the policy, served) the log lacks.
+        self.log.append(
+            [
+                LogEntry(
+                    encode_leaf(
+                        AttestationLeaf(
+                            store_path=store_path,
+                            fingerprint=record.fingerprint,
+                            nar_hash=str(info.nar_hash),
+                            tenant=record.tenant,
+                            lane=record.lane,
+                            attester_id=record.attester_id,
+                            at=now,
+                            provenance=None
+                            if p is None
+                            else tlog.BuildProvenance(
+                                flake_ref=p.flake_ref, attr=p.attr, rev=p.rev, dir=p.dir
+                            ),
+                        )
+                    ),
+                    f"attest:{hash_part}:{record.attester_id}:{record.fingerprint}",
+                    (hash_part,),
+                )
+            ]
+        )
         with self.store.lock_path(hash_part) as tx:
             added = self.store.add_attestation(
                 tx,
@@ -407,7 +441,6 @@ class CacheService:
                 self.store.put_narinfo(
                     tx, tenant, hash_part, format_narinfo(signed), record.fingerprint, info.url, now
                 )
-            p = record.provenance
             if queue and p is not None:
                 self.store.enqueue_repro(
                     tx,
@@ -428,29 +461,8 @@ class CacheService:
             rows = self.store.attestations(tx, hash_part)
             revoked = self.store.is_revoked(tx, hash_part)
         decision = decide([r.record for r in rows], self.policy, now, revoked)
-        entries = [
-            LogEntry(
-                encode_leaf(
-                    AttestationLeaf(
-                        store_path=store_path,
-                        fingerprint=record.fingerprint,
-                        nar_hash=str(info.nar_hash),
-                        tenant=record.tenant,
-                        lane=record.lane,
-                        attester_id=record.attester_id,
-                        at=now,
-                        provenance=None
-                        if p is None
-                        else tlog.BuildProvenance(flake_ref=p.flake_ref, attr=p.attr, rev=p.rev, dir=p.dir),
-                    )
-                ),
-                f"attest:{hash_part}:{record.attester_id}:{record.fingerprint}",
-                (hash_part,),
-            )
-        ]
         if decision.shared.promoted and decision.shared.fingerprint is not None:
-            entries.append(self._promotion_entry(store_path, hash_part, decision, now))
-        self.log.append(entries)
+            self.log.append([self._promotion_entry(store_path, hash_part, decision, now)])
         return decision
 
     def _promotion_entry(
@@ -590,7 +602,7 @@ class CacheService:
             verdict = "diverged"
         else:
             verdict = "uncorroborated"
-        tenants = tuple(n for n in namespaces if n != SHARED and _TENANT.fullmatch(n))[:50]
+        tenants = tuple(n for n in namespaces if n != SHARED and _STATUS_TENANT.fullmatch(n))[:50]
         return StatusResponse(
             verdict=verdict,
             agree=decision.shared.distinct_tenants,

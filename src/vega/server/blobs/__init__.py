@@ -42,3 +42,6 @@ class BlobStore(Protocol):
 
     def open(self, key: str) -> BinaryIO | None:
         """A binary reader of the object, or None when absent."""
+
+    def presign_put(self, key: str, sha256: bytes, ttl_s: int) -> str | None:
+        """A URL for a direct, checksum-bound PUT (object storage), or None to upload through the server."""

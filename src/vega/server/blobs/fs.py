@@ -131,6 +131,10 @@ class LocalBlobStore:
         except OSError as e:
             raise StorageError(f"cannot open object: {e.strerror}") from e
 
+    def presign_put(self, key: str, sha256: bytes, ttl_s: int) -> str | None:
+        """None: a local directory has no URL of its own; uploads go through the server's PUT route."""
+        return None
+
     def put(self, key: str, data: bytes) -> None:
         """Store a whole object at once (its key must name its SHA-256)."""
         w = self.writer(key, hashlib.sha256(data).digest(), len(data))
