@@ -109,3 +109,10 @@ def test_nar_without_subcommand_shows_help(capsys: pytest.CaptureFixture[str]) -
     with pytest.raises(SystemExit):
         main(["nar"])
     assert "usage: vega nar" in capsys.readouterr().out
+
+
+def test_restore_reads_a_compressed_nar(tree: Path, tmp_path: Path) -> None:
+    data = run_vega(["nar", "dump", str(tree)]).stdout
+    done = run_vega(["nar", "restore", str(tmp_path / "r")], stdin=zstandard.ZstdCompressor().compress(data))
+    assert done.returncode == 0, done.stderr
+    assert run_vega(["nar", "dump", str(tmp_path / "r")]).stdout == data

@@ -497,15 +497,11 @@ class Compressor:
 def sniffing_reader(read: Callable[[int], bytes], *, max_output: int) -> Callable[[int], bytes]:
     """A ``read(n)`` over ``read`` that decompresses zstd, xz or bzip2 input, detected by magic bytes.
 
-    Input with no known magic is passed through unchanged.
+    Input with no known magic is passed through unchanged. Nothing is read
+    from ``read`` before the first call.
     """
     head = b""
-    while len(head) < len(_XZ_MAGIC):
-        data = read(len(_XZ_MAGIC) - len(head))
-        if not data:
-            break
-        head += data
-    compression = detect_compression(head)
+    inner: Callable[[int], bytes] | None = None
 
     def replay(n: int) -> bytes:
         nonlocal head
@@ -514,6 +510,19 @@ def sniffing_reader(read: Callable[[int], bytes], *, max_output: int) -> Callabl
             return out
         return read(n)
 
-    if compression is Compression.NONE:
-        return replay
-    return DecompressingReader(replay, compression, max_output=max_output).read
+    def first(n: int) -> bytes:
+        nonlocal head, inner
+        if inner is None:
+            while len(head) < len(_XZ_MAGIC):
+                data = read(len(_XZ_MAGIC) - len(head))
+                if not data:
+                    break
+                head += data
+            compression = detect_compression(head)
+            if compression is Compression.NONE:
+                inner = replay
+            else:
+                inner = DecompressingReader(replay, compression, max_output=max_output).read
+        return inner(n)
+
+    return first

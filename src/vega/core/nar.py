@@ -104,7 +104,8 @@ def regular_header(executable: bool, size: int) -> bytes:
 
 def entry_header(name: bytes) -> bytes:
     """``entry ( name <name> node``: the bytes before an entry's node."""
-    return _ENTRY_HEADER + frame(name) + _NODE
+    n = len(name)
+    return b"".join((_ENTRY_HEADER, n.to_bytes(8, "little"), name, _ZEROS[: -n & 7], _NODE))
 
 
 def symlink_node(target: bytes) -> bytes:

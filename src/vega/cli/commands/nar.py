@@ -23,7 +23,9 @@ examples:
   vega nar ls hello.nar.zst                          entries, as `nix nar ls -R` (zstd/xz/bzip2 too)
 """
 
-_MAX_LS_OUTPUT = 1 << 40
+_MAX_OUTPUT = 1 << 40
+"""Decompressed bytes allowed through `ls` and `restore` (1 TiB); the output streams, so this only
+stops runaways."""
 
 
 def register(sub: Any) -> None:
@@ -61,8 +63,9 @@ def register(sub: Any) -> None:
     r = nar_sub.add_parser(
         "restore",
         help="restore a NAR read from stdin as DIR",
-        description="Restore a NAR from stdin as DIR, all or nothing: DIR must not exist; nothing is "
-        "written through symlinks or outside DIR; on any error nothing is left behind.",
+        description="Restore a NAR (or one compressed with zstd, xz or bzip2) from stdin as DIR, all or "
+        "nothing: DIR must not exist; nothing is written through symlinks or outside DIR; on any error "
+        "nothing is left behind. Symlink targets are restored verbatim, as nix-store --restore does.",
         epilog="example:\n  vega nar restore ./hello < hello.nar",
         formatter_class=argparse.RawDescriptionHelpFormatter,
     )
@@ -109,8 +112,10 @@ def run_hash(args: argparse.Namespace) -> int:
 def run_restore(args: argparse.Namespace) -> int:
     """``vega nar restore DIR``."""
     from vega.client import narfs
+    from vega.core import compression
 
-    narfs.restore(lambda n: sys.stdin.buffer.read(n), args.dir)
+    read = compression.sniffing_reader(lambda n: sys.stdin.buffer.read(n), max_output=_MAX_OUTPUT)
+    narfs.restore(read, args.dir)
     return 0
 
 
@@ -120,7 +125,7 @@ def run_ls(args: argparse.Namespace) -> int:
 
     out = sys.stdout.buffer
     with open(sys.stdin.fileno() if args.file == "-" else args.file, "rb", closefd=args.file != "-") as f:
-        read = compression.sniffing_reader(f.read, max_output=_MAX_LS_OUTPUT)
+        read = compression.sniffing_reader(f.read, max_output=_MAX_OUTPUT)
         for entry in nar.list_nar(nar.read_nar(read)):
             if not entry.path and entry.kind == "directory":
                 continue  # like Nix: a directory root is shown by its entries
