@@ -27,21 +27,33 @@ Spec: cli.md §10 (all), §1.6; protocol.md §2.5, §2.7, §3, §5; issue 3 (cli
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import json
 import logging
 import re
 import time
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Callable, Iterator, Mapping, Sequence
 from concurrent.futures import FIRST_COMPLETED, Future, ThreadPoolExecutor, wait
 from dataclasses import dataclass, field, replace
+from pathlib import Path
 
 import httpx2
 
-from vega.client.cache import BinaryCache, NarCheck, is_tenant_scope, select_trusted_key, signature_names
-from vega.client.http import Http, HttpLimits, Response
+from vega.client.cache import (
+    BinaryCache,
+    NarCheck,
+    Runner,
+    is_tenant_scope,
+    load_trusted_keys,
+    nix_conf_files,
+    run_process,
+    select_trusted_key,
+    signature_names,
+)
+from vega.client.http import Http, HttpLimits, Response, require_safe_url
 from vega.client.logclient import LogClient
-from vega.client.logstate import LogState, RememberedCheckpoint
+from vega.client.logstate import LogState, RememberedCheckpoint, default_state_dir
 from vega.core import merkle, tlog
 from vega.core.checkpoint import parse_checkpoint
 from vega.core.hashes import format_nix_hash
@@ -56,6 +68,7 @@ __all__ = [
     "VerifyContext",
     "VerifyOptions",
     "VerifyReport",
+    "open_context",
     "parse_target",
     "verify_many",
     "verify_target",
@@ -340,6 +353,44 @@ def _not_logged_note(report: VerifyReport) -> str | None:
     if report.scope == "scoped":
         return "signature-only: scoped builds are not in the global transparency log"
     return None
+
+
+@contextlib.contextmanager
+def open_context(
+    url: str,
+    environ: Mapping[str, str],
+    *,
+    read_nix_keys: bool = True,
+    run: Runner = run_process,
+    limits: HttpLimits | None = None,
+) -> Iterator[VerifyContext]:
+    """The real edges for verification, for ``vega verify`` and MCP.
+
+    A validated URL, an HTTP client, the user's trusted keys (cli.md §1.6) and the remembered
+    checkpoints under the XDG state dir.
+
+    Args:
+        url: the cache base, validated and normalised per cli.md §1.3 (``::1`` allowed).
+        environ: the environment (``HOME``, ``XDG_STATE_HOME``).
+        read_nix_keys: False when ``--public-key`` makes the trusted keys irrelevant.
+        run: the process runner for ``nix config show``.
+        limits: timeouts, caps and retries.
+
+    Raises:
+        ConfigError: the URL is not https (or loopback).
+    """
+    base = require_safe_url(url)
+    home = Path(environ.get("HOME", "") or Path.home())
+    trusted = load_trusted_keys(run, nix_conf_files(home)) if read_nix_keys else {}
+    limits = limits or HttpLimits()
+    with httpx2.Client(timeout=limits.timeout_s, follow_redirects=False) as client:
+        yield VerifyContext(
+            client=client,
+            base_url=base,
+            trusted_keys=trusted,
+            state=LogState(default_state_dir(environ)),
+            limits=limits,
+        )
 
 
 # -- one target -------------------------------------------------------------------------------------

@@ -114,33 +114,15 @@ def options_from(args: argparse.Namespace) -> VerifyOptions:
 
 def run(args: argparse.Namespace) -> int:
     """Build the real context (HTTP client, trusted keys, state dir) and verify."""
-    from pathlib import Path
-
-    import httpx2
-
-    from vega.client.cache import load_trusted_keys, nix_conf_files, run_process
-    from vega.client.http import HttpLimits, require_safe_url
-    from vega.client.logstate import LogState, default_state_dir
     from vega.client.settings import read_environ
-    from vega.client.verify import VerifyContext, parse_target
+    from vega.client.verify import open_context, parse_target
 
     environ = read_environ()
     args.targets = [_resolve_local(t) for t in args.targets]
     for target in args.targets:
         parse_target(target)
-    url = require_safe_url(args.url)
     options = options_from(args)
-    home = Path(environ.get("HOME", "") or Path.home())
-    trusted = {} if options.public_key is not None else load_trusted_keys(run_process, nix_conf_files(home))
-    limits = HttpLimits()
-    with httpx2.Client(timeout=limits.timeout_s, follow_redirects=False) as client:
-        ctx = VerifyContext(
-            client=client,
-            base_url=url,
-            trusted_keys=trusted,
-            state=LogState(default_state_dir(environ)),
-            limits=limits,
-        )
+    with open_context(args.url, environ, read_nix_keys=options.public_key is None) as ctx:
         return execute(args, ctx, environ)
 
 
