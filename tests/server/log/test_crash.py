@@ -47,7 +47,14 @@ def test_killed_appender_loses_nothing_acknowledged(tmp_path: Path) -> None:
         wanted = rng.choice([0, 1, 1, 2, 3, 5, 8])
         lines = [proc.stdout.readline() for _ in range(wanted)]
         proc.send_signal(signal.SIGKILL)
-        rest, err = proc.communicate()
+        # NOTE: read through proc.stdout, not communicate(): readline() may hold part of
+        # the next line in its buffer, which communicate() (raw fd reads) would skip.
+        rest = proc.stdout.read()
+        assert proc.stderr is not None
+        err = proc.stderr.read()
+        proc.wait()
+        proc.stdout.close()
+        proc.stderr.close()
         assert proc.returncode == -signal.SIGKILL, err.decode(errors="replace")
         for raw in [*lines, *rest.splitlines(keepends=True)]:
             if not raw.endswith(b"\n"):
