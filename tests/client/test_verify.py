@@ -167,7 +167,7 @@ def test_tenant_key_published_by_the_cache_is_used_only_with_a_warning(server: C
     build = server.add("tenant-thing", key=TENANT, tenant=True)
     report = verify_target(server.context(trusted=()), build.hash)
     assert report.key_name == TENANT.name
-    assert any("cache-published tenant key" in n for n in report.notices)
+    assert any("cache-published tenant key" in n for n in report.warnings)
     assert report.exit_ok
 
 

@@ -112,7 +112,7 @@ def test_tenant_build_is_scoped_and_said_plainly(world: World) -> None:
         "not in the shared cache; verifying the tenant build at http://127.0.0.1:8321/tenant/alice/hello"
         in res.out
     )
-    assert "using the cache-published tenant key vega-alice-hello-1" in res.out
+    assert "warning: using the cache-published tenant key vega-alice-hello-1" in res.err
     assert "Verified in your tenant tier" in res.out
     assert "tenant scope is a self check, not third-party trust" in res.out
     assert "signature-only: scoped builds are not in the global transparency log" in res.out

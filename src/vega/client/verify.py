@@ -239,7 +239,9 @@ class VerifyReport:
     checks: tuple[Check, ...] = ()
     """Every check, in order."""
     notices: tuple[str, ...] = ()
-    """Lines to show in grey/as warnings (tenant switch, cache-published key, fallback)."""
+    warnings: tuple[str, ...] = ()
+    """Things the user must know about the trust used (a cache-published key), for stderr."""
+    """Lines to show in grey (tenant switch, original-endpoint fallback)."""
     error: str | None = None
     """A failure that stopped the verification early (no narinfo, no key, log unreachable)."""
     next_steps: tuple[str, ...] = ()
@@ -341,6 +343,8 @@ class VerifyReport:
             url=self.base_url,
             checks=[c.to_json() for c in self.checks],
             requests=self.requests,
+            notices=list(self.notices),
+            warnings=list(self.warnings),
         )
         if self.error is not None:
             out["error"] = self.error
@@ -412,12 +416,14 @@ class _Run:
         )
         self.checks: list[Check] = []
         self.notices: list[str] = []
+        self.warnings: list[str] = []
 
     def finish(self, **changes: object) -> VerifyReport:
         return replace(
             self.report,
             checks=tuple(self.checks),
             notices=tuple(self.notices),
+            warnings=tuple(self.warnings),
             requests=self.http.requests,
             **changes,  # type: ignore[arg-type]
         )
@@ -535,7 +541,7 @@ def _resolve_key(run: _Run, cache: BinaryCache, info: NarInfo) -> PublicKey:
             except FormatError:
                 key = None
             if key is not None and key.name in names:
-                run.notices.append(
+                run.warnings.append(
                     f"using the cache-published tenant key {key.name}; pin it with --public-key "
                     "for third-party verification"
                 )

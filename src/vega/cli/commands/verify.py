@@ -204,6 +204,8 @@ def _render_one(report: VerifyReport, environ: Mapping[str, str], out: TextIO, e
     if report.nar is not None:
         rows.append(("NAR bytes", f"{_ok(report.nar.ok)}  {report.nar.detail}"))
     style.key_values(rows, environ, out)
+    for warning in report.warnings:
+        style.warn(warning, environ, err)
     for notice in report.notices:
         style.info(f"  {notice}", out)
     if report.scope != "shared":
