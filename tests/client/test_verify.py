@@ -435,6 +435,16 @@ def test_legacy_server_still_verifies_and_says_so(server: CacheServer) -> None:
     assert "/log/proof/consistency" in server.recorder.paths
 
 
+def test_legacy_probe_happens_once_per_context(server: CacheServer) -> None:
+    builds = [server.add(f"p{n}", str(n).encode()) for n in range(3)]
+    for b in builds:
+        server.promote(b)
+    server.legacy = True
+    reports = verify_many(server.context(), [b.hash for b in builds], workers=1)
+    assert all(r.exit_ok for r in reports)
+    assert sum(p.startswith("/log/lookup/") for p in server.recorder.paths) == 1
+
+
 def test_legacy_scan_limit(server: CacheServer) -> None:
     build = promoted(server)
     server.legacy = True

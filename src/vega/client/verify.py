@@ -208,6 +208,8 @@ class VerifyContext:
     """Timeouts, caps, retries."""
     sleep: Callable[[float], None] = time.sleep
     """Back-off sleep (tests pass a no-op)."""
+    original_servers: set[str] = field(default_factory=set, repr=False, compare=False)
+    """Bases found to lack ``/log/lookup`` during this run, so later paths skip the probe."""
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
@@ -561,8 +563,10 @@ def _resolve_key(run: _Run, cache: BinaryCache, info: NarInfo) -> PublicKey:
 
 def _check_log(run: _Run, info: NarInfo, key: PublicKey) -> Transparency:
     logc = LogClient(run.http, run.report.base_url)
-    lookup = logc.lookup(run.report.hash)
+    known_original = run.report.base_url in run.ctx.original_servers
+    lookup = None if known_original else logc.lookup(run.report.hash)
     if lookup is None:
+        run.ctx.original_servers.add(run.report.base_url)
         return _check_log_legacy(run, logc, info, key)
 
     # 3. the checkpoint: signed, and consistent with what this machine remembers
