@@ -346,6 +346,10 @@ def test_rolled_back_log(server: CacheServer) -> None:
     assert report.transparency is not None
     assert report.transparency.fork
     assert "/log/proof/consistency" not in server.recorder.paths
+    evidence = report.to_json()["transparency"]
+    assert isinstance(evidence, dict)
+    assert (evidence["size"], evidence["previousSize"]) == (21, 24)
+    assert len(evidence["rootHash"]) == len(evidence["previousRootHash"]) == 64
     assert checks(report)["promotion"] == (
         False,
         "not checked: the log is not consistent with the remembered checkpoint",

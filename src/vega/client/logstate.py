@@ -32,10 +32,17 @@ from pathlib import Path
 
 from vega.errors import FormatError, LogForkError, VerificationError
 
-__all__ = ["LogState", "RememberedCheckpoint", "default_state_dir"]
+__all__ = ["FORK_NEXT_STEPS", "LogState", "RememberedCheckpoint", "default_state_dir"]
 
 _HEX64 = re.compile(r"[0-9a-f]{64}")
 _UNSAFE = re.compile(r"[^A-Za-z0-9._-]+")
+
+
+FORK_NEXT_STEPS = (
+    "do not trust builds from this cache until its operator explains the fork",
+    "report it with the two checkpoints from `vega verify --json`",
+)
+"""What to do about a fork or rollback (the ``Try:`` lines)."""
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
@@ -159,7 +166,7 @@ class LogState:
                 raise LogForkError(
                     f"log fork or rollback detected: {new.origin} served a checkpoint of size {new.size}, "
                     f"older than the remembered size {old.size}",
-                    next_steps=_FORK_STEPS,
+                    next_steps=FORK_NEXT_STEPS,
                 )
             if new.size == old.size:
                 if new.root_hash != old.root_hash:
@@ -167,7 +174,7 @@ class LogState:
                         f"log fork or rollback detected: {new.origin} at size {new.size} has root "
                         f"{new.root_hash.hex()[:16]}…, "
                         f"but the remembered root is {old.root_hash.hex()[:16]}…",
-                        next_steps=_FORK_STEPS,
+                        next_steps=FORK_NEXT_STEPS,
                     )
                 return old
             try:
@@ -176,7 +183,7 @@ class LogState:
                 raise LogForkError(
                     f"log fork or rollback detected: {new.origin} size {new.size} is not consistent with "
                     f"the remembered size {old.size}: {e}",
-                    next_steps=_FORK_STEPS,
+                    next_steps=FORK_NEXT_STEPS,
                 ) from e
             self._write(new)
             return old
@@ -216,9 +223,3 @@ class LogState:
             os.fsync(dir_fd)
         finally:
             os.close(dir_fd)
-
-
-_FORK_STEPS = (
-    "do not trust builds from this cache until its operator explains the fork",
-    "report it with the two checkpoints from `vega verify --json`",
-)

@@ -149,6 +149,8 @@ class Transparency:
     """The root hash verified."""
     previous_size: int | None = None
     """The remembered size it was checked against (None: first use)."""
+    previous_root_hex: str = ""
+    """The remembered root, hex (for the fork evidence; empty on first use)."""
 
     def to_json(self) -> dict[str, object]:
         """The ``transparency`` object of ``--json`` (spec fields first, then the new ones)."""
@@ -172,6 +174,7 @@ class Transparency:
             size=self.size,
             rootHash=self.root_hex,
             previousSize=self.previous_size,
+            previousRootHash=self.previous_root_hex or None,
         )
         return out
 
@@ -744,7 +747,14 @@ def _remember(run: _Run, logc: LogClient, head: RememberedCheckpoint, t: Transpa
         old = run.ctx.state.advance(head, prove)
     except LogForkError as e:
         run.checks.append(Check(name="checkpoint", ok=False, detail=e.message))
-        return replace(t, fork=True, consistency_ok=False)
+        remembered = run.ctx.state.load(head.origin)
+        return replace(
+            t,
+            fork=True,
+            consistency_ok=False,
+            previous_size=None if remembered is None else remembered.size,
+            previous_root_hex="" if remembered is None else remembered.root_hash.hex(),
+        )
     if old is None:
         detail = f"{head.origin} size {head.size}, first checkpoint remembered for this log"
     elif old.size == head.size:
@@ -752,7 +762,12 @@ def _remember(run: _Run, logc: LogClient, head: RememberedCheckpoint, t: Transpa
     else:
         detail = f"{head.origin} size {head.size}, consistent with remembered size {old.size}"
     run.checks.append(Check(name="checkpoint", ok=True, detail=detail))
-    return replace(t, consistency_ok=True, previous_size=None if old is None else old.size)
+    return replace(
+        t,
+        consistency_ok=True,
+        previous_size=None if old is None else old.size,
+        previous_root_hex="" if old is None else old.root_hash.hex(),
+    )
 
 
 def _sth_ok(sth: tlog.SignedTreeHead, key: PublicKey) -> bool:

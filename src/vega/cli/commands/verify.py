@@ -195,9 +195,12 @@ def _render_one(report: VerifyReport, environ: Mapping[str, str], out: TextIO, e
     if report.scope == "shared" and t is not None:
         rows.append(("Signed tree head", _ok(t.sth_verified)))
         rows.append(("Consistent with last seen", _check_text(report, "checkpoint")))
+        promotion = next((c for c in report.checks if c.name == "promotion"), None)
         if t.found:
             rows.append(("In transparency log", f"ok  entry #{t.index} (scanned {t.scanned})"))
             rows.append(("Inclusion proof", _ok(t.leaf_hash_ok and t.inclusion_ok)))
+        elif promotion is not None and promotion.detail.startswith("not checked"):
+            rows.append(("In transparency log", promotion.detail))
         else:
             rows.append(("In transparency log", "not found"))
         rows.append(("Not revoked", _check_text(report, "revocation")))
@@ -216,7 +219,9 @@ def _render_one(report: VerifyReport, environ: Mapping[str, str], out: TextIO, e
         style.info(f"  {t.note}", out)
     fork = next((c for c in report.checks if c.name == "checkpoint" and not c.ok), None)
     if fork is not None and t is not None and t.fork:
-        style.fail(fork.detail, environ, (), err)
+        from vega.client.logstate import FORK_NEXT_STEPS
+
+        style.fail(fork.detail, environ, FORK_NEXT_STEPS, err)
     if report.error is not None:
         style.fail(report.error, environ, report.next_steps, err)
     return _outcome(report, environ, out, err)
