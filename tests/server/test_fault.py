@@ -1,0 +1,129 @@
+"""Fault: SIGKILL a real ``vega-server`` during the load, restart it on the same data, re-run.
+
+The load of ``test_load.py`` runs against a server that is killed (SIGKILL, no
+shutdown) once a share of the attestations has been acknowledged, twice. After
+each restart, before anything is re-sent, every attestation acknowledged so far
+must be in the recovered log and every checkpoint any client saw must be
+consistent with it. Then the jobs re-send all their requests (as the build
+agent's retry would): everything succeeds and the log holds exactly one entry
+per (attester, output) and one promotion per shared output.
+
+The in-process test pins the order that makes this hold at every instant, not
+only for acknowledged requests: an attestation reaches the log before the store
+counts or serves it, so a crash between the two never leaves evidence the log
+lacks.
+
+Spec: issue 4 (acceptance: fault test); protocol.md §4.0 (idempotent writes), §5.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterator, Sequence
+from pathlib import Path
+
+import pytest
+
+from tests.server.attestload import (
+    Ack,
+    LoadResult,
+    ServerProcess,
+    audit,
+    log_size,
+    plan,
+    run_load,
+    stored_attestations,
+)
+from tests.server.cachekit import Harness
+from tests.server.cachekit import Output as FakeOutput
+from vega.errors import StorageError
+from vega.server.db import Database
+from vega.server.log.log import LogEntry
+
+ATTESTERS = 16
+OUTPUTS = 50
+SHARED = 10
+KILL_AFTER = (0.3, 0.4)  # of all outputs acknowledged in the run, per killed run
+
+
+@pytest.fixture
+def server(tmp_path: Path) -> Iterator[ServerProcess]:
+    s = ServerProcess(tmp_path / "data")
+    s.start()
+    try:
+        yield s
+    finally:
+        s.stop()
+
+
+@pytest.mark.slow
+def test_sigkill_during_load_loses_nothing_acknowledged(server: ServerProcess) -> None:
+    jobs = plan(ATTESTERS, OUTPUTS, SHARED)
+    total = ATTESTERS * OUTPUTS
+    hashes = {out.hash_part for _, outputs in jobs for out in outputs}
+    acked: list[Ack] = []
+    seen: list[str] = []
+
+    for share in KILL_AFTER:
+        threshold = int(total * share)
+        before = log_size(server.url)
+
+        def kill_at_threshold(result: LoadResult, threshold: int = threshold) -> None:
+            if len(result.acknowledged) == threshold:
+                server.kill()
+
+        result = run_load(server.url, jobs, on_ack=kill_at_threshold)
+        assert server.proc is not None
+        assert server.proc.returncode == -9  # it was killed mid-load
+        assert threshold <= len(result.acknowledged) < total
+        assert result.errors  # some requests were cut off by the kill
+        acked += result.acknowledged
+        seen += result.checkpoints
+
+        server.start()
+        # Before anything is re-sent: nothing acknowledged is lost, no checkpoint forked.
+        report = audit(server.url, acked, seen, lookups=50)
+        assert report.size >= before
+        assert report.checkpoints_checked > 0
+        # Nor does the store hold (count, serve) an attestation the log lacks.
+        assert stored_attestations(server.data_dir, hashes) <= report.logged
+
+    final = run_load(server.url, jobs)
+    assert final.errors == []
+    assert len(final.acknowledged) == total
+    acked += final.acknowledged
+    seen += final.checkpoints
+
+    report = audit(server.url, acked, seen)
+    assert report.attestations == total  # one entry per (attester, output): no duplicates
+    assert report.promotions == SHARED
+    assert report.size == total + SHARED
+    assert log_size(server.url) == report.size
+
+
+class CrashingLog:
+    """A log whose appends fail, as if the process died before the log's commit."""
+
+    def append(self, entries: Sequence[LogEntry]) -> list[int]:
+        raise StorageError("simulated crash before the log commit")
+
+
+def test_an_attestation_is_logged_before_it_is_stored_or_served(database: Database, tmp_path: Path) -> None:
+    h = Harness(database, tmp_path)
+    token = h.ci_token("alice/hello", run_id="41")
+    out = FakeOutput("hello-2.12", b"nar bytes " * 50)
+    h.upload(token, out)
+    service = h.app.state.service
+    real_log = service.log
+    service.log = CrashingLog()
+
+    assert h.attest(token, out.body()).status_code == 500
+    with service.store.read() as tx:
+        assert service.store.attestations(tx, out.hash_part) == []  # nothing the policy would count
+    assert h.client.get(f"/tenant/alice/hello/{out.hash_part}.narinfo").status_code == 404
+    assert h.log_entries() == []
+
+    service.log = real_log  # "restart": the retry completes it, logged once
+    assert h.attest(token, out.body()).status_code == 200
+    assert h.attest(token, out.body()).status_code == 200
+    assert [e["event"] for e in h.log_entries()] == ["attestation"]
+    assert h.client.get(f"/tenant/alice/hello/{out.hash_part}.narinfo").status_code == 200
