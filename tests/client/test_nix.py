@@ -23,6 +23,7 @@ from vega.client.nix import (
     PathInfo,
     ProcessResult,
     SubprocessRunner,
+    build_timeout_s,
     check_installable,
     parse_build_outputs,
     parse_path_info,
@@ -234,3 +235,24 @@ def test_against_the_real_nix(nix: NixRunner, tmp_path: Path) -> None:
     assert app.deriver.name == "vega-push-app.drv"
     with pytest.raises(NixError, match="does not provide attribute"):
         real.build(f"path:{flake}#nope")
+
+
+@pytest.mark.parametrize(
+    ("environ", "seconds"),
+    [
+        ({}, None),
+        ({"VEGA_BUILD_TIMEOUT_MINUTES": "2"}, 120.0),
+        ({"VEGA_BUILD_TIMEOUT_MINUTES": " 0.5 ", "VEGA_BUILD_TIMEOUT_MS": "9"}, 30.0),
+        ({"VEGA_BUILD_TIMEOUT_MINUTES": "0", "VEGA_BUILD_TIMEOUT_MS": "1500"}, 1.5),
+        ({"VEGA_BUILD_TIMEOUT_MINUTES": "x", "VEGA_BUILD_TIMEOUT_MS": "1e3"}, 1.0),
+        ({"VEGA_BUILD_TIMEOUT_MS": "-1"}, None),
+    ],
+)
+def test_build_timeout_from_the_environment(environ: dict[str, str], seconds: float | None) -> None:
+    """agent.md §3: minutes first, a falsy value falls back to milliseconds; neither = no timer."""
+    assert build_timeout_s(environ) == seconds
+
+
+def test_subprocess_runner_terminates_a_build_past_its_timer() -> None:
+    done = SubprocessRunner(timeout_s=0.2)([sys.executable, "-c", "import time; time.sleep(60)"])
+    assert done.returncode == -15

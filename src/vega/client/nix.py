@@ -23,12 +23,15 @@ from __future__ import annotations
 
 import collections
 import json
+import math
+import signal
 import subprocess
 import threading
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from typing import IO, Protocol
 
+from vega.client.upload import js_number
 from vega.core.hashes import HashAlgorithm, NixHash, parse_nix_hash
 from vega.core.storepath import StorePath, parse_store_path
 from vega.errors import ConfigError, FormatError, NixError
@@ -40,6 +43,7 @@ __all__ = [
     "ProcessResult",
     "Runner",
     "SubprocessRunner",
+    "build_timeout_s",
     "check_installable",
     "parse_build_outputs",
     "parse_path_info",
@@ -84,6 +88,19 @@ class PathInfo:
     """Its references, in Nix's order (may include itself)."""
     deriver: StorePath | None = None
     """The ``.drv`` that built it, when Nix knows."""
+
+
+def build_timeout_s(environ: Mapping[str, str]) -> float | None:
+    """The per-build kill timer from ``VEGA_BUILD_TIMEOUT_MINUTES``, else ``VEGA_BUILD_TIMEOUT_MS``.
+
+    Both are read as JavaScript ``Number()``; a falsy (or invalid) minutes value falls back to the
+    milliseconds one; neither set means no timer (agent.md §3).
+    """
+    minutes = js_number(environ.get("VEGA_BUILD_TIMEOUT_MINUTES", ""))
+    if math.isfinite(minutes) and minutes > 0:
+        return minutes * 60.0
+    ms = js_number(environ.get("VEGA_BUILD_TIMEOUT_MS", ""))
+    return ms / 1000.0 if math.isfinite(ms) and ms > 0 else None
 
 
 def check_installable(installable: str) -> str:
@@ -247,6 +264,7 @@ class SubprocessRunner:
         on_stderr: called with each line nix writes to stderr (build logs); ``None`` drops them.
         env: the child's environment (``None``: inherit).
         max_stdout: stdout beyond this many bytes fails the call.
+        timeout_s: the process gets SIGTERM after this long (``None``: no timer).
     """
 
     def __init__(
@@ -255,7 +273,9 @@ class SubprocessRunner:
         *,
         env: Mapping[str, str] | None = None,
         max_stdout: int = MAX_STDOUT_BYTES,
+        timeout_s: float | None = None,
     ) -> None:
+        self._timeout_s = timeout_s
         self._on_stderr = on_stderr
         self._env = None if env is None else dict(env)
         self._max_stdout = max_stdout
@@ -278,6 +298,11 @@ class SubprocessRunner:
         tail: collections.deque[str] = collections.deque(maxlen=_TAIL_LINES)
         reader = threading.Thread(target=self._drain, args=(stderr, tail), daemon=True)
         reader.start()
+        timer = None
+        if self._timeout_s is not None:
+            timer = threading.Timer(self._timeout_s, proc.send_signal, (signal.SIGTERM,))
+            timer.daemon = True
+            timer.start()
         chunks: list[bytes] = []
         size = 0
         too_big = False
@@ -290,6 +315,8 @@ class SubprocessRunner:
             chunks.append(chunk)
         stdout.close()
         code = proc.wait()
+        if timer is not None:
+            timer.cancel()
         reader.join()
         if too_big:
             return ProcessResult(1, b"", f"output larger than {self._max_stdout} bytes")

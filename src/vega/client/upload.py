@@ -59,6 +59,7 @@ __all__ = [
     "UploadLimits",
     "env_seconds",
     "is_expired_url",
+    "js_number",
     "static_bearer",
 ]
 
@@ -83,7 +84,7 @@ def static_bearer(token: str) -> Bearer:
     return lambda _force: token
 
 
-def _js_number(text: str) -> float:
+def js_number(text: str) -> float:
     """JavaScript ``Number(text)``: whitespace trimmed, empty is 0, hex and exponents allowed."""
     s = text.strip()
     if not s:
@@ -102,7 +103,7 @@ def env_seconds(value: str | None, default: float) -> float:
     """agent.md §3 ``envSeconds``: a finite positive number of seconds, else ``default``."""
     if value is None:
         return default
-    n = _js_number(value)
+    n = js_number(value)
     return n if math.isfinite(n) and n > 0 else default
 
 
@@ -130,7 +131,7 @@ class UploadLimits:
     @classmethod
     def from_environ(cls, environ: Mapping[str, str]) -> UploadLimits:
         """The limits from ``VEGA_HTTP_TIMEOUT_SECONDS``, ``VEGA_UPLOAD_STALL_SECONDS`` and ``…_CAP_…``."""
-        cap = _js_number(environ.get("VEGA_UPLOAD_CAP_SECONDS", ""))
+        cap = js_number(environ.get("VEGA_UPLOAD_CAP_SECONDS", ""))
         return cls(
             http_timeout_s=env_seconds(environ.get("VEGA_HTTP_TIMEOUT_SECONDS"), 120.0),
             stall_s=env_seconds(environ.get("VEGA_UPLOAD_STALL_SECONDS"), 300.0),

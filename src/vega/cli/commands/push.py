@@ -78,7 +78,7 @@ def run(args: argparse.Namespace) -> int:
 
     from vega.client.credentials import load_credential
     from vega.client.http import Http, HttpLimits
-    from vega.client.nix import Nix, SubprocessRunner, check_installable
+    from vega.client.nix import Nix, SubprocessRunner, build_timeout_s, check_installable
     from vega.client.push import PushDeps
     from vega.client.settings import read_settings, system_clock_ms
     from vega.client.upload import UploadClient, UploadLimits, static_bearer
@@ -95,7 +95,7 @@ def run(args: argparse.Namespace) -> int:
     work = Path(tempfile.mkdtemp(prefix="vega-push-"))
     with httpx2.Client() as client, httpx2.Client() as fresh:
         deps = PushDeps(
-            nix=Nix(SubprocessRunner(forward)),
+            nix=Nix(SubprocessRunner(forward, timeout_s=build_timeout_s(settings.environ))),
             uploader=UploadClient(
                 client,
                 cred.url,
