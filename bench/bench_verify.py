@@ -109,7 +109,8 @@ def main(argv: list[str]) -> int:
             not_found = sum(size - promoted_at[b.hash] > 10_000 for b in closure)
             print(
                 f"original (sampled {len(recent)} paths for real): {sample_requests} requests "
-                f"(the original would send {predicted_sample}; the fallback adds one /log/lookup probe), "
+                f"(the original would send {predicted_sample}; the rest are the fallback's "
+                "/log/lookup probes, one per path in flight), "
                 f"{per_request_s * 1e3:.2f} ms/request"
             )
             print(
