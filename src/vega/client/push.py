@@ -238,7 +238,7 @@ class _Spool:
 
     def body(self) -> Body:
         if self._file is None:
-            return BytesBody(bytes(self._buf))
+            return BytesBody(self._buf)  # no copy: the spool is not written after this
         self._file.close()
         return FileBody(self._file.name, self.size)
 

@@ -156,8 +156,8 @@ class Body(Protocol):
 class BytesBody:
     """A body held in memory."""
 
-    data: bytes
-    """The bytes."""
+    data: bytes | bytearray
+    """The bytes (not modified while the body is in use)."""
 
     @property
     def size(self) -> int:
