@@ -20,13 +20,13 @@ import subprocess
 import sys
 import sysconfig
 import time
+from dataclasses import dataclass
 from pathlib import Path
-
-from bench.measure import Run, best_of, report
 
 ROOT = Path("/tmp/vega-bench-nar")
 README = Path(__file__).resolve().parent / "README.md"
 SECTION = "## NAR"
+LIMIT = 1.5
 MIN_BYTES = 500_000_000
 MIN_FILES = 50_000
 NIX_ENV = dict(os.environ, NIX_CONFIG="experimental-features = nix-command flakes\nsubstituters =\n")
@@ -107,37 +107,68 @@ def main() -> None:
     print(f"tree: {files:,} files and directories, {mb}")
 
     # Warm the page cache, then alternate the tools so that both see the same conditions.
-    best_of(1, ["nix-store", "--dump", path], env=NIX_ENV)
-    results: dict[str, list[Run]] = {k: [] for k in ("vh", "nh", "vd", "nd")}
+    measure(["nix-store", "--dump", path])
+    cmds = {
+        "vh": [vega, "nar", "hash", path],
+        "nh": ["nix", "hash", "path", path],
+        "vd": [vega, "nar", "dump", path],
+        "nd": ["nix-store", "--dump", path],
+    }
+    results: dict[str, list[Sample]] = {k: [] for k in cmds}
     for _ in range(args.runs):
-        results["nh"].append(best_of(1, ["nix", "hash", "path", path], env=NIX_ENV))
-        results["vh"].append(best_of(1, [vega, "nar", "hash", path]))
-        results["nd"].append(best_of(1, ["nix-store", "--dump", path], env=NIX_ENV))
-        results["vd"].append(best_of(1, [vega, "nar", "dump", path]))
-
-    def best(runs: list[Run]) -> Run:
-        return Run(seconds=min(r.seconds for r in runs), peak_rss_mb=max(r.peak_rss_mb for r in runs))
-
+        for key, argv in cmds.items():
+            results[key].append(measure(argv))
+    best = {k: Sample.best(v) for k, v in results.items()}
+    load = os.getloadavg()[0]
     lines = [
-        report("`vega nar hash` vs `nix hash path`", best(results["vh"]), best(results["nh"]), "nix", 1.5),
-        report(
-            "`vega nar dump > /dev/null` vs `nix-store --dump > /dev/null`",
-            best(results["vd"]),
-            best(results["nd"]),
-            "nix",
-            1.5,
-        ),
+        line("`vega nar hash` vs `nix hash path`", best["vh"], best["nh"]),
+        line("`vega nar dump > /dev/null` vs `nix-store --dump > /dev/null`", best["vd"], best["nd"]),
     ]
-    peak = max(best(results["vh"]).peak_rss_mb, best(results["vd"]).peak_rss_mb)
+    peak = max(best["vh"].rss_mb, best["vd"].rss_mb)
     lines.append(f"peak memory of vega: {peak:.0f} MB ({'ok' if peak < 100 else 'OVER'} the 100 MB limit)")
-    for line in lines:
-        print(line)
+    lines.append(f"load average during the run: {load:.1f} on {os.cpu_count()} cores")
+    for text in lines:
+        print(text)
     if args.write:
         write_section(
-            [f"Tree: {files:,} files and directories, {size / 1e6:.0f} MB, NAR {nar_size / 1e6:.0f} MB.", ""]
-            + [f"- {line}" for line in lines],
+            [f"Tree: {files:,} files and directories, {mb}.", ""] + [f"- {text}" for text in lines],
             args.runs,
         )
+
+
+@dataclass(frozen=True)
+class Sample:
+    wall: float
+    cpu: float
+    rss_mb: float
+
+    @staticmethod
+    def best(samples: list[Sample]) -> Sample:
+        return Sample(
+            wall=min(x.wall for x in samples),
+            cpu=min(x.cpu for x in samples),
+            rss_mb=max(x.rss_mb for x in samples),
+        )
+
+
+def measure(argv: list[str]) -> Sample:
+    """One run with stdout to /dev/null: wall time, CPU time (user + sys) and peak memory."""
+    start = time.perf_counter()
+    proc = subprocess.Popen(argv, env=NIX_ENV, stdout=subprocess.DEVNULL)
+    _, status, usage = os.wait4(proc.pid, 0)
+    wall = time.perf_counter() - start
+    if os.waitstatus_to_exitcode(status) != 0:
+        raise RuntimeError(f"{' '.join(argv)} failed")
+    return Sample(wall=wall, cpu=usage.ru_utime + usage.ru_stime, rss_mb=usage.ru_maxrss / 1024)
+
+
+def line(name: str, ours: Sample, peer: Sample) -> str:
+    wall, cpu = ours.wall / peer.wall, ours.cpu / peer.cpu
+    verdict = "ok" if wall <= LIMIT else f"OVER the {LIMIT}x limit"
+    return (
+        f"{name}: wall {ours.wall:.3f}s vs {peer.wall:.3f}s = **{wall:.2f}x** ({verdict}); "
+        f"CPU {ours.cpu:.3f}s vs {peer.cpu:.3f}s = {cpu:.2f}x; vega peak {ours.rss_mb:.0f} MB"
+    )
 
 
 def write_section(lines: list[str], runs: int) -> None:

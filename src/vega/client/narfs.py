@@ -55,6 +55,10 @@ _TRAILERS: Final = tuple(nar.padding(n) + _ENTRY_END for n in range(8))  # by si
 _ROOT_TRAILERS: Final = tuple(nar.padding(n) + nar.NODE_END for n in range(8))
 _LARGE: Final = 1 << 16  # files at least this big bypass the buffers
 _READ: Final = 1 << 20
+_REGULAR: Final = nar.regular_header(False, 0)[:-8]  # the size follows
+_EXECUTABLE: Final = nar.regular_header(True, 0)[:-8]
+_S_IFMT: Final = 0o170000
+_S_IFREG: Final = stat.S_IFREG
 _FS_ENCODING: Final = sys.getfilesystemencoding()
 _FS_ERRORS: Final = sys.getfilesystemencodeerrors()
 
@@ -107,10 +111,13 @@ class _Packer:
     def regular(self, fd: int, head: bytes, trailers: tuple[bytes, ...], where: bytes, name: bytes) -> None:
         """Write ``head``, the regular node of the open file ``fd``, and ``trailers[size % 8]``."""
         st = os.fstat(fd)
-        if not stat.S_ISREG(st.st_mode):
+        mode = st.st_mode
+        if mode & _S_IFMT != _S_IFREG:
             raise FormatError(f"file changed type while reading it: {_show(where, name)}")
         size = st.st_size
-        header = head + nar.regular_header(bool(st.st_mode & stat.S_IXUSR), size)
+        header = b"".join(
+            (head, _EXECUTABLE if mode & stat.S_IXUSR else _REGULAR, size.to_bytes(8, "little"))
+        )
         trailer = trailers[size & 7]
         start = self.pos + len(header)
         end = start + size
