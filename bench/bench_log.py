@@ -15,6 +15,7 @@ per entry newer than the build's, up to 10,000). ``--write`` replaces the
 from __future__ import annotations
 
 import argparse
+import os
 import random
 import statistics
 import tempfile
@@ -40,6 +41,8 @@ STH_KEY = generate_secret_key("vega-cache-1", b"\x06" * 32)
 BATCH = 1000
 SECTION = "## Transparency log"
 README = Path(__file__).with_name("README.md")
+BEGIN = "<!-- bench_log figures -->"
+END = "<!-- /bench_log figures -->"
 
 
 def store_hash(n: int) -> str:
@@ -219,18 +222,19 @@ def main() -> None:
 
 
 def write_section(lines: list[str]) -> None:
-    """Replace (or append) this benchmark's section of the shared README, leaving the rest alone."""
+    """Replace the figures between this benchmark's markers in the shared README (or append a section)."""
     text = README.read_text() if README.exists() else "# Benchmarks\n"
-    body = (
-        f"{SECTION}\n\n`python -m bench.bench_log` ({time.strftime('%Y-%m-%d')}, this machine; "
-        "SQLite default store, WAL, synchronous=NORMAL):\n\n" + "\n".join(lines) + "\n"
+    figures = (
+        f"{BEGIN}\nMeasured {time.strftime('%Y-%m-%d %H:%M')} UTC"
+        f" (load average {os.getloadavg()[0]:.1f} on {os.cpu_count()} cores):\n\n"
+        + "\n".join(lines)
+        + f"\n{END}"
     )
-    start = text.find(SECTION + "\n")
-    if start < 0:
-        text = text.rstrip("\n") + "\n\n" + body
+    start, end = text.find(BEGIN), text.find(END)
+    if start >= 0 and end > start:
+        text = text[:start] + figures + text[end + len(END) :]
     else:
-        end = text.find("\n## ", start + len(SECTION))
-        text = text[:start] + body + ("" if end < 0 else text[end:])
+        text = text.rstrip("\n") + f"\n\n{SECTION}\n\n{figures}\n"
     README.write_text(text)
 
 
