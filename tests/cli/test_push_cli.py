@@ -156,3 +156,22 @@ def test_usage_errors_exit_1(capsys: pytest.CaptureFixture[str]) -> None:
         main(["push", "--help"])
     assert e.value.code == 0
     assert "--no-skip-upstream" in capsys.readouterr().out
+
+
+def test_plain_mode_prints_a_progress_line_for_a_long_path_at_most_every_ten_seconds() -> None:
+    now = [0.0]
+    out = io.StringIO()
+    display = _Display(out, io.StringIO(), {}, json_mode=False, clock=lambda: now[0])
+    steps: list[tuple[float, PackProgress | UploadProgress]] = [
+        (1.0, PackProgress(APP, 8 << 20, 800 << 20)),
+        (10.5, PackProgress(APP, 400 << 20, 800 << 20)),
+        (12.0, PackProgress(APP, 500 << 20, 800 << 20)),
+        (21.0, UploadProgress(APP, 100 << 20, 200 << 20)),
+    ]
+    for t, e in steps:
+        now[0] = t
+        display.event(e)
+    assert out.getvalue().splitlines() == [
+        f"  packing {APP.name}: 400 MiB of 800 MiB",
+        f"  uploading {APP.name}: 100 MiB of 200 MiB",
+    ]

@@ -13,7 +13,8 @@ from __future__ import annotations
 
 import argparse
 import sys
-from collections.abc import Mapping
+import time
+from collections.abc import Callable, Mapping
 from typing import TYPE_CHECKING, Any, TextIO
 
 if TYPE_CHECKING:
@@ -202,7 +203,19 @@ def _epilogue(report: PushReport, environ: Mapping[str, str], out: TextIO, err: 
 class _Display:
     """Renders push events: NDJSON, a rich live display, or plain periodic lines."""
 
-    def __init__(self, out: TextIO, err: TextIO, environ: Mapping[str, str], *, json_mode: bool) -> None:
+    def __init__(
+        self,
+        out: TextIO,
+        err: TextIO,
+        environ: Mapping[str, str],
+        *,
+        json_mode: bool,
+        clock: Callable[[], float] = time.monotonic,
+        every_s: float = 10.0,
+    ) -> None:
+        self._clock = clock
+        self._every_s = every_s
+        self._last_line = clock()
         self.out = out
         self.err = err
         self.environ = environ
@@ -211,7 +224,6 @@ class _Display:
         self._rich: Any = None
         self._overall: Any = None
         self._tasks: dict[object, Any] = {}
-        self._stage: dict[object, str] = {}
         self._packed: dict[object, int] = {}
 
     def event(self, event: PushEvent) -> None:
@@ -238,10 +250,22 @@ class _Display:
                 self._start(event.nar_bytes)
         elif isinstance(event, PackProgress):
             self._advance_pack(event.path, event.nar_bytes, event.nar_size)
+            self._periodic(f"packing {event.path.name}", event.nar_bytes, event.nar_size)
         elif isinstance(event, UploadProgress):
             self._show(event.path, f"uploading {event.path.name}", event.moved, event.total)
+            self._periodic(f"uploading {event.path.name}", event.moved, event.total)
         elif isinstance(event, PathPushed):
             self._pushed(event)
+
+    def _periodic(self, what: str, done: int, total: int) -> None:
+        """Plain mode: a progress line for a long path at most every ``every_s`` seconds."""
+        if self.json or self.tty:
+            return
+        now = self._clock()
+        if now - self._last_line >= self._every_s:
+            self._last_line = now
+            self.out.write(f"  {what}: {format_size(done)} of {format_size(total)}\n")
+            self.out.flush()
 
     # -- rich ------------------------------------------------------------------------------------
 
@@ -312,6 +336,7 @@ class _Display:
                 self._stop()
         elif event.done % 10 == 0 or event.done == event.total:
             style.info(f"  uploaded {event.done}/{event.total}", self.out)
+            self._last_line = self._clock()
 
     def _stop(self) -> None:
         if self._rich is not None:
