@@ -116,3 +116,20 @@ def test_restore_reads_a_compressed_nar(tree: Path, tmp_path: Path) -> None:
     done = run_vega(["nar", "restore", str(tmp_path / "r")], stdin=zstandard.ZstdCompressor().compress(data))
     assert done.returncode == 0, done.stderr
     assert run_vega(["nar", "dump", str(tmp_path / "r")]).stdout == data
+
+
+def test_max_size_stops_a_bomb(tmp_path: Path) -> None:
+    head = b"\x0d" + bytes(7) + b"nix-archive-1" + bytes(3)
+    frame = b"".join(
+        len(w).to_bytes(8, "little") + w + bytes(-len(w) % 8) for w in (b"(", b"type", b"regular")
+    )
+    contents = (8).to_bytes(8, "little") + b"contents" + (1 << 30).to_bytes(8, "little")
+    bomb = zstandard.ZstdCompressor(level=1).compress(head + frame + contents + bytes(32 << 20))
+    done = run_vega(["nar", "restore", "--max-size", "1000000", str(tmp_path / "r")], stdin=bomb)
+    assert done.returncode == 1
+    assert "error: zstd stream: decompressed output exceeds 1000000 bytes" in done.stderr.decode()
+    assert list(tmp_path.iterdir()) == []
+    (tmp_path / "b.nar.zst").write_bytes(bomb)
+    listed = run_vega(["nar", "ls", "--max-size", "1000000", str(tmp_path / "b.nar.zst")])
+    assert listed.returncode == 1
+    assert "exceeds 1000000 bytes" in listed.stderr.decode()

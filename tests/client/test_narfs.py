@@ -284,3 +284,19 @@ def test_rename_noreplace_refuses_to_replace(tmp_path: Path) -> None:
         narfs._rename_noreplace(os.fsencode(tmp_path / "src"), os.fsencode(tmp_path / "dst"))
     with pytest.raises(FileNotFoundError):
         narfs._rename_noreplace(os.fsencode(tmp_path / "nope"), os.fsencode(tmp_path / "x"))
+
+
+def test_restore_refuses_a_decompression_bomb_and_leaves_nothing(tmp_path: Path) -> None:
+    import zstandard
+
+    from vega.core.compression import Compression, DecompressingReader
+
+    size = 64 << 20
+    head = MAGIC + s("(") + s("type") + s("regular") + s("contents") + size.to_bytes(8, "little")
+    z = zstandard.ZstdCompressor(level=1).compressobj()
+    bomb = z.compress(head) + z.compress(bytes(size)) + z.compress(s(")")) + z.flush()
+    assert len(bomb) < 1 << 20
+    reader = DecompressingReader(io.BytesIO(bomb).read, Compression.ZSTD, max_output=1 << 20)
+    with pytest.raises(FormatError, match="decompressed output exceeds 1048576 bytes"):
+        narfs.restore(reader.read, tmp_path / "r")
+    assert os.listdir(tmp_path) == []

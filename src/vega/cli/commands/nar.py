@@ -70,6 +70,13 @@ def register(sub: Any) -> None:
         formatter_class=argparse.RawDescriptionHelpFormatter,
     )
     r.add_argument("dir", metavar="DIR", help="where to restore (must not exist)")
+    r.add_argument(
+        "--max-size",
+        type=int,
+        default=_MAX_OUTPUT,
+        metavar="BYTES",
+        help="refuse a compressed NAR that decompresses to more than BYTES (default: 1 TiB)",
+    )
     r.set_defaults(run=run_restore)
 
     ls = nar_sub.add_parser(
@@ -83,6 +90,13 @@ def register(sub: Any) -> None:
         "file", metavar="FILE", help="a NAR, or one compressed with zstd, xz or bzip2; - for stdin"
     )
     ls.add_argument("-l", "--long", action="store_true", help="show type, permissions and size")
+    ls.add_argument(
+        "--max-size",
+        type=int,
+        default=_MAX_OUTPUT,
+        metavar="BYTES",
+        help="refuse a compressed NAR that decompresses to more than BYTES (default: 1 TiB)",
+    )
     ls.set_defaults(run=run_ls)
 
 
@@ -114,7 +128,7 @@ def run_restore(args: argparse.Namespace) -> int:
     from vega.client import narfs
     from vega.core import compression
 
-    read = compression.sniffing_reader(lambda n: sys.stdin.buffer.read(n), max_output=_MAX_OUTPUT)
+    read = compression.sniffing_reader(lambda n: sys.stdin.buffer.read(n), max_output=args.max_size)
     narfs.restore(read, args.dir)
     return 0
 
@@ -125,7 +139,7 @@ def run_ls(args: argparse.Namespace) -> int:
 
     out = sys.stdout.buffer
     with open(sys.stdin.fileno() if args.file == "-" else args.file, "rb", closefd=args.file != "-") as f:
-        read = compression.sniffing_reader(f.read, max_output=_MAX_OUTPUT)
+        read = compression.sniffing_reader(f.read, max_output=args.max_size)
         for entry in nar.list_nar(nar.read_nar(read)):
             if not entry.path and entry.kind == "directory":
                 continue  # like Nix: a directory root is shown by its entries
