@@ -346,7 +346,10 @@ def test_control_plane_final_errors_follow_the_safe_error_rule() -> None:
     h.store.faults["POST /api/cache/upload-url"] = [httpx2.Response(200, json={"url": "ftp://x"})]
     with pytest.raises(FormatError, match=r"^upload-url: url"):
         h.client.presign(sha(DATA))
-    h = make(UploadLimits(tries=1))
+    h = make(UploadLimits(tries=1, http_timeout_s=120))
+    h.store.faults["POST /api/cache/upload-url"] = [httpx2.ReadTimeout("slow")]
+    with pytest.raises(NetworkError, match=r"^upload-url timed out after 120s$"):
+        h.client.presign(sha(DATA))
     h.store.faults["POST /api/cache/upload-url"] = [httpx2.ConnectError("refused")]
     with pytest.raises(NetworkError, match=r"^upload-url failed: "):
         h.client.presign(sha(DATA))

@@ -313,6 +313,9 @@ class UploadClient:
                 f"{self.base_url}{path}", payload, {"authorization": f"Bearer {token}"}
             )
         except NetworkError as e:
+            if " timed out:" in e.message or " not read within " in e.message:
+                timeout = self.limits.http_timeout_s
+                raise _Retry(NetworkError(f"{label} timed out after {timeout:g}s")) from e
             raise _Retry(NetworkError(f"{label} failed: {e.message}")) from e
         if resp.status in _RETRYABLE:
             raise _Retry(_status_error(label, resp.status, resp.body), resp.headers.get("retry-after"))
