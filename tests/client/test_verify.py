@@ -356,6 +356,43 @@ def test_rolled_back_log(server: CacheServer) -> None:
     )
 
 
+def test_a_stale_answer_racing_a_newer_remembered_checkpoint_is_asked_again(server: CacheServer) -> None:
+    """A lookup answered before a concurrent verification advanced the memory is not a rollback."""
+    build = server.add("hello")
+    server.filler(20)
+    server.promote(build)
+    stale = server.test_client.get(f"/log/lookup/{build.hash}").content
+    server.filler(3, start=20)
+    ctx = server.context()
+    assert verify_target(ctx, build.hash).exit_ok
+    answers = [stale]
+
+    def first_stale(body: bytes) -> bytes:
+        return answers.pop() if answers else body
+
+    server.recorder.tamper["/log/lookup/"] = first_stale
+    server.recorder.reset()
+    report = verify_target(ctx, build.hash)
+    assert report.exit_ok, report.checks
+    assert server.recorder.paths.count(f"/log/lookup/{build.hash}") == 2
+    assert report.requests == 4
+
+
+def test_a_legacy_stale_sth_is_asked_again(server: CacheServer) -> None:
+    build = promoted(server)
+    server.legacy = True
+    stale = server.test_client.get("/log/sth").content
+    server.filler(3, start=900)
+    ctx = server.context()
+    assert verify_target(ctx, build.hash).exit_ok
+    answers = [stale]
+    server.recorder.tamper["/log/sth"] = lambda body: answers.pop() if answers else body
+    server.recorder.reset()
+    report = verify_target(ctx, build.hash)
+    assert report.exit_ok, report.checks
+    assert server.recorder.paths.count("/log/sth") == 2
+
+
 def test_forked_log_same_size(server: CacheServer) -> None:
     build = promoted(server)
     ctx = server.context()

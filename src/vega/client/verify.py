@@ -52,7 +52,7 @@ from vega.client.cache import (
     signature_names,
 )
 from vega.client.http import Http, HttpLimits, Response, require_safe_url
-from vega.client.logclient import LogClient
+from vega.client.logclient import LogClient, LookupAnswer
 from vega.client.logstate import LogState, RememberedCheckpoint, default_state_dir
 from vega.core import merkle, tlog
 from vega.core.checkpoint import parse_checkpoint
@@ -573,20 +573,19 @@ def _check_log(run: _Run, info: NarInfo, key: PublicKey) -> Transparency:
         return _check_log_legacy(run, logc, info, key)
 
     # 3. the checkpoint: signed, and consistent with what this machine remembers
-    try:
-        sth: tlog.SignedTreeHead | None = tlog.SignedTreeHead.from_json(lookup.sth)
-    except FormatError:
-        sth = None
-    sth_ok = sth is not None and _sth_ok(sth, key)
-    note_text = lookup.checkpoint_note
-    t = Transparency(sth_verified=sth_ok, scanned=len(lookup.entries))
-    try:
-        head = _checkpoint_head(note_text, sth, sth_ok, key, run.options.log_keys)
-    except (FormatError, VerificationError) as e:
-        run.checks.append(Check(name="checkpoint", ok=False, detail=f"checkpoint not trusted: {e.message}"))
+    t, head = _lookup_head(run, lookup, key)
+    if head is not None and _older_than_remembered(run, head):
+        # NOTE: a concurrent verification may have remembered a checkpoint newer than the one this
+        # lookup was answered at. The older checkpoint is never accepted: ask once for the current
+        # one; a server that rolled back answers older again and is refused by _remember.
+        fresh = logc.lookup(run.report.hash)
+        if fresh is not None:
+            lookup = fresh
+            t, head = _lookup_head(run, lookup, key)
+    if head is None:
+        run.checks.append(Check(name="checkpoint", ok=False, detail=f"checkpoint not trusted: {t.note}"))
         _fail_rest(run, "the checkpoint is not trusted")
-        return t
-    t = replace(t, sth_verified=True, log_id=head.origin, size=head.size, root_hex=head.root_hash.hex())
+        return replace(t, note=None)
     t = _remember(run, logc, head, t)
     if not t.consistency_ok:
         _fail_rest(run, "the log is not consistent with the remembered checkpoint")
@@ -625,10 +624,39 @@ def _check_log(run: _Run, info: NarInfo, key: PublicKey) -> Transparency:
     return t
 
 
+def _lookup_head(
+    run: _Run, lookup: LookupAnswer, key: PublicKey
+) -> tuple[Transparency, RememberedCheckpoint | None]:
+    """The trusted tree head of a lookup answer, or None (the reason in ``note``)."""
+    try:
+        sth: tlog.SignedTreeHead | None = tlog.SignedTreeHead.from_json(lookup.sth)
+    except FormatError:
+        sth = None
+    sth_ok = sth is not None and _sth_ok(sth, key)
+    t = Transparency(sth_verified=sth_ok, scanned=len(lookup.entries))
+    try:
+        head = _checkpoint_head(lookup.checkpoint_note, sth, sth_ok, key, run.options.log_keys)
+    except (FormatError, VerificationError) as e:
+        return replace(t, note=e.message), None
+    return replace(
+        t, sth_verified=True, log_id=head.origin, size=head.size, root_hex=head.root_hash.hex()
+    ), head
+
+
+def _older_than_remembered(run: _Run, head: RememberedCheckpoint) -> bool:
+    remembered = run.ctx.state.load(head.origin)
+    return remembered is not None and head.size < remembered.size
+
+
 def _check_log_legacy(run: _Run, logc: LogClient, info: NarInfo, key: PublicKey) -> Transparency:
     """The original's algorithm (cli.md §10.4 steps 3-5), with the remembered-checkpoint check added."""
     sth = tlog.SignedTreeHead.from_json(logc.sth())
     sth_ok = _sth_ok(sth, key)
+    remembered = run.ctx.state.load(_sth_identity(key)) if sth_ok else None
+    if remembered is not None and sth.tree_size < remembered.size:
+        # NOTE: as in _check_log: ask once for the current head; an older one is never accepted.
+        sth = tlog.SignedTreeHead.from_json(logc.sth())
+        sth_ok = _sth_ok(sth, key)
     size = sth.tree_size
     fallback = "server lacks /log/lookup: used the original /log/sth and a linear scan"
     t = Transparency(sth_verified=sth_ok, legacy=True, size=size, root_hex=sth.root_hash.hex())
