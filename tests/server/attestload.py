@@ -465,7 +465,7 @@ class Audit:
     promotions: int
     checkpoints_checked: int
     lookups_checked: int
-    logged: frozenset[tuple[str, str, str]]
+    logged: frozenset[tuple[str, str, str]] = field(repr=False)
     """(store-path hash, attester id, fingerprint) of every attestation in the log."""
 
 
