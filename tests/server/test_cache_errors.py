@@ -96,3 +96,18 @@ def test_upload_url_comes_from_object_storage_when_it_presigns(database: Databas
     )
     digest = hashlib.sha256(out.compressed).hexdigest()
     assert r.json() == {"url": f"https://objects.example/{out.nar_url}?X-Amz-Expires=21600&sha={digest}"}
+
+
+def test_status_table() -> None:
+    from vega.errors import ApiError, AuthError, FormatError, NetworkError, VerificationError
+    from vega.server.errors import ServiceError, status_of
+
+    assert status_of(ServiceError("gone", status=404)) == (404, "gone")
+    assert status_of(AuthError("no", status=401)) == (401, "no")
+    assert status_of(ApiError("x", status=409)) == (409, "x")
+    assert status_of(FormatError("bad")) == (400, "bad")
+    assert status_of(VerificationError("lie")) == (422, "lie")
+    assert status_of(NetworkError("jwks at https://internal:8443 down"))[0] == 503
+    assert "internal" not in status_of(NetworkError("jwks at https://internal:8443 down"))[1]
+    assert status_of(StorageError("disk /srv/x")) == (500, "internal error")
+    assert status_of(KeyError("x")) == (500, "internal error")

@@ -14,7 +14,7 @@ import logging
 
 from starlette.responses import JSONResponse
 
-from vega.errors import ApiError, FormatError, VegaError, VerificationError
+from vega.errors import ApiError, FormatError, NetworkError, VegaError, VerificationError
 
 __all__ = ["ServiceError", "error_response", "status_of"]
 
@@ -40,6 +40,8 @@ def status_of(exc: BaseException) -> tuple[int, str]:
         return 400, exc.message
     if isinstance(exc, VerificationError):
         return 422, exc.message
+    if isinstance(exc, NetworkError):  # e.g. an issuer's JWKS unreachable: transient, clients retry
+        return 503, "an identity provider could not be reached; try again"
     return 500, INTERNAL
 
 
