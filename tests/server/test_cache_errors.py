@@ -111,3 +111,13 @@ def test_status_table() -> None:
     assert "internal" not in status_of(NetworkError("jwks at https://internal:8443 down"))[1]
     assert status_of(StorageError("disk /srv/x")) == (500, "internal error")
     assert status_of(KeyError("x")) == (500, "internal error")
+
+
+def test_transient_errors_say_when_to_retry() -> None:
+    from vega.errors import NetworkError
+    from vega.server.errors import error_response
+
+    r = error_response(NetworkError("down"))
+    assert r.status_code == 503
+    assert r.headers["retry-after"] == "1"
+    assert "retry-after" not in error_response(StorageError("x")).headers

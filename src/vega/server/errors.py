@@ -50,4 +50,6 @@ def error_response(exc: BaseException, headers: dict[str, str] | None = None) ->
     status, message = status_of(exc)
     if status >= 500:
         log.error("request failed: %s: %s", type(exc).__name__, exc, exc_info=exc)
+    if status == 503:
+        headers = {**(headers or {}), "Retry-After": "1"}
     return JSONResponse({"error": message}, status_code=status, headers=headers)
