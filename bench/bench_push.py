@@ -197,7 +197,7 @@ the whole NAR again before it signs, all on the same two cores and inside the me
 On this 2-core machine the floor is therefore (client CPU + server CPU) / 2 even with perfect
 overlap, about 0.65x of `nix copy` at equal compression level; the issue's 0.5x would need the
 server's verification off the critical path (hashing while the PUT streams in) and fewer client
-CPU seconds than Nix spends (e.g. zstd level 1: about 0.6x the compression CPU, 15% larger
+CPU seconds than Nix spends (e.g. zstd level 1: about 0.6x the compression CPU, 13% larger
 objects). Memory stays bounded: the compressed NAR spills to a temp file past 8 MiB.
 """
 
