@@ -355,3 +355,29 @@ def test_lookup_is_bounded_and_says_so(log: TransparencyLog) -> None:
     found = log.lookup(many)
     assert found.truncated
     assert len(found.entries) == 1000
+
+
+def test_sequencer_commits_each_call_whole(log: TransparencyLog) -> None:
+    seq = Sequencer(log, max_batch=4)
+    calls: list[list[int]] = []
+    lock = threading.Lock()
+
+    def worker(t: int) -> None:
+        for k in range(6):
+            n = 5 if k == 0 else 3  # the first call is larger than max_batch
+            got = seq.append([entry(10_000 * t + 10 * k + j) for j in range(n)])
+            with lock:
+                calls.append(got)
+
+    threads = [threading.Thread(target=worker, args=(t,)) for t in range(6)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    sizes = {cp.size for cp in all_checkpoints(log)}
+    assert len(calls) == 36
+    for got in calls:
+        # no checkpoint falls inside a call: its entries committed in one transaction
+        assert not any(min(got) < s <= max(got) for s in sizes)
+    assert sorted(i for got in calls for i in got) == list(range(6 * (5 + 5 * 3)))
+    assert seq.append([]) == []

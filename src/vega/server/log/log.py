@@ -361,21 +361,22 @@ class TransparencyLog:
 class Sequencer:
     """Group commit: concurrent :meth:`append` calls share one transaction.
 
-    A caller that finds no batch in flight commits everything queued (up to
-    ``max_batch`` entries) on behalf of all waiting callers; the others wait
-    for it. Every caller returns only after its own entries have committed, or
-    raises the batch's error.
+    A caller that finds no batch in flight commits everything queued (whole
+    calls, up to ``max_batch`` entries, and at least one call) on behalf of all
+    waiting callers; the others wait for it. One call's entries always commit
+    together. Every caller returns only after its own entries have committed,
+    or raises the error of the batch that held them.
     """
 
     def __init__(self, log: TransparencyLog, *, max_batch: int = 4096) -> None:
         self._log = log
         self._max_batch = max_batch
         self._cv = threading.Condition()
-        self._queue: list[_Slot] = []
+        self._queue: list[_Call] = []
         self._busy = False
 
     def append(self, entries: Sequence[LogEntry]) -> list[int]:
-        """Append ``entries`` (in order, possibly within a larger batch) and return their indexes.
+        """Append ``entries`` atomically (possibly within a larger batch) and return their indexes.
 
         Raises:
             FormatError: an entry is malformed (checked before queueing, so it fails only this caller).
@@ -383,51 +384,66 @@ class Sequencer:
         """
         for e in entries:
             _check_entry(e)
-        slots = [_Slot(e) for e in entries]
+        if not entries:
+            return []
+        call = _Call(entries)
         with self._cv:
-            self._queue.extend(slots)
-        for slot in slots:
-            self._wait(slot)
-        return [s.result() for s in slots]
-
-    def _wait(self, slot: _Slot) -> None:
+            self._queue.append(call)
         while True:
             with self._cv:
-                while not slot.done and self._busy:
+                while not call.done and self._busy:
                     self._cv.wait()
-                if slot.done:
-                    return
+                if call.done:
+                    return call.result()
                 self._busy = True
-                batch, self._queue = self._queue[: self._max_batch], self._queue[self._max_batch :]
-            try:
-                indexes = self._log.append([s.entry for s in batch])
-            except BaseException as e:
-                for s in batch:
-                    s.error = e
-            else:
-                for s, i in zip(batch, indexes, strict=True):
-                    s.index = i
-            finally:
-                with self._cv:
-                    for s in batch:
-                        s.done = True
-                    self._busy = False
-                    self._cv.notify_all()
+                batch = self._take()
+            self._commit(batch)
+
+    def _take(self) -> list[_Call]:
+        """Dequeue whole calls: at least one, and at most ``max_batch`` entries unless one call has more."""
+        n, count = 0, 0
+        for call in self._queue:
+            if n and count + len(call.entries) > self._max_batch:
+                break
+            n += 1
+            count += len(call.entries)
+        batch, self._queue = self._queue[:n], self._queue[n:]
+        return batch
+
+    def _commit(self, batch: list[_Call]) -> None:
+        try:
+            indexes = self._log.append([e for call in batch for e in call.entries])
+        except BaseException as e:
+            for call in batch:
+                call.error = e
+        else:
+            pos = 0
+            for call in batch:
+                call.indexes = indexes[pos : pos + len(call.entries)]
+                pos += len(call.entries)
+        finally:
+            with self._cv:
+                for call in batch:
+                    call.done = True
+                self._busy = False
+                self._cv.notify_all()
 
 
-class _Slot:
-    __slots__ = ("done", "entry", "error", "index")
+class _Call:
+    """One caller's entries waiting in a :class:`Sequencer`, and their outcome."""
 
-    def __init__(self, entry: LogEntry) -> None:
-        self.entry = entry
+    __slots__ = ("done", "entries", "error", "indexes")
+
+    def __init__(self, entries: Sequence[LogEntry]) -> None:
+        self.entries = list(entries)
         self.done = False
-        self.index = -1
+        self.indexes: list[int] = []
         self.error: BaseException | None = None
 
-    def result(self) -> int:
+    def result(self) -> list[int]:
         if self.error is not None:
             raise self.error
-        return self.index
+        return self.indexes
 
 
 def _require(cp: StoredCheckpoint | None) -> StoredCheckpoint:
