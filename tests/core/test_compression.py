@@ -278,3 +278,15 @@ def test_brotli_bytes_after_the_end_are_refused() -> None:
     assert d.feed(compress(Compression.BROTLI, b"abc")) == b"abc"
     with pytest.raises(FormatError, match="trailing bytes"):
         d.feed(b"x")
+
+
+@given(
+    prefix=st.sampled_from([b"", b"\x28\xb5\x2f\xfd", b"\xfd7zXZ\x00", b"BZh9", b"\x0d" + bytes(7)]),
+    junk=st.binary(max_size=300),
+)
+def test_sniffing_reader_on_arbitrary_bytes_raises_only_format_error(prefix: bytes, junk: bytes) -> None:
+    read = sniffing_reader(io.BytesIO(prefix + junk).read, max_output=1 << 20)
+    try:
+        drain(read)
+    except FormatError:
+        pass
