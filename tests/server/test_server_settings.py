@@ -74,7 +74,7 @@ def test_secrets_never_come_from_the_config_file(tmp_path: Path) -> None:
         ({"public_url": "ftp://x"}, "absolute http"),
         ({"public_url": "https://u:p@cache.example.com"}, "credentials"),
         ({"public_url": "https://cache.example.com", "dev": True}, "loopback only"),
-        ({"host": "0.0.0.0", "public_url": "http://127.0.0.1:8080", "dev": True}, "loopback only"),
+        ({"host": "0.0.0.0", "public_url": "http://127.0.0.1:8080", "dev": True}, "loopback only"),  # noqa: S104
         ({"quorum": 0}, "quorum must be positive"),
         ({"settling_s": -1}, "settling_s must be non-negative"),
         ({"port": 70000}, "port out of range"),
