@@ -53,6 +53,8 @@ from vega.core.nar import (
     RegularFile,
 )
 from vega.core.note import VerifierKey, parse_verifier_key
+from vega.server.db import Database, open_database
+from vega.server.store import Store
 
 __all__ = [
     "REPRO_WORKFLOW",
@@ -103,8 +105,11 @@ class ServerProcess:
         settling_s: int = 0,
         env: dict[str, str] | None = None,
         access_log: bool = True,
+        postgres: tuple[str, str] | None = None,
     ) -> None:
+        """A server over ``data_dir`` (SQLite there), or over PostgreSQL ``(url, schema)``."""
         self.data_dir = data_dir
+        self.postgres = postgres
         self.port = port or free_port()
         self.url = f"http://127.0.0.1:{self.port}"
         self.settling_s = settling_s
@@ -123,6 +128,14 @@ class ServerProcess:
             VEGA_SERVER_SETTLING_S=str(self.settling_s),
             VEGA_SERVER_REPRODUCER_WORKFLOWS=REPRO_WORKFLOW,
         )
+        if self.postgres is not None:
+            url, schema = self.postgres
+            db = open_database(url, schema=schema)
+            with db.transaction(write=False):  # connecting creates the schema
+                pass
+            db.close()
+            sep = "&" if "?" in url else "?"
+            env["VEGA_SERVER_DATABASE_URL"] = f"{url}{sep}options=-csearch_path%3D{schema}"
         env.update(self.extra_env)
         self.data_dir.mkdir(parents=True, exist_ok=True)
         self.starts += 1
@@ -152,6 +165,12 @@ class ServerProcess:
                     self.kill()
                     raise RuntimeError(f"vega-server did not become healthy: {self.output()[-2000:]}")
                 time.sleep(0.05)
+
+    def open_database(self) -> Database:
+        """The server's own metadata database."""
+        if self.postgres is not None:
+            return open_database(self.postgres[0], schema=self.postgres[1])
+        return open_database(str(self.data_dir / "server.db"))
 
     def output(self) -> str:
         """What the latest server process printed."""
@@ -593,24 +612,19 @@ def audit(
     )
 
 
-def stored_attestations(data_dir: Path, hashes: Iterable[str]) -> set[tuple[str, str, str]]:
+def stored_attestations(server: ServerProcess, hashes: Iterable[str]) -> set[tuple[str, str, str]]:
     """(hash, attester id, fingerprint) of each attestation the server's own store holds for ``hashes``.
 
-    Read through ``vega.server.store.Store`` on the server's SQLite database (WAL: safe beside it).
+    Read through ``vega.server.store.Store`` on the server's database (beside the running server).
     """
-    from vega.server.db import open_database
-    from vega.server.store import Store
-
-    db = open_database(str(data_dir / "server.db"))
+    db = server.open_database()
     try:
         store = Store(db)
         out: set[tuple[str, str, str]] = set()
         with store.read() as tx:
             for h in hashes:
-                out.update(
-                    (r.hash_part, r.record.attester_id, r.record.fingerprint)
-                    for r in store.attestations(tx, h)
-                )
+                rows = store.attestations(tx, h)
+                out.update((r.hash_part, r.record.attester_id, r.record.fingerprint) for r in rows)
         return out
     finally:
         db.close()

@@ -1,7 +1,8 @@
 """Fault: SIGKILL a real ``vega-server`` during the load, restart it on the same data, re-run.
 
-The load of ``test_load.py`` runs against a server that is killed (SIGKILL, no
-shutdown) once a share of the attestations has been acknowledged, twice. After
+The load of ``test_load.py`` (16 concurrent jobs, 30 outputs each here, to keep
+the suite fast) runs against a server that is killed (SIGKILL, no shutdown) once
+a share of the attestations has been acknowledged, twice. After
 each restart, before anything is re-sent, every attestation acknowledged so far
 must be in the recovered log and every checkpoint any client saw must be
 consistent with it. Then the jobs re-send all their requests (as the build
@@ -40,14 +41,16 @@ from vega.server.db import Database
 from vega.server.log.log import LogEntry
 
 ATTESTERS = 16
-OUTPUTS = 50
-SHARED = 10
+OUTPUTS = 30
+SHARED = 6
 KILL_AFTER = (0.3, 0.4)  # of all outputs acknowledged in the run, per killed run
 
 
 @pytest.fixture
-def server(tmp_path: Path) -> Iterator[ServerProcess]:
-    s = ServerProcess(tmp_path / "data")
+def server(tmp_path: Path, database_url: tuple[str, str | None]) -> Iterator[ServerProcess]:
+    """A real vega-server over each backend (SQLite in its data directory; PostgreSQL when configured)."""
+    url, schema = database_url
+    s = ServerProcess(tmp_path / "data", postgres=None if schema is None else (url, schema))
     s.start()
     try:
         yield s
@@ -85,7 +88,7 @@ def test_sigkill_during_load_loses_nothing_acknowledged(server: ServerProcess) -
         assert report.size >= before
         assert report.checkpoints_checked > 0
         # Nor does the store hold (count, serve) an attestation the log lacks.
-        assert stored_attestations(server.data_dir, hashes) <= report.logged
+        assert stored_attestations(server, hashes) <= report.logged
 
     final = run_load(server.url, jobs)
     assert final.errors == []

@@ -27,8 +27,10 @@ SHARED = 10
 
 
 @pytest.fixture
-def server(tmp_path: Path) -> Iterator[ServerProcess]:
-    s = ServerProcess(tmp_path / "data")
+def server(tmp_path: Path, database_url: tuple[str, str | None]) -> Iterator[ServerProcess]:
+    """A real vega-server over each backend (SQLite in its data directory; PostgreSQL when configured)."""
+    url, schema = database_url
+    s = ServerProcess(tmp_path / "data", postgres=None if schema is None else (url, schema))
     s.start()
     try:
         yield s
