@@ -338,6 +338,10 @@ def test_a_damaged_store_is_reported_not_papered_over(database: Database) -> Non
     with pytest.raises(StorageError, match="do not match the checkpoint"):
         log.append([entry(1000)])
     assert log.latest().size == 300
+    with database.transaction() as tx:
+        tx.execute("UPDATE log_nodes SET hash = ? WHERE node = ?", (b"\x00" * 32, 255))  # node (8, 0)
+    with pytest.raises(StorageError, match="does not reproduce checkpoint 300"):
+        open_log(database)
 
 
 def test_lookup_is_bounded_and_says_so(log: TransparencyLog) -> None:

@@ -10,11 +10,14 @@ batch is committed. Appends are O(batch + log n): only the O(log n) hashes of
 the old tree's right border are read.
 
 Reads never recompute the tree: a root or proof reads O(log n) stored nodes in
-one query (``core.merkle`` over :func:`store.read_nodes`), a tile is one range
-scan of one level of ``log_nodes``, an entry bundle one range scan of leaves.
+one query (``core.merkle`` over :func:`store.read_nodes`; the upper levels,
+shared by every proof and immutable, are cached in memory), a tile is one
+primary-key query for its 256 stored hashes, an entry bundle one range scan of
+leaves.
 
-:class:`Sequencer` groups appends from many threads into one transaction
-(group commit); each caller returns when its batch has committed.
+:class:`Sequencer` groups concurrent appends from many threads into one
+transaction (group commit); each call's entries commit together and the call
+returns when they have.
 
 Spec: protocol.md §2.7 (tree, STH message), §5 (read API); C2SP tlog-checkpoint,
 tlog-tiles; house-style.md §4.9.
@@ -140,7 +143,8 @@ class TransparencyLog:
 
         Raises:
             FormatError: ``origin`` cannot be a checkpoint origin.
-            StorageError: the database failed.
+            StorageError: the database failed, or its tree does not reproduce the
+                latest checkpoint.
         """
         checkpoint.Checkpoint(origin, 0, merkle.EMPTY_ROOT)  # FormatError for a bad origin, now
         self._db = db
@@ -151,8 +155,13 @@ class TransparencyLog:
         self._cache: dict[NodeId, bytes] = {}
         db.migrate(store.MIGRATIONS)
         with db.transaction(write=False) as tx:
-            started = store.latest_checkpoint(tx) is not None
-        if not started:
+            latest = store.latest_checkpoint(tx)
+            # Recovery check: the stored tree must reproduce the last signed root.
+            if latest is not None and merkle.tree_root(latest.size, _Reader(tx, {})) != latest.root:
+                raise StorageError(
+                    f"transparency log: the stored tree does not reproduce checkpoint {latest.size}"
+                )
+        if latest is None:
             with db.lock(_LOCK_KEY) as tx:
                 if store.latest_checkpoint(tx) is None:
                     store.insert_checkpoint(tx, self._issue(0, merkle.EMPTY_ROOT, now()))
