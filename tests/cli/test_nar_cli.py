@@ -133,3 +133,14 @@ def test_max_size_stops_a_bomb(tmp_path: Path) -> None:
     listed = run_vega(["nar", "ls", "--max-size", "1000000", str(tmp_path / "b.nar.zst")])
     assert listed.returncode == 1
     assert "exceeds 1000000 bytes" in listed.stderr.decode()
+
+
+def test_restore_confine_symlinks(tmp_path: Path) -> None:
+    (tmp_path / "t").mkdir()
+    (tmp_path / "t" / "l").symlink_to("/etc/passwd")
+    data = run_vega(["nar", "dump", str(tmp_path / "t")]).stdout
+    done = run_vega(["nar", "restore", "--confine-symlinks", str(tmp_path / "r")], stdin=data)
+    assert done.returncode == 1
+    assert done.stderr.decode() == "error: NAR symlink would point outside the restore target: b'l'\n"
+    assert not (tmp_path / "r").exists()
+    assert run_vega(["nar", "restore", str(tmp_path / "r")], stdin=data).returncode == 0

@@ -300,3 +300,20 @@ def test_restore_refuses_a_decompression_bomb_and_leaves_nothing(tmp_path: Path)
     with pytest.raises(FormatError, match="decompressed output exceeds 1048576 bytes"):
         narfs.restore(reader.read, tmp_path / "r")
     assert os.listdir(tmp_path) == []
+
+
+def test_confined_restore_refuses_escaping_symlinks_and_keeps_inside_ones(tmp_path: Path) -> None:
+    inside = MAGIC + directory(("a", regular(b"x")), ("l", symlink("a")))
+    narfs.restore(io.BytesIO(inside).read, tmp_path / "ok", confine_symlinks=True)
+    assert os.readlink(tmp_path / "ok" / "l") == "a"
+    (tmp_path / "work").mkdir()
+    for bad in (
+        MAGIC + directory(("l", symlink("/etc"))),
+        MAGIC + directory(("a", symlink(".")), ("p", symlink("a/x/../..")), ("x", directory())),
+        MAGIC + symlink("anything"),
+    ):
+        with pytest.raises(FormatError, match="would point outside the restore target"):
+            narfs.restore(io.BytesIO(bad).read, tmp_path / "work" / "r", confine_symlinks=True)
+        assert os.listdir(tmp_path / "work") == []
+    narfs.restore(io.BytesIO(MAGIC + symlink("/etc")).read, tmp_path / "work" / "r")  # not confined: verbatim
+    assert os.readlink(tmp_path / "work" / "r") == "/etc"

@@ -400,3 +400,42 @@ def test_a_gigabyte_file_streams_in_constant_memory() -> None:
         tracemalloc.stop()
     assert seen == size
     assert peak < 8 * nar.Limits().chunk_size
+
+
+def listing(**tree: str) -> list[nar.NarListing]:
+    """Nodes from path=spec: "dir", "file", or "-> target" for symlinks (keys use __ for /)."""
+    out = [nar.NarListing(path=b"", kind="directory")]
+    for key, spec in tree.items():
+        path = key.replace("__", "/").encode()
+        if spec.startswith("-> "):
+            out.append(nar.NarListing(path=path, kind="symlink", target=spec[3:].encode()))
+        else:
+            out.append(nar.NarListing(path=path, kind="regular" if spec == "file" else "directory"))
+    return out
+
+
+@pytest.mark.parametrize(
+    ("tree", "escaping"),
+    [
+        ({"a": "file", "sub": "dir", "sub__l": "-> ../a"}, None),
+        ({"sub": "dir", "sub__l": "-> ./../sub//."}, None),
+        ({"l": "-> /etc/passwd"}, b"l"),
+        ({"l": "-> ../x"}, b"l"),
+        ({"sub": "dir", "sub__l": "-> ../../x"}, b"sub/l"),
+        # lexically inside, but "a" is the root itself, so a/x/../.. climbs out
+        ({"a": "-> .", "x": "dir", "p": "-> a/x/../.."}, b"p"),
+        ({"d": "-> sub", "sub": "dir", "p": "-> d/../sub"}, None),
+        ({"d": "-> /", "p": "-> d/etc"}, b"d"),
+        ({"l1": "-> l2", "l2": "-> l1"}, b"l1"),
+        ({"p": "-> missing/../../.."}, None),
+        ({"f": "file", "p": "-> f/../.."}, None),
+        ({"abs": "-> sub", "sub": "-> /nix/store"}, b"abs"),
+    ],
+)
+def test_find_escaping_symlink(tree: dict[str, str], escaping: bytes | None) -> None:
+    assert nar.find_escaping_symlink(listing(**tree)) == escaping
+
+
+def test_a_symlink_root_always_escapes() -> None:
+    assert nar.find_escaping_symlink([nar.NarListing(path=b"", kind="symlink", target=b"x")]) == b""
+    assert nar.find_escaping_symlink([nar.NarListing(path=b"", kind="regular")]) is None

@@ -397,12 +397,17 @@ def restore(
     read: Callable[[int], bytes],
     target: str | os.PathLike[str],
     limits: nar.Limits = nar.Limits(),  # noqa: B008
+    *,
+    confine_symlinks: bool = False,
 ) -> None:
     """Restore the NAR read from ``read(n)`` as ``target``, all or nothing.
 
     ``target`` must not exist; its parent directory must. Regular files are
     created with mode 0666 (0777 when executable) and directories 0777, less
-    the umask, as ``nix-store --restore`` does.
+    the umask, as ``nix-store --restore`` does. Symlinks are never followed
+    while restoring; with ``confine_symlinks`` a NAR holding a symlink that
+    would resolve outside ``target`` (absolute, or climbing out with ``..``,
+    also through other symlinks in the NAR) is refused as well.
 
     Raises:
         FormatError: the NAR is malformed or hostile (nothing is left behind).
@@ -425,7 +430,7 @@ def restore(
     try:
         scratch_fd = os.open(scratch, _OPEN_DIR)
         try:
-            _restore_into(read, scratch_fd, limits)
+            _restore_into(read, scratch_fd, limits, confine_symlinks)
         finally:
             os.close(scratch_fd)
         _rename_noreplace(os.path.join(scratch, b"root"), final)
@@ -435,11 +440,15 @@ def restore(
     os.rmdir(scratch)
 
 
-def _restore_into(read: Callable[[int], bytes], scratch_fd: int, limits: nar.Limits) -> None:
+def _restore_into(
+    read: Callable[[int], bytes], scratch_fd: int, limits: nar.Limits, confine_symlinks: bool
+) -> None:
     """Create the NAR's root as ``root`` inside the directory ``scratch_fd``."""
     dirs = [scratch_fd]  # open directories, innermost last; [0] is not ours to close
     name = b"root"
     out = -1  # the regular file being written
+    parts: list[bytes] = []  # path of the current entry
+    nodes: list[nar.NarListing] = []  # kept only with confine_symlinks
     try:
         for event in nar.read_nar(read, limits):
             if isinstance(event, nar.FileChunk):
@@ -452,15 +461,28 @@ def _restore_into(read: Callable[[int], bytes], scratch_fd: int, limits: nar.Lim
                 out = -1
             if isinstance(event, nar.EntryStart):
                 name = event.name
-            elif isinstance(event, nar.RegularFile):
+                parts.append(name)
+                continue
+            if isinstance(event, nar.EntryEnd):
+                parts.pop()
+                continue
+            if isinstance(event, nar.RegularFile):
                 out = os.open(name, _CREATE, 0o777 if event.executable else 0o666, dir_fd=dirs[-1])
+                kind, target = "regular", b""
             elif isinstance(event, nar.Symlink):
                 os.symlink(event.target, name, dir_fd=dirs[-1])
+                kind, target = "symlink", event.target
             elif isinstance(event, nar.DirectoryStart):
                 os.mkdir(name, 0o777, dir_fd=dirs[-1])
                 dirs.append(os.open(name, _OPEN_DIR, dir_fd=dirs[-1]))
-            elif isinstance(event, nar.DirectoryEnd):
+                kind, target = "directory", b""
+            else:
                 os.close(dirs.pop())
+                continue
+            if confine_symlinks:
+                nodes.append(nar.NarListing(path=b"/".join(parts), kind=kind, target=target))
+        if confine_symlinks and (bad := nar.find_escaping_symlink(nodes)) is not None:
+            raise FormatError(f"NAR symlink would point outside the restore target: {bad[:200]!r}")
     finally:
         if out >= 0:
             os.close(out)

@@ -29,7 +29,7 @@ src/libutil/archive.cc, src/libstore/content-address.cc.
 
 from __future__ import annotations
 
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass
 
 from vega.core.hashes import HashAlgorithm, NixHash
@@ -55,6 +55,7 @@ __all__ = [
     "Symlink",
     "content_address",
     "entry_header",
+    "find_escaping_symlink",
     "frame",
     "list_nar",
     "padding",
@@ -545,3 +546,56 @@ def list_nar(events: Iterator[NarEvent]) -> Iterator[NarListing]:
             yield NarListing(path=b"/".join(parts), kind="symlink", target=event.target)
         elif isinstance(event, DirectoryStart):
             yield NarListing(path=b"/".join(parts), kind="directory")
+
+
+_MAX_FOLLOWS = 40  # Linux's limit on symlinks followed in one lookup
+
+
+def find_escaping_symlink(listing: Iterable[NarListing]) -> bytes | None:
+    """The path of the first symlink that would resolve outside the NAR's root, or None.
+
+    Resolution is simulated over the NAR's own tree as the kernel would do it,
+    following symlinks inside the tree (up to 40): an absolute target escapes,
+    as does any ``..`` that climbs above the root, and a root that is itself a
+    symlink always points outside. A lookup that meets a missing entry or a
+    regular file stops there (the link dangles inside) and is not an escape;
+    more than 40 symlinks in one lookup counts as an escape.
+    """
+    entries = list(listing)
+    nodes = {tuple(e.path.split(b"/")) if e.path else (): e for e in entries}
+    for e in entries:
+        if e.kind != "symlink":
+            continue
+        if not e.path:
+            return b""
+        parts = tuple(e.path.split(b"/"))
+        if not _stays_inside(list(parts[:-1]), e.target, nodes):
+            return e.path
+    return None
+
+
+def _stays_inside(cwd: list[bytes], target: bytes, nodes: dict[tuple[bytes, ...], NarListing]) -> bool:
+    if target.startswith(b"/"):
+        return False
+    pending = target.split(b"/")[::-1]  # components still to walk, the next one last
+    follows = 0
+    while pending:
+        part = pending.pop()
+        if part in (b"", b"."):
+            continue
+        if part == b"..":
+            if not cwd:
+                return False
+            cwd.pop()
+            continue
+        node = nodes.get((*cwd, part))
+        if node is None or node.kind == "regular":
+            return True  # the lookup fails here: the link dangles inside the tree
+        if node.kind == "directory":
+            cwd.append(part)
+            continue
+        follows += 1
+        if follows > _MAX_FOLLOWS or node.target.startswith(b"/"):
+            return False
+        pending.extend(node.target.split(b"/")[::-1])
+    return True

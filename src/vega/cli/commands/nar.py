@@ -65,11 +65,17 @@ def register(sub: Any) -> None:
         help="restore a NAR read from stdin as DIR",
         description="Restore a NAR (or one compressed with zstd, xz or bzip2) from stdin as DIR, all or "
         "nothing: DIR must not exist; nothing is written through symlinks or outside DIR; on any error "
-        "nothing is left behind. Symlink targets are restored verbatim, as nix-store --restore does.",
+        "nothing is left behind. Symlink targets are restored verbatim, as nix-store --restore does, "
+        "unless --confine-symlinks is given.",
         epilog="example:\n  vega nar restore ./hello < hello.nar",
         formatter_class=argparse.RawDescriptionHelpFormatter,
     )
     r.add_argument("dir", metavar="DIR", help="where to restore (must not exist)")
+    r.add_argument(
+        "--confine-symlinks",
+        action="store_true",
+        help="also refuse symlinks that would point outside DIR (absolute targets, or `..` climbing out)",
+    )
     r.add_argument(
         "--max-size",
         type=int,
@@ -129,7 +135,7 @@ def run_restore(args: argparse.Namespace) -> int:
     from vega.core import compression
 
     read = compression.sniffing_reader(lambda n: sys.stdin.buffer.read(n), max_output=args.max_size)
-    narfs.restore(read, args.dir)
+    narfs.restore(read, args.dir, confine_symlinks=args.confine_symlinks)
     return 0
 
 
