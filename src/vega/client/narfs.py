@@ -16,7 +16,9 @@ The edge between ``vega.core.nar`` (the format) and the filesystem.
   to ``target`` without replacing anything. On any failure the private
   directory is removed and ``target`` is untouched. Symlink targets are data:
   they are created verbatim (store paths legitimately contain absolute
-  symlinks), and never followed.
+  symlinks) and never followed; ``confine_symlinks=True`` (``vega nar restore
+  --confine-symlinks``) also refuses any symlink that would resolve outside
+  ``target``.
 
 Speed: the walk runs in a producer thread that packs NAR framing and file
 contents into a few reused 1 MiB buffers, while the calling thread hashes or
