@@ -31,6 +31,7 @@ from vega.core.signing import PublicKey, parse_public_key
 from vega.errors import FormatError, NetworkError, VegaError
 
 __all__ = [
+    "MAX_NAR_BYTES",
     "BinaryCache",
     "NarCheck",
     "Runner",
@@ -40,6 +41,7 @@ __all__ = [
     "parse_trusted_keys",
     "run_process",
     "select_trusted_key",
+    "signature_names",
 ]
 
 Runner = Callable[[Sequence[str]], "subprocess.CompletedProcess[bytes]"]
