@@ -23,6 +23,10 @@ Memory is bounded: file contents are yielded in chunks of at most
 The NAR hash is SHA-256 over the NAR bytes; a path added with
 ``nix-store --add`` has the content address ``fixed:r:sha256:<nix32>``.
 
+``list_nar`` turns events into the nodes ``nix nar ls -R`` shows;
+``find_escaping_symlink`` tells whether a symlink would resolve outside the
+tree (for restores that confine symlinks).
+
 Spec: protocol.md §2.4 (``NarHash``, ``NarSize``). Upstream: Nix
 src/libutil/archive.cc, src/libstore/content-address.cc.
 """
