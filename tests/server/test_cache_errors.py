@@ -121,3 +121,10 @@ def test_transient_errors_say_when_to_retry() -> None:
     assert r.status_code == 503
     assert r.headers["retry-after"] == "1"
     assert "retry-after" not in error_response(StorageError("x")).headers
+
+
+def test_unrouted_requests_get_the_error_shape(h: Harness) -> None:
+    r = h.client.post("/nix-cache-info")
+    assert r.status_code == 405
+    assert r.json() == {"error": "method not allowed"}
+    assert h.client.delete("/api/cache/attest").json() == {"error": "method not allowed"}

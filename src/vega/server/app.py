@@ -26,6 +26,9 @@ from collections.abc import Callable, Sequence
 
 import httpx2
 from starlette.applications import Starlette
+from starlette.exceptions import HTTPException
+from starlette.requests import Request
+from starlette.responses import JSONResponse, Response
 from starlette.routing import BaseRoute, Route
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
@@ -89,6 +92,13 @@ def identity_for(
         http=http or httpx2.Client(timeout=15.0),
         now=lambda: now() / 1000,
     )
+
+
+async def _http_error(request: Request, exc: Exception) -> Response:
+    """Starlette's own 404/405 in the spec's error shape."""
+    status = exc.status_code if isinstance(exc, HTTPException) else 500
+    detail = exc.detail if isinstance(exc, HTTPException) else "internal error"
+    return JSONResponse({"error": str(detail).lower()}, status_code=status)
 
 
 class _CountRequests:
@@ -209,7 +219,7 @@ def create_app(
         Route("/tenant/{rest:path}", g(h.tenant), methods=["GET"]),
         Route("/{rest:path}", g(h.root), methods=["GET"]),
     ]
-    app = Starlette(routes=routes)
+    app = Starlette(routes=routes, exception_handlers={HTTPException: _http_error})
     app.state.service = service
     app.state.log = log
     app.state.authenticator = auth
