@@ -302,7 +302,7 @@ class Handlers:
 
     async def healthz(self, request: Request) -> Response:
         """``GET /healthz``: the database answers."""
-        await run_in_threadpool(self.gauges)
+        await run_in_threadpool(self.service.ping)
         return PlainTextResponse("ok\n", headers={"Cache-Control": "no-cache"})
 
     async def metrics_endpoint(self, request: Request) -> Response:

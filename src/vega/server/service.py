@@ -570,6 +570,11 @@ class CacheService:
             self.store.retire_repro(tx, hash_part, "revoked", now)
         return added
 
+    def ping(self) -> None:
+        """Raise unless the database answers (``/healthz``)."""
+        with self.store.read() as tx:
+            tx.fetchone("SELECT 1")
+
     # -- reads -----------------------------------------------------------------------------
 
     def narinfo(self, namespace: str, hash_part: str) -> str | None:
