@@ -69,7 +69,7 @@ def bench_load(url: str, attesters: int, outputs: int, shared: int, lines: list[
     acked = result.acknowledged
     if result.errors or len(acked) != attesters * outputs:
         raise SystemExit(f"load failed: {len(acked)} acknowledged, errors {result.errors[:5]}")
-    report = audit(url, acked, result.checkpoints, lookups=100)
+    report = audit(url, acked, result.checkpoints, sths=result.sths, lookups=100)
     attest = [a.attest_s for a in acked]
     total = [a.total_s for a in acked]
     rate = len(acked) / result.wall_s
@@ -78,7 +78,7 @@ def bench_load(url: str, attesters: int, outputs: int, shared: int, lines: list[
         f"{rate:.0f} attestations/s ({len(acked)} in {result.wall_s:.1f} s) | "
         f"attest p50 {ms(percentile(attest, 0.5))}, p99 {ms(percentile(attest, 0.99))}; "
         f"presign+PUT+attest p50 {ms(percentile(total, 0.5))}, p99 {ms(percentile(total, 0.99))} | "
-        f"log {report.size} entries, {report.checkpoints_checked} checkpoints seen, all consistent |"
+        f"log {report.size} entries, {report.checkpoints_checked} tree heads seen, all consistent |"
     )
     print(
         f"load: {len(acked)} attestations in {result.wall_s:.2f}s = {rate:.0f}/s;"

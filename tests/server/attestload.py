@@ -53,6 +53,7 @@ from vega.core.nar import (
     RegularFile,
 )
 from vega.core.note import VerifierKey, parse_verifier_key
+from vega.core.signing import parse_public_key
 from vega.server.db import Database, open_database
 from vega.server.store import Store
 
@@ -367,6 +368,8 @@ class LoadResult:
     errors: list[str] = field(default_factory=list)
     checkpoints: list[str] = field(default_factory=list)
     """Every checkpoint note a client fetched, in no particular order."""
+    sths: list[str] = field(default_factory=list)
+    """Every original STH (``/log/sth``) a client fetched."""
     wall_s: float = 0.0
     lock: threading.Lock = field(default_factory=threading.Lock)
 
@@ -434,10 +437,13 @@ def run_load(
             for k, out in enumerate(outputs):
                 try:
                     status, body, attest_s, total_s = attest_one(client, url, token, out)
-                    note = None
+                    note = sth = None
                     if k % checkpoint_every == 0:
                         cp = client.get(f"{url}/log/checkpoint")
                         note = cp.text if cp.status_code == 200 else None
+                    elif k % checkpoint_every == 2:
+                        got = client.get(f"{url}/log/sth")
+                        sth = got.text if got.status_code == 200 else None
                 except httpx2.TransportError as e:
                     with result.lock:
                         result.errors.append(f"{job.repository}: {out.name}: {type(e).__name__}")
@@ -448,6 +454,8 @@ def run_load(
                         result.errors.append(f"{job.repository}: {out.name}: {status} {body}")
                     if note is not None:
                         result.checkpoints.append(note)
+                    if sth is not None:
+                        result.sths.append(sth)
                     if status == 200 and on_ack is not None:
                         on_ack(result)
 
@@ -513,6 +521,7 @@ def audit(
     acked: Iterable[Ack],
     checkpoints: Iterable[str],
     *,
+    sths: Iterable[str] = (),
     lookups: int | None = None,
 ) -> Audit:
     """Check the server's log against what the clients saw; raise :class:`AuditError` otherwise.
@@ -521,6 +530,7 @@ def audit(
         url: the server.
         acked: attestations the server acknowledged (200).
         checkpoints: checkpoint notes clients fetched at any time.
+        sths: original STH JSON texts clients fetched at any time (signed with the shared key).
         lookups: check ``/log/lookup`` (with inclusion proofs) for at most this many store paths
             (all when None); every acknowledged attestation is checked against the full log anyway.
     """
@@ -582,25 +592,28 @@ def audit(
             if not by_hash[h] <= seen:
                 raise AuditError(f"/log/lookup/{h} lacks attesters {sorted(by_hash[h] - seen)}")
 
-        # every checkpoint any client saw is a prefix of the final tree
-        heads: dict[int, checkpoint.Checkpoint] = {}
+        # every tree head any client saw (either signed form) is a prefix of the final tree
+        shared_key = parse_public_key(client.get(f"{url}/api/info").json()["sharedKey"])
+        seen_heads: list[tuple[int, bytes]] = []
         for note in checkpoints:
             head, _ = checkpoint.open_checkpoint(note, key, origin=origin)
-            if head.size in heads and heads[head.size].root_hash != head.root_hash:
-                raise AuditError(f"two checkpoints of size {head.size} with different roots")
-            heads[head.size] = head
-        for head in heads.values():
-            if head.size > final.size:
-                raise AuditError(f"a client saw a checkpoint of {head.size} > the final {final.size}")
+            seen_heads.append((head.size, head.root_hash))
+        for text in sths:
+            sth = tlog.parse_sth(text)
+            tlog.verify_sth(sth, shared_key)
+            seen_heads.append((sth.tree_size, sth.root_hash))
+        heads: dict[int, bytes] = {}
+        for size, root in seen_heads:
+            if heads.setdefault(size, root) != root:
+                raise AuditError(f"two tree heads of size {size} with different roots")
+        for size, root in heads.items():
+            if size > final.size:
+                raise AuditError(f"a client saw a tree head of {size} > the final {final.size}")
             proof = client.get(
-                f"{url}/log/proof/consistency", params={"first": head.size, "second": final.size}
+                f"{url}/log/proof/consistency", params={"first": size, "second": final.size}
             ).json()
             merkle.verify_consistency(
-                head.size,
-                final.size,
-                [bytes.fromhex(p) for p in proof["proofHex"]],
-                head.root_hash,
-                final.root_hash,
+                size, final.size, [bytes.fromhex(p) for p in proof["proofHex"]], root, final.root_hash
             )
     return Audit(
         size=final.size,

@@ -64,7 +64,8 @@ def test_sigkill_during_load_loses_nothing_acknowledged(server: ServerProcess) -
     total = ATTESTERS * OUTPUTS
     hashes = {out.hash_part for _, outputs in jobs for out in outputs}
     acked: list[Ack] = []
-    seen: list[str] = []
+    seen: list[str] = []  # checkpoint notes
+    sths: list[str] = []
 
     for share in KILL_AFTER:
         threshold = int(total * share)
@@ -81,10 +82,11 @@ def test_sigkill_during_load_loses_nothing_acknowledged(server: ServerProcess) -
         assert result.errors  # some requests were cut off by the kill
         acked += result.acknowledged
         seen += result.checkpoints
+        sths += result.sths
 
         server.start()
         # Before anything is re-sent: nothing acknowledged is lost, no checkpoint forked.
-        report = audit(server.url, acked, seen, lookups=50)
+        report = audit(server.url, acked, seen, sths=sths, lookups=50)
         assert report.size >= before
         assert report.checkpoints_checked > 0
         # Nor does the store hold (count, serve) an attestation the log lacks.
@@ -95,8 +97,9 @@ def test_sigkill_during_load_loses_nothing_acknowledged(server: ServerProcess) -
     assert len(final.acknowledged) == total
     acked += final.acknowledged
     seen += final.checkpoints
+    sths += final.sths
 
-    report = audit(server.url, acked, seen)
+    report = audit(server.url, acked, seen, sths=sths)
     assert report.attestations == total  # one entry per (attester, output): no duplicates
     assert report.promotions == SHARED
     assert report.size == total + SHARED

@@ -19,7 +19,17 @@ from pathlib import Path
 
 import pytest
 
-from tests.server.attestload import ServerProcess, audit, log_size, plan, resend, run_load
+from tests.server.attestload import (
+    Ack,
+    AuditError,
+    Output,
+    ServerProcess,
+    audit,
+    log_size,
+    plan,
+    resend,
+    run_load,
+)
 
 ATTESTERS = 16
 OUTPUTS = 50
@@ -50,13 +60,14 @@ def test_concurrent_attesters_lose_nothing(server: ServerProcess) -> None:
     assert len(result.acknowledged) == ATTESTERS * OUTPUTS
     assert all(a.result["publishedTenant"] is True for a in result.acknowledged)
     assert len(result.checkpoints) >= ATTESTERS * OUTPUTS // 5
+    assert len(result.sths) >= ATTESTERS * OUTPUTS // 5
 
-    report = audit(server.url, result.acknowledged, result.checkpoints)
+    report = audit(server.url, result.acknowledged, result.checkpoints, sths=result.sths)
     assert report.attestations == ATTESTERS * OUTPUTS
     assert report.promotions == SHARED  # the shared outputs, each promoted once
     assert report.size == ATTESTERS * OUTPUTS + SHARED
     assert report.lookups_checked == ATTESTERS * (OUTPUTS - SHARED) + SHARED
-    assert report.checkpoints_checked > 1
+    assert report.checkpoints_checked > 1  # distinct tree heads seen, each proven a prefix
     assert "Traceback" not in server.output()
     assert "database is locked" not in server.output()
 
@@ -70,4 +81,12 @@ def test_concurrent_attesters_lose_nothing(server: ServerProcess) -> None:
         else:
             assert body["decision"]["shared"]["promoted"] is True
     assert log_size(server.url) == report.size
-    assert audit(server.url, result.acknowledged, result.checkpoints, lookups=20).size == report.size
+    assert (
+        audit(server.url, result.acknowledged, result.checkpoints, sths=result.sths, lookups=20).size
+        == report.size
+    )
+
+    # the audit is not vacuous: an acknowledgment the log cannot account for fails it
+    ghost = Ack(jobs[0][0], Output.make("never-attested"), 200, None, 0.0, 0.0)
+    with pytest.raises(AuditError, match="not in the log"):
+        audit(server.url, [ghost], [], lookups=0)
