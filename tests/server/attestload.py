@@ -52,6 +52,7 @@ from vega.core.nar import (
     NarWriter,
     RegularFile,
 )
+from vega.core.narinfo import fingerprint, parse_narinfo, verify_narinfo_signature
 from vega.core.note import VerifierKey, parse_verifier_key
 from vega.core.signing import parse_public_key
 from vega.server.db import Database, open_database
@@ -68,6 +69,7 @@ __all__ = [
     "ServerProcess",
     "attest_one",
     "audit",
+    "check_served",
     "ci_token",
     "free_port",
     "log_size",
@@ -641,6 +643,40 @@ def stored_attestations(server: ServerProcess, hashes: Iterable[str]) -> set[tup
         return out
     finally:
         db.close()
+
+
+def check_served(url: str, jobs: Sequence[tuple[Job, Sequence[Output]]], shared: Iterable[Output]) -> int:
+    """Every output is served, correctly signed, in its job's tenant tier, and ``shared`` in the shared tier.
+
+    Returns:
+        How many narinfos were checked.
+
+    Raises:
+        AuditError: a narinfo is missing, for another fingerprint, or not signed by the tier's key.
+    """
+    checked = 0
+    with httpx2.Client(timeout=30.0) as client:
+
+        def check(path: str, key_text: str, out: Output) -> None:
+            r = client.get(f"{url}{path}")
+            if r.status_code != 200:
+                raise AuditError(f"{path}: {r.status_code}")
+            info = parse_narinfo(r.text)
+            if fingerprint(info) != out.fingerprint:
+                raise AuditError(f"{path}: serves another fingerprint")
+            verify_narinfo_signature(info, {key_text.partition(":")[0]: parse_public_key(key_text)})
+
+        for job, outputs in jobs:
+            base = f"/tenant/{job.repository}"
+            key_text = client.get(f"{url}{base}/key").json()["publicKey"]
+            for out in outputs:
+                check(f"{base}/{out.hash_part}.narinfo", key_text, out)
+                checked += 1
+        shared_key = client.get(f"{url}/api/info").json()["sharedKey"]
+        for out in shared:
+            check(f"/{out.hash_part}.narinfo", shared_key, out)
+            checked += 1
+    return checked
 
 
 def log_size(url: str) -> int:

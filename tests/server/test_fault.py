@@ -29,6 +29,7 @@ from tests.server.attestload import (
     LoadResult,
     ServerProcess,
     audit,
+    check_served,
     log_size,
     plan,
     run_load,
@@ -104,6 +105,8 @@ def test_sigkill_during_load_loses_nothing_acknowledged(server: ServerProcess) -
     assert report.promotions == SHARED
     assert report.size == total + SHARED
     assert log_size(server.url) == report.size
+    common = [o for o in jobs[0][1] if o.name.startswith("common-")]
+    assert check_served(server.url, jobs, common) == total + SHARED
 
 
 class CrashingLog:

@@ -25,6 +25,7 @@ from tests.server.attestload import (
     Output,
     ServerProcess,
     audit,
+    check_served,
     log_size,
     plan,
     resend,
@@ -68,6 +69,8 @@ def test_concurrent_attesters_lose_nothing(server: ServerProcess) -> None:
     assert report.size == ATTESTERS * OUTPUTS + SHARED
     assert report.lookups_checked == ATTESTERS * (OUTPUTS - SHARED) + SHARED
     assert report.checkpoints_checked > 1  # distinct tree heads seen, each proven a prefix
+    common = [o for o in jobs[0][1] if o.name.startswith("common-")]
+    assert check_served(server.url, jobs, common) == ATTESTERS * OUTPUTS + SHARED
     assert "Traceback" not in server.output()
     assert "database is locked" not in server.output()
 
