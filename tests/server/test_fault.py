@@ -19,6 +19,7 @@ Spec: issue 4 (acceptance: fault test); protocol.md ยง4.0 (idempotent writes), ย
 
 from __future__ import annotations
 
+import hashlib
 from collections.abc import Iterator, Sequence
 from pathlib import Path
 
@@ -37,7 +38,9 @@ from tests.server.attestload import (
 )
 from tests.server.cachekit import Harness
 from tests.server.cachekit import Output as FakeOutput
+from vega.core import nixbase32
 from vega.errors import StorageError
+from vega.server.blobs import LocalBlobStore
 from vega.server.db import Database
 from vega.server.log.log import LogEntry
 
@@ -92,6 +95,8 @@ def test_sigkill_during_load_loses_nothing_acknowledged(server: ServerProcess) -
         assert report.checkpoints_checked > 0
         # Nor does the store hold (count, serve) an attestation the log lacks.
         assert stored_attestations(server, hashes) <= report.logged
+        # Nor do uploads the kill cut off leave their bytes behind.
+        assert list((server.data_dir / "nars" / "tmp").iterdir()) == []
 
     final = run_load(server.url, jobs)
     assert final.errors == []
@@ -136,3 +141,22 @@ def test_an_attestation_is_logged_before_it_is_stored_or_served(database: Databa
     assert h.attest(token, out.body()).status_code == 200
     assert [e["event"] for e in h.log_entries()] == ["attestation"]
     assert h.client.get(f"/tenant/alice/hello/{out.hash_part}.narinfo").status_code == 200
+
+
+def test_uploads_cut_off_by_a_crash_are_swept_and_live_ones_kept(tmp_path: Path) -> None:
+    data = b"nar bytes " * 100
+    digest = hashlib.sha256(data).digest()
+    key = f"nar/{nixbase32.encode(digest)}.nar.zst"
+    store = LocalBlobStore(tmp_path)
+    live = store.writer(key, digest, len(data))
+    live.write(data[:10])
+    abandoned = tmp_path / "tmp" / "upload-killed"
+    abandoned.write_bytes(b"partial")  # what a killed process leaves: a file nobody holds
+
+    LocalBlobStore(tmp_path)  # a restart, or a second server on the same directory
+
+    assert not abandoned.exists()
+    live.write(data[10:])
+    assert live.commit() == len(data)
+    assert store.size(key) == len(data)
+    assert list((tmp_path / "tmp").iterdir()) == []

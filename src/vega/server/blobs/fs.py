@@ -1,5 +1,10 @@
 """Local-directory BlobStore: ``<root>/nar/<nix32>.nar.zst``, atomic writes.
 
+A writer holds an exclusive ``flock`` on its temporary file until it commits
+or aborts; the kernel drops it when the process dies. Opening the store
+deletes the temporary files nobody holds, so an upload cut off by a crash
+(SIGKILL, power loss) does not leave its bytes behind for good.
+
 Edge: the local filesystem.
 Spec: protocol.md §4.1; house-style.md §4.9.
 """
@@ -7,6 +12,7 @@ Spec: protocol.md §4.1; house-style.md §4.9.
 from __future__ import annotations
 
 import contextlib
+import fcntl
 import hashlib
 import os
 import re
@@ -39,6 +45,7 @@ class _LocalWriter:
             fd, name = tempfile.mkstemp(dir=root / "tmp", prefix="upload-")
         except OSError as e:
             raise StorageError(f"cannot create a temporary object: {e.strerror}") from e
+        fcntl.flock(fd, fcntl.LOCK_EX)  # "alive": see _sweep_abandoned
         self._tmp = Path(name)
         self._file: BinaryIO | None = os.fdopen(fd, "wb")
 
@@ -88,6 +95,24 @@ class _LocalWriter:
             self._tmp.unlink()
 
 
+def _sweep_abandoned(tmp: Path) -> None:
+    """Delete temporary uploads no live writer holds (left by a process killed mid-upload)."""
+    for path in tmp.glob("upload-*"):
+        try:
+            fd = os.open(path, os.O_RDONLY)
+        except OSError:
+            continue
+        try:
+            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except OSError:
+            continue  # a live upload, in this process or another
+        else:
+            with contextlib.suppress(OSError):
+                path.unlink()
+        finally:
+            os.close(fd)
+
+
 class LocalBlobStore:
     """Objects under a directory; temporary files in ``<root>/tmp`` (same filesystem, so rename is atomic)."""
 
@@ -96,6 +121,7 @@ class LocalBlobStore:
         """The directory."""
         (root / "tmp").mkdir(parents=True, exist_ok=True)
         (root / "nar").mkdir(parents=True, exist_ok=True)
+        _sweep_abandoned(root / "tmp")
 
     def _path(self, key: str) -> Path:
         if not is_object_key(key):
