@@ -72,3 +72,21 @@ def test_unsupported_urls_are_config_errors() -> None:
         open_database("mysql://x/y")
     with pytest.raises(ConfigError, match="no path"):
         open_database("sqlite:")
+
+
+def test_connections_of_finished_threads_are_closed(database: Database) -> None:
+    """A thread per request (TestClient without ``with``) must not leak connections."""
+    database.migrate([M1])
+
+    def read() -> None:
+        with database.transaction(write=False) as tx:
+            tx.fetchone("SELECT count(*) FROM kv")
+
+    for _ in range(50):
+        t = threading.Thread(target=read)
+        t.start()
+        t.join()
+    import gc
+
+    gc.collect()
+    assert len(database._all) <= 2

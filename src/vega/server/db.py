@@ -14,9 +14,11 @@ Spec: house-style.md §4.9 (one SQL implementation, migrations in both dialects)
 
 from __future__ import annotations
 
+import contextlib
 import re
 import sqlite3
 import threading
+import weakref
 from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass
@@ -91,20 +93,22 @@ class Database:
         """``sqlite`` or ``postgres``."""
         self._connect = connect
         self._local = threading.local()
-        self._all: list[Any] = []
+        self._all: weakref.WeakSet[_Holder] = weakref.WeakSet()
         self._guard = threading.Lock()
         self._write_lock = threading.RLock()
         self.schema = schema
         """PostgreSQL schema (search_path) used for every connection, if any."""
 
     def _conn(self) -> Any:
-        conn = getattr(self._local, "conn", None)
-        if conn is None:
-            conn = self._connect()
-            self._local.conn = conn
+        holder = getattr(self._local, "holder", None)
+        if holder is None:
+            # NOTE: the holder lives in the thread's local storage only, so when the
+            # thread ends its connection is closed instead of leaking a descriptor.
+            holder = _Holder(self._connect())
+            self._local.holder = holder
             with self._guard:
-                self._all.append(conn)
-        return conn
+                self._all.add(holder)
+        return holder.conn
 
     @contextmanager
     def transaction(self, *, write: bool = True) -> Iterator[Tx]:
@@ -169,13 +173,25 @@ class Database:
     def close(self) -> None:
         """Close every connection this handle opened."""
         with self._guard:
-            conns, self._all = self._all, []
-        for conn in conns:
-            try:
-                conn.close()
-            except Exception:  # noqa: S112 - closing is best effort
-                continue
+            holders = list(self._all)
+            self._all = weakref.WeakSet()
+        for holder in holders:
+            holder.close()
         self._local = threading.local()
+
+
+class _Holder:
+    """One thread's connection; closed when the thread's local storage is released."""
+
+    def __init__(self, conn: Any) -> None:
+        self.conn = conn
+
+    def close(self) -> None:
+        with contextlib.suppress(Exception):  # closing is best effort
+            self.conn.close()
+
+    def __del__(self) -> None:
+        self.close()
 
 
 def _pg_errors() -> type[Exception]:
