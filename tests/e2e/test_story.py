@@ -309,8 +309,12 @@ def test_issue_5_end_to_end_then_tampered(
         (name, True, False)
         for name in ("store-path", "signature", "checkpoint", "promotion", "revocation", "nar")
     ]
-    text = cli(capsys, "verify", hash_part, "--url", server.url, "--public-key", shared)
+    # The key trusted the way Nix users do (trusted-public-keys, here through NIX_CONFIG).
+    monkeypatch.setenv("NIX_CONFIG", f"{nix.env['NIX_CONFIG']}\ntrusted-public-keys = {shared}")
+    text = cli(capsys, "verify", hash_part, "--url", server.url)
+    assert text.code == 0, text.out + text.err
     assert "✦ Verified: signed, in the public log, and the bytes match." in text.out
+    monkeypatch.setenv("NIX_CONFIG", nix.env["NIX_CONFIG"])
     closure = cli(capsys, "verify", hash_part, "--url", server.url, "--public-key", shared, "--recursive")
     assert closure.code == 0, closure.out + closure.err
     assert "✦ Verified 2 of 2 paths" in closure.out
