@@ -3,12 +3,12 @@
 The real CI agent (``vega-attest``) is not implemented yet; this small driver does what it will do
 so the whole system can run end to end on one machine (``scripts/demo``,
 ``tests/e2e/test_story.py``). It is honest: it really builds (``nix build``; with ``--rebuild``
-Nix re-runs the top-level builder and fails unless the bytes match what the store holds, which is
-what a reproducer checks), really serialises and compresses every NAR in the closure
-(:func:`vega.client.push.pack_nar`: :mod:`vega.client.narfs` and zstd from
-:mod:`vega.core.compression`), really uploads it through the presigned URL and attests it with a
-GitHub Actions OIDC token minted from the job's token service
-(:func:`vega.client.github.request_actions_token`). References and deriver come from
+Nix re-runs the builder of every derivation in the closure whose ``.drv`` is on this machine and
+fails unless the bytes match what the store holds, which is what a reproducer checks), really
+serialises and compresses every NAR in the closure (:func:`vega.client.push.pack_nar`:
+:mod:`vega.client.narfs` and zstd from :mod:`vega.core.compression`), really uploads it through
+the presigned URL and attests it with a GitHub Actions OIDC token minted from the job's token
+service (:func:`vega.client.github.request_actions_token`). References and deriver come from
 ``nix path-info --json``.
 
 It reads the job's environment exactly as a GitHub Actions step would see it; with a
@@ -90,7 +90,8 @@ def attest_installable(
         installable: a flake installable, e.g. ``path:/src/flake#default``.
         environ: the CI job's environment (token service, ``VEGA_URL``).
         attr: the flake attribute sent with the top-level outputs (provenance, protocol.md §4.2).
-        rebuild: build with ``--rebuild`` (the reproducer's check that a rebuild gives the same bytes).
+        rebuild: rebuild the closure's derivations with ``--rebuild`` (the reproducer's check that a
+            rebuild gives the same bytes; sources without a deriver are only re-hashed).
         nix_env: the environment nix runs in (``None``: inherit).
 
     Returns:
@@ -115,6 +116,13 @@ def attest_installable(
     outputs = builder.build(installable)
     closure = _order(Nix(runner).closure(outputs))
     top = {p.absolute for p in outputs}
+    if rebuild:  # the dependencies too: every path whose derivation this machine has
+        for info in closure:
+            drv = info.deriver
+            if info.path.absolute not in top and drv is not None and Path(drv.absolute).exists():
+                rebuilt = {p.absolute for p in builder.build(drv.absolute)}
+                if info.path.absolute not in rebuilt:
+                    raise VegaError(f"rebuilding {drv.absolute} did not give {info.path.absolute}")
     results: list[tuple[StorePath, AttestResult]] = []
     with httpx2.Client(timeout=120.0) as client:
         http = Http(client, HttpLimits())

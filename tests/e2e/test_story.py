@@ -50,6 +50,7 @@ from vega.client.http import HttpLimits
 from vega.client.logstate import LogState, default_state_dir
 from vega.client.verify import VerifyContext
 from vega.core.signing import parse_public_key
+from vega.errors import NixError
 
 pytestmark = [pytest.mark.nix, pytest.mark.slow]
 
@@ -364,3 +365,38 @@ def test_issue_5_end_to_end_then_tampered(
     assert forked.log_size() > grown
     res = cli(capsys, "verify", hash_part, "--url", forked.url, "--public-key", shared)
     fails(res, "error: log fork or rollback detected: ", "is not consistent with the remembered size")
+
+
+NONDETERMINISTIC = """{
+  outputs = { self }: {
+    packages.x86_64-linux.default = derivation {
+      name = "vega-story-nondeterministic";
+      system = "x86_64-linux";
+      builder = "/bin/sh";
+      args = [ "-c" "cat /proc/sys/kernel/random/uuid > $out" ];
+    };
+  };
+}
+"""
+
+
+def test_the_reproducer_driver_refuses_a_build_that_does_not_rebuild_the_same(
+    nix: NixRunner, tmp_path: Path
+) -> None:
+    """tools/ci_attest --rebuild really rebuilds: different bytes fail before anything is uploaded."""
+    if nix.text("nix", "eval", "--impure", "--raw", "--expr", "builtins.currentSystem") != "x86_64-linux":
+        pytest.skip("the flake is written for x86_64-linux")
+    flake = tmp_path / "flake"
+    flake.mkdir()
+    (flake / "flake.nix").write_text(NONDETERMINISTIC.replace("vega-story", f"vega-story-{time.time_ns()}"))
+    nowhere = f"http://127.0.0.1:{free_port()}"  # never contacted: the rebuild fails first
+    environ = {
+        "ACTIONS_ID_TOKEN_REQUEST_URL": f"{nowhere}/token",
+        "ACTIONS_ID_TOKEN_REQUEST_TOKEN": "unused",
+        "VEGA_URL": nowhere,
+    }
+    installable = f"path:{flake}#default"
+    nix.run("nix", "build", "--no-link", installable)  # the first build is fine
+    with pytest.raises(NixError) as e:
+        attest_installable(installable, environ, rebuild=True, nix_env=nix.env)
+    assert "may not be deterministic" in e.value.message
