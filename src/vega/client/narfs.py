@@ -92,6 +92,8 @@ class _Packer:
         self.pos = 0
 
     def _next(self) -> None:
+        if not self.pos:
+            return  # nothing buffered: keep this buffer
         self._emit(self.buf, self.pos)
         self.buf = self._take()
         self.view = memoryview(self.buf)
