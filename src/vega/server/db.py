@@ -8,6 +8,10 @@ timeout (one writer at a time, WAL for concurrent readers); on PostgreSQL each
 transaction is a normal read-committed transaction and callers take
 ``lock()`` when they need one writer.
 
+SQLite runs with ``synchronous=FULL``: a commit is on disk before it is
+acknowledged, so even a power loss cannot take back a checkpoint the log
+already signed and served (see docs/adr/0003).
+
 Edge: the metadata database. Errors are translated to StorageError.
 Spec: house-style.md §4.9 (one SQL implementation, migrations in both dialects).
 """
@@ -231,7 +235,7 @@ def _open_sqlite(path: Path) -> Database:
     def connect() -> sqlite3.Connection:
         conn = sqlite3.connect(path, timeout=30.0, isolation_level=None, check_same_thread=False)
         conn.execute("PRAGMA journal_mode=WAL")
-        conn.execute("PRAGMA synchronous=NORMAL")
+        conn.execute("PRAGMA synchronous=FULL")
         conn.execute("PRAGMA busy_timeout=30000")
         conn.execute("PRAGMA foreign_keys=ON")
         return conn
