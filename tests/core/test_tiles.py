@@ -12,28 +12,15 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from tests import reference_merkle as ref
+from tests.core.merkletrees import Tree
 from vega.core import merkle, tiles
-from vega.core.merkle import NodeId
 from vega.core.tiles import EntryBundle, Tile
 from vega.errors import FormatError
 
 
-class Tree:
-    """Stored node hashes of a log, built with merkle.stored_nodes_for_append."""
-
-    def __init__(self, n: int) -> None:
-        self.leaves = [b"tile leaf %d" % i for i in range(n)]
-        self.nodes: dict[NodeId, bytes] = {}
-        for i, data in enumerate(self.leaves):
-            self.nodes.update(merkle.stored_nodes_for_append(i, merkle.leaf_hash(data), self.read))
-
-    def read(self, ids: Sequence[NodeId]) -> list[bytes]:
-        return [self.nodes[i] for i in ids]
-
-
 @cache
 def tree(n: int) -> Tree:
-    return Tree(n)
+    return Tree([b"tile leaf %d" % i for i in range(n)])
 
 
 class Server:
