@@ -90,6 +90,33 @@ def test_revoke_command(tmp_path: Path) -> None:
     ]
 
 
+def test_revoke_uses_the_same_promotion_policy_as_serve(tmp_path: Path) -> None:
+    from vega.core.promotion import PromotionPolicy
+    from vega.server.__main__ import revocation_service
+    from vega.server.app import create_app, promotion_policy
+    from vega.server.blobs import LocalBlobStore
+    from vega.server.db import open_database
+    from vega.server.service import ServerKeys
+
+    settings = ServerSettings(data_dir=tmp_path, quorum=3, min_reproductions=0, settling_s=7)
+    want = PromotionPolicy(quorum=3, min_reproductions=0, settling_ms=7000)
+    assert promotion_policy(settings) == want
+    db = open_database(settings.resolved_database_url)
+    try:
+        assert revocation_service(settings, db).policy == want
+        shared, log_key, _ = ensure_keys(settings)
+        app = create_app(
+            settings,
+            db,
+            LocalBlobStore(tmp_path / "nars"),
+            lambda: 0,
+            keys=ServerKeys(shared=shared, log=log_key),
+        )
+        assert app.state.service.policy == want
+    finally:
+        db.close()
+
+
 def test_vega_server_serve_runs_as_a_process(tmp_path: Path) -> None:
     with socket.socket() as s:
         s.bind(("127.0.0.1", 0))

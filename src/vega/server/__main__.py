@@ -30,7 +30,7 @@ import threading
 import time
 from collections.abc import Callable, Sequence
 from pathlib import Path
-from typing import TextIO
+from typing import TYPE_CHECKING, TextIO
 
 from vega.core.signing import (
     SecretKey,
@@ -42,7 +42,11 @@ from vega.core.signing import (
 from vega.errors import ConfigError, FormatError, VegaError
 from vega.server.settings import ServerSettings, load_settings
 
-__all__ = ["ensure_keys", "entry", "main", "nix_conf_lines"]
+if TYPE_CHECKING:
+    from vega.server.db import Database
+    from vega.server.service import CacheService
+
+__all__ = ["ensure_keys", "entry", "main", "nix_conf_lines", "revocation_service"]
 
 log = logging.getLogger("vega.server")
 
@@ -176,32 +180,35 @@ def _serve(settings: ServerSettings, out: TextIO, run: Callable[..., None]) -> i
     return 0
 
 
-def _revoke(settings: ServerSettings, hash_part: str, reason: str, out: TextIO) -> int:
-    from vega.server.app import log_signer
-    from vega.server.db import open_database
+def revocation_service(settings: ServerSettings, db: Database) -> CacheService:
+    """The cache service ``revoke`` runs on: the same keys, log and promotion policy as ``serve``."""
+    from vega.server.app import log_signer, promotion_policy
+    from vega.server.blobs import LocalBlobStore
     from vega.server.log.log import TransparencyLog
-    from vega.server.service import ServerKeys
+    from vega.server.service import CacheService, ServerKeys
+    from vega.server.store import Store
 
     shared, log_key, _ = ensure_keys(settings)
     keys = ServerKeys(shared=shared, log=log_key)
+    origin = settings.resolved_log_origin
+    return CacheService(
+        store=Store(db),
+        blobs=LocalBlobStore(settings.resolved_nar_dir),
+        keys=keys,
+        log=TransparencyLog(db, origin, log_signer(keys, origin), shared, _now_ms),
+        policy=promotion_policy(settings),
+        now=_now_ms,
+        public_url=settings.resolved_public_url,
+    )
+
+
+def _revoke(settings: ServerSettings, hash_part: str, reason: str, out: TextIO) -> int:
+    from vega.server.db import open_database
+
+    ensure_keys(settings)
     db = open_database(settings.resolved_database_url)
     try:
-        from vega.core.promotion import PromotionPolicy
-        from vega.server.blobs import LocalBlobStore
-        from vega.server.service import CacheService
-        from vega.server.store import Store
-
-        origin = settings.resolved_log_origin
-        service = CacheService(
-            store=Store(db),
-            blobs=LocalBlobStore(settings.resolved_nar_dir),
-            keys=keys,
-            log=TransparencyLog(db, origin, log_signer(keys, origin), shared, _now_ms),
-            policy=PromotionPolicy(quorum=settings.quorum),
-            now=_now_ms,
-            public_url=settings.resolved_public_url,
-        )
-        added = service.revoke(hash_part, reason)
+        added = revocation_service(settings, db).revoke(hash_part, reason)
     finally:
         db.close()
     out.write(f"vega-server: {'revoked' if added else 'already revoked'} {hash_part}\n")

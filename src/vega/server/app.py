@@ -48,7 +48,7 @@ from vega.server.service import CacheService, ServerKeys
 from vega.server.settings import ServerSettings
 from vega.server.store import Store
 
-__all__ = ["CAPABILITIES", "create_app", "identity_for", "log_signer"]
+__all__ = ["CAPABILITIES", "create_app", "identity_for", "log_signer", "promotion_policy"]
 
 CAPABILITIES = ("api-info", "repro-queue", "log-checkpoint", "log-tiles", "log-lookup", "metrics")
 """Optional endpoints this server has (``/api/info``)."""
@@ -57,6 +57,15 @@ CAPABILITIES = ("api-info", "repro-queue", "log-checkpoint", "log-tiles", "log-l
 def log_signer(keys: ServerKeys, origin: str) -> SignerKey:
     """The checkpoint-note signer: the log key's seed, named by the log's origin (C2SP convention)."""
     return SignerKey(origin, keys.log.seed)
+
+
+def promotion_policy(settings: ServerSettings) -> PromotionPolicy:
+    """The promotion thresholds of ``settings`` (used by ``serve`` and ``revoke`` alike)."""
+    return PromotionPolicy(
+        quorum=settings.quorum,
+        min_reproductions=settings.min_reproductions,
+        settling_ms=settings.settling_s * 1000,
+    )
 
 
 def identity_for(
@@ -158,11 +167,7 @@ def create_app(
         blobs=blobs,
         keys=keys,
         log=Sequencer(log),  # group commit: concurrent attestations share log transactions
-        policy=PromotionPolicy(
-            quorum=settings.quorum,
-            min_reproductions=settings.min_reproductions,
-            settling_ms=settings.settling_s * 1000,
-        ),
+        policy=promotion_policy(settings),
         now=now,
         public_url=settings.resolved_public_url,
         upload_url_ttl_s=settings.upload_url_ttl_s,
