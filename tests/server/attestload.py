@@ -41,6 +41,7 @@ from typing import Any
 import httpx2
 import zstandard
 
+from tests.server.cachekit import attest_body, nix32_sha256
 from vega.core import checkpoint, merkle, nixbase32, tiles, tlog
 from vega.core.nar import (
     DirectoryEnd,
@@ -201,11 +202,6 @@ class ServerProcess:
 # -- outputs and jobs ----------------------------------------------------------------------------
 
 
-def nix32_sha256(data: bytes) -> str:
-    """``sha256:<nix32>`` of ``data``."""
-    return "sha256:" + nixbase32.encode(hashlib.sha256(data).digest())
-
-
 def synthetic_nar(contents: bytes) -> bytes:
     """A NAR of a directory holding ``bin/hello`` (executable) and ``share/data`` (``contents``)."""
     out: list[bytes] = []
@@ -281,14 +277,7 @@ class Output:
     def body(self) -> dict[str, Any]:
         """The ``AttestBody`` (§4.2)."""
         return {
-            "storePath": self.store_path,
-            "url": self.nar_url,
-            "compression": "zstd",
-            "fileHash": self.file_hash,
-            "fileSize": len(self.compressed),
-            "narHash": nix32_sha256(self.nar),
-            "narSize": len(self.nar),
-            "references": [],
+            **attest_body(self.store_path, self.nar, self.compressed, []),
             "attr": "packages.x86_64-linux.default",
         }
 

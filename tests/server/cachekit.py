@@ -27,7 +27,23 @@ T0 = 1_767_225_600_000
 
 
 def nix32_sha256(data: bytes) -> str:
+    """``sha256:<nix32>`` of ``data``."""
     return "sha256:" + nixbase32.encode(hashlib.sha256(data).digest())
+
+
+def attest_body(store_path: str, nar: bytes, compressed: bytes, references: list[str]) -> dict[str, Any]:
+    """The ``AttestBody`` (protocol.md §4.2) of a zstd-compressed NAR stored at ``nar/<fileHash>.nar.zst``."""
+    file_hash = nix32_sha256(compressed)
+    return {
+        "storePath": store_path,
+        "url": f"nar/{file_hash[7:]}.nar.zst",
+        "compression": "zstd",
+        "fileHash": file_hash,
+        "fileSize": len(compressed),
+        "narHash": nix32_sha256(nar),
+        "narSize": len(nar),
+        "references": references,
+    }
 
 
 def store_hash(seed: str) -> str:
@@ -68,16 +84,7 @@ class Output:
         return f"nar/{self.file_hash[7:]}.nar.zst"
 
     def body(self, **over: Any) -> dict[str, Any]:
-        b: dict[str, Any] = {
-            "storePath": self.store_path,
-            "url": self.nar_url,
-            "compression": "zstd",
-            "fileHash": self.file_hash,
-            "fileSize": len(self.compressed),
-            "narHash": nix32_sha256(self.nar),
-            "narSize": len(self.nar),
-            "references": self.references,
-        }
+        b = attest_body(self.store_path, self.nar, self.compressed, self.references)
         b.update(over)
         return b
 

@@ -9,6 +9,7 @@ from pathlib import Path
 
 import pytest
 
+from tests.server.attestload import ServerProcess
 from vega.server.db import Database, open_database
 
 POSTGRES_URL = os.environ.get("VEGA_TEST_POSTGRES_URL", "")
@@ -48,3 +49,15 @@ def database(database_url: tuple[str, str | None]) -> Iterator[Database]:
     db = open_database(url, schema=schema)
     yield db
     db.close()
+
+
+@pytest.fixture
+def server_process(tmp_path: Path, database_url: tuple[str, str | None]) -> Iterator[ServerProcess]:
+    """A real vega-server over each backend (SQLite in its data directory; PostgreSQL when configured)."""
+    url, schema = database_url
+    s = ServerProcess(tmp_path / "data", postgres=None if schema is None else (url, schema))
+    s.start()
+    try:
+        yield s
+    finally:
+        s.stop()

@@ -20,7 +20,7 @@ Spec: issue 4 (acceptance: fault test); protocol.md ยง4.0 (idempotent writes), ย
 from __future__ import annotations
 
 import hashlib
-from collections.abc import Iterator, Sequence
+from collections.abc import Sequence
 from pathlib import Path
 
 import pytest
@@ -50,20 +50,8 @@ SHARED = 6
 KILL_AFTER = (0.3, 0.4)  # of all outputs acknowledged in the run, per killed run
 
 
-@pytest.fixture
-def server(tmp_path: Path, database_url: tuple[str, str | None]) -> Iterator[ServerProcess]:
-    """A real vega-server over each backend (SQLite in its data directory; PostgreSQL when configured)."""
-    url, schema = database_url
-    s = ServerProcess(tmp_path / "data", postgres=None if schema is None else (url, schema))
-    s.start()
-    try:
-        yield s
-    finally:
-        s.stop()
-
-
 @pytest.mark.slow
-def test_sigkill_during_load_loses_nothing_acknowledged(server: ServerProcess) -> None:
+def test_sigkill_during_load_loses_nothing_acknowledged(server_process: ServerProcess) -> None:
     jobs = plan(ATTESTERS, OUTPUTS, SHARED)
     total = ATTESTERS * OUTPUTS
     hashes = {out.hash_part for _, outputs in jobs for out in outputs}
@@ -73,45 +61,45 @@ def test_sigkill_during_load_loses_nothing_acknowledged(server: ServerProcess) -
 
     for share in KILL_AFTER:
         threshold = int(total * share)
-        before = log_size(server.url)
+        before = log_size(server_process.url)
 
         def kill_at_threshold(result: LoadResult, threshold: int = threshold) -> None:
             if len(result.acknowledged) == threshold:
-                server.kill()
+                server_process.kill()
 
-        result = run_load(server.url, jobs, on_ack=kill_at_threshold)
-        assert server.proc is not None
-        assert server.proc.returncode == -9  # it was killed mid-load
+        result = run_load(server_process.url, jobs, on_ack=kill_at_threshold)
+        assert server_process.proc is not None
+        assert server_process.proc.returncode == -9  # it was killed mid-load
         assert threshold <= len(result.acknowledged) < total
         assert result.errors  # some requests were cut off by the kill
         acked += result.acknowledged
         seen += result.checkpoints
         sths += result.sths
 
-        server.start()
+        server_process.start()
         # Before anything is re-sent: nothing acknowledged is lost, no checkpoint forked.
-        report = audit(server.url, acked, seen, sths=sths, lookups=50)
+        report = audit(server_process.url, acked, seen, sths=sths, lookups=50)
         assert report.size >= before
         assert report.checkpoints_checked > 0
         # Nor does the store hold (count, serve) an attestation the log lacks.
-        assert stored_attestations(server, hashes) <= report.logged
+        assert stored_attestations(server_process, hashes) <= report.logged
         # Nor do uploads the kill cut off leave their bytes behind.
-        assert list((server.data_dir / "nars" / "tmp").iterdir()) == []
+        assert list((server_process.data_dir / "nars" / "tmp").iterdir()) == []
 
-    final = run_load(server.url, jobs)
+    final = run_load(server_process.url, jobs)
     assert final.errors == []
     assert len(final.acknowledged) == total
     acked += final.acknowledged
     seen += final.checkpoints
     sths += final.sths
 
-    report = audit(server.url, acked, seen, sths=sths)
+    report = audit(server_process.url, acked, seen, sths=sths)
     assert report.attestations == total  # one entry per (attester, output): no duplicates
     assert report.promotions == SHARED
     assert report.size == total + SHARED
-    assert log_size(server.url) == report.size
+    assert log_size(server_process.url) == report.size
     common = [o for o in jobs[0][1] if o.name.startswith("common-")]
-    assert check_served(server.url, jobs, common) == total + SHARED
+    assert check_served(server_process.url, jobs, common) == total + SHARED
 
 
 class CrashingLog:

@@ -14,9 +14,6 @@ Spec: issue 4 (acceptance: load test); protocol.md §4.1-§4.3, §5.
 
 from __future__ import annotations
 
-from collections.abc import Iterator
-from pathlib import Path
-
 import pytest
 
 from tests.server.attestload import (
@@ -37,25 +34,13 @@ OUTPUTS = 50
 SHARED = 10
 
 
-@pytest.fixture
-def server(tmp_path: Path, database_url: tuple[str, str | None]) -> Iterator[ServerProcess]:
-    """A real vega-server over each backend (SQLite in its data directory; PostgreSQL when configured)."""
-    url, schema = database_url
-    s = ServerProcess(tmp_path / "data", postgres=None if schema is None else (url, schema))
-    s.start()
-    try:
-        yield s
-    finally:
-        s.stop()
-
-
 @pytest.mark.slow
-def test_concurrent_attesters_lose_nothing(server: ServerProcess) -> None:
+def test_concurrent_attesters_lose_nothing(server_process: ServerProcess) -> None:
     jobs = plan(ATTESTERS, OUTPUTS, SHARED)
     owners = {job.repository.split("/")[0] for job, _ in jobs}
     assert len(owners) < len(jobs)  # some repositories share an owner
 
-    result = run_load(server.url, jobs)
+    result = run_load(server_process.url, jobs)
 
     assert result.errors == []
     assert len(result.acknowledged) == ATTESTERS * OUTPUTS
@@ -63,33 +48,33 @@ def test_concurrent_attesters_lose_nothing(server: ServerProcess) -> None:
     assert len(result.checkpoints) >= ATTESTERS * OUTPUTS // 5
     assert len(result.sths) >= ATTESTERS * OUTPUTS // 5
 
-    report = audit(server.url, result.acknowledged, result.checkpoints, sths=result.sths)
+    report = audit(server_process.url, result.acknowledged, result.checkpoints, sths=result.sths)
     assert report.attestations == ATTESTERS * OUTPUTS
     assert report.promotions == SHARED  # the shared outputs, each promoted once
     assert report.size == ATTESTERS * OUTPUTS + SHARED
     assert report.lookups_checked == ATTESTERS * (OUTPUTS - SHARED) + SHARED
     assert report.checkpoints_checked > 1  # distinct tree heads seen, each proven a prefix
     common = [o for o in jobs[0][1] if o.name.startswith("common-")]
-    assert check_served(server.url, jobs, common) == ATTESTERS * OUTPUTS + SHARED
-    assert "Traceback" not in server.output()
-    assert "database is locked" not in server.output()
+    assert check_served(server_process.url, jobs, common) == ATTESTERS * OUTPUTS + SHARED
+    assert "Traceback" not in server_process.output()
+    assert "database is locked" not in server_process.output()
 
     # the same requests again: the same answers (for outputs only one job built), nothing logged
     sample = result.acknowledged[::37]
-    again = resend(server.url, sample)
+    again = resend(server_process.url, sample)
     for ack, status, body in again:
         assert status == 200
         if not ack.output.name.startswith("common-"):
             assert body == ack.result
         else:
             assert body["decision"]["shared"]["promoted"] is True
-    assert log_size(server.url) == report.size
+    assert log_size(server_process.url) == report.size
     assert (
-        audit(server.url, result.acknowledged, result.checkpoints, sths=result.sths, lookups=20).size
+        audit(server_process.url, result.acknowledged, result.checkpoints, sths=result.sths, lookups=20).size
         == report.size
     )
 
     # the audit is not vacuous: an acknowledgment the log cannot account for fails it
     ghost = Ack(jobs[0][0], Output.make("never-attested"), 200, None, 0.0, 0.0)
     with pytest.raises(AuditError, match="not in the log"):
-        audit(server.url, [ghost], [], lookups=0)
+        audit(server_process.url, [ghost], [], lookups=0)
