@@ -117,6 +117,26 @@ def test_revoke_uses_the_same_promotion_policy_as_serve(tmp_path: Path) -> None:
         db.close()
 
 
+def test_dev_ci_token_takes_data_dir_and_prints_no_banner(tmp_path: Path) -> None:
+    data = tmp_path / "data"
+    env = {k: v for k, v in os.environ.items() if not k.startswith("VEGA_SERVER_")}
+    argv = [sys.executable, "-m", "vega.server", "dev-ci-token", "--data-dir", str(data)]
+    argv += ["--repo", "alice/hello", "--sha", "0123456789abcdef0123456789abcdef01234567"]
+    done = subprocess.run(argv, env=env, capture_output=True, text=True, timeout=60, check=False)
+    assert done.returncode == 0, done.stderr
+    assert "export GITHUB_REPOSITORY=alice/hello" in done.stdout.splitlines()
+    assert "export VEGA_URL=http://127.0.0.1:8080" in done.stdout.splitlines()
+    assert sorted(p.name for p in (data / "dev-identity").iterdir()) == ["dev-oidc-rsa.pem", "dev-secret"]
+    assert "DEVELOPMENT IDENTITY MODE" not in done.stderr + done.stdout
+
+
+def test_serve_dev_prints_the_banner_once(tmp_path: Path, caplog: pytest.LogCaptureFixture) -> None:
+    out = io.StringIO()
+    assert main(["serve", "--data-dir", str(tmp_path), "--dev"], out=out, run=lambda app, **kw: None) == 0
+    text = out.getvalue() + "".join(r.getMessage() for r in caplog.records)
+    assert text.count("DEVELOPMENT IDENTITY MODE") == 1
+
+
 def test_vega_server_serve_runs_as_a_process(tmp_path: Path) -> None:
     with socket.socket() as s:
         s.bind(("127.0.0.1", 0))

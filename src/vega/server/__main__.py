@@ -4,7 +4,7 @@ Usage::
 
     vega-server serve [--data-dir DIR] [--host 127.0.0.1] [--port N] [--public-url URL]
                       [--dev] [--config FILE]
-    vega-server dev-ci-token --repo OWNER/REPO --sha SHA [...]   (development identity mode)
+    vega-server dev-ci-token --repo OWNER/REPO --sha SHA [--data-dir DIR] [...]  (development mode)
     vega-server revoke HASH --reason TEXT [--data-dir DIR] [--config FILE]
 
 First run with no configuration works: the data directory is created (0700)
@@ -154,7 +154,9 @@ def _serve(settings: ServerSettings, out: TextIO, run: Callable[..., None]) -> i
             f"vega-server: first run: new keys in {settings.resolved_signing_key_file.parent} (mode 0600)\n"
         )
     if settings.dev:
-        out.write("vega-server: DEVELOPMENT IDENTITY MODE (never expose this server to a network)\n")
+        from vega.server.identity.dev import DEV_BANNER
+
+        out.write(f"vega-server: {DEV_BANNER}\n")
     out.write(f"vega-server: serving {settings.resolved_public_url} from {settings.data_dir}\n")
     out.write("Add to nix.conf to substitute from this server:\n")
     for line in nix_conf_lines(settings, shared):
@@ -235,20 +237,29 @@ def _parser() -> argparse.ArgumentParser:
     return parser
 
 
+def _dev_ci_token(argv: Sequence[str]) -> int:
+    """``dev-ci-token``: ``--data-dir`` and ``--config`` as for ``serve``; the rest is the command's."""
+    from vega.server.identity.dev import ci_token_command
+
+    pre = argparse.ArgumentParser(add_help=False)
+    pre.add_argument("--data-dir", type=Path)
+    pre.add_argument("--config", type=Path)
+    known, rest = pre.parse_known_args(list(argv))
+    settings = load_settings({"data_dir": known.data_dir}, known.config)
+    return ci_token_command(
+        rest,
+        default_url=settings.resolved_public_url,
+        default_state_dir=settings.data_dir / "dev-identity",
+    )
+
+
 def main(argv: Sequence[str], *, out: TextIO | None = None, run: Callable[..., None] | None = None) -> int:
     """Run ``vega-server`` with ``argv`` (without the program name); return the exit code."""
     stream = out or sys.stdout
-    if argv[:1] == ["dev-ci-token"]:
-        from vega.server.identity.dev import ci_token_command
-
-        settings = load_settings({})
-        return ci_token_command(
-            argv[1:],
-            default_url=settings.resolved_public_url,
-            default_state_dir=settings.data_dir / "dev-identity",
-        )
-    args = _parser().parse_args(list(argv))
     try:
+        if argv[:1] == ["dev-ci-token"]:
+            return _dev_ci_token(argv[1:])
+        args = _parser().parse_args(list(argv))
         settings = load_settings(_overrides(args), args.config)
         if args.command == "revoke":
             return _revoke(settings, args.hash, args.reason, stream)

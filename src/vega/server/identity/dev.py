@@ -45,7 +45,6 @@ import binascii
 import hashlib
 import hmac
 import json
-import logging
 import os
 import re
 import secrets
@@ -78,8 +77,6 @@ __all__ = [
     "is_loopback_bind",
 ]
 
-log = logging.getLogger(__name__)
-
 DEV_CLIENT_ID = "vega-dev-client"
 """The OAuth client id the development device flow expects (advertised in ``/api/info``)."""
 DEV_ISSUER_PATH = "/_dev/oidc"
@@ -88,7 +85,7 @@ DEV_BANNER = (
     "DEVELOPMENT IDENTITY MODE: this server approves a fixed GitHub user without a browser and "
     "mints GitHub Actions OIDC tokens for any repository. Never expose it to a network."
 )
-"""The loud label to print and log when the mode is on."""
+"""The loud label ``vega-server serve`` prints once at startup when the mode is on."""
 
 _DEVICE_GRANT = "urn:ietf:params:oauth:grant-type:device_code"
 _SHA = re.compile(r"[0-9a-f]{40}")
@@ -170,7 +167,6 @@ class DevIdentity:
         self._lock = threading.Lock()
         self.dev_user = GitHubUser(user_id=settings.user_id, login=settings.login)
         """The development GitHub user every device flow approves."""
-        log.warning("%s", DEV_BANNER)
 
     # -- what the rest of the server reads --------------------------------------------------------
 
@@ -590,8 +586,11 @@ def ci_token_command(
     )
     parser.add_argument("--url", default=default_url, required=default_url is None, help="public URL")
     parser.add_argument(
-        "--state-dir", type=Path, default=default_state_dir, required=default_state_dir is None
+        "--data-dir",
+        type=Path,
+        help="the server's data directory (the state lives in DIR/dev-identity), as for serve",
     )
+    parser.add_argument("--state-dir", type=Path, help="the development state directory itself")
     parser.add_argument("--repo", required=True, help="owner/repo the job runs for")
     parser.add_argument("--sha", required=True, help="commit (40 hex)")
     parser.add_argument(
@@ -601,9 +600,12 @@ def ci_token_command(
     parser.add_argument("--run-id", default=None)
     parser.add_argument("--run-attempt", default="1")
     args = parser.parse_args(list(argv))
+    state_dir = args.state_dir or (args.data_dir / "dev-identity" if args.data_dir else default_state_dir)
+    if state_dir is None:
+        parser.error("one of --state-dir or --data-dir is required")
     identity = DevIdentity(
         args.url,
-        DevSettings(state_dir=args.state_dir),
+        DevSettings(state_dir=state_dir),
         now or time.time,  # noqa: TID251 - real clock
     )
     try:
