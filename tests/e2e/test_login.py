@@ -12,93 +12,33 @@ import json
 import os
 import socket
 import stat
-import threading
-import time
-from collections.abc import Iterator
-from dataclasses import dataclass
 from pathlib import Path
 
 import httpx2
 import pytest
-import uvicorn
 
+from tests.e2e.conftest import Server
 from vega.cli.main import main
-from vega.core.signing import generate_secret_key
-from vega.server.app import create_app, identity_for
-from vega.server.blobs import LocalBlobStore
-from vega.server.db import open_database
-from vega.server.identity import Authenticator
-from vega.server.service import ServerKeys
-from vega.server.settings import ServerSettings
-
-
-@dataclass
-class Server:
-    url: str
-    auth: Authenticator
-    requests: list[str]
-
-
-@pytest.fixture
-def server(tmp_path: Path) -> Iterator[Server]:
-    sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
-    sock.bind(("127.0.0.1", 0))
-    sock.listen(16)
-    url = f"http://127.0.0.1:{sock.getsockname()[1]}"
-    settings = ServerSettings(data_dir=tmp_path / "data", public_url=url, dev=True)
-    keys = ServerKeys(
-        shared=generate_secret_key("vega-cache-1", b"\x01" * 32),
-        log=generate_secret_key("vega-log-1", b"\x02" * 32),
-    )
-    db = open_database(settings.resolved_database_url)
-    http = httpx2.Client()
-
-    def now_ms() -> int:
-        return int(time.time() * 1000)
-
-    # The real polling loop runs: one authorization_pending answer, an interval of 0 s.
-    auth = identity_for(settings, keys, db, now_ms, http, dev_polls=1, dev_interval_s=0)
-    app = create_app(
-        settings, db, LocalBlobStore(settings.resolved_nar_dir), now_ms, keys=keys, authenticator=auth
-    )
-    requests: list[str] = []
-
-    async def record(scope, receive, send):
-        if scope["type"] == "http":
-            requests.append(f"{scope['method']} {scope['path']}")
-        await app(scope, receive, send)
-
-    uv = uvicorn.Server(uvicorn.Config(record, lifespan="off", log_level="warning"))
-    thread = threading.Thread(target=uv.run, kwargs={"sockets": [sock]}, daemon=True)
-    thread.start()
-    try:
-        yield Server(url, auth, requests)
-    finally:
-        uv.should_exit = True
-        thread.join(timeout=30)
-        sock.close()
-        http.close()
-        db.close()
 
 
 def credential_path() -> Path:
     return Path(os.environ["XDG_CONFIG_HOME"]) / "vega" / "credential"
 
 
-def test_login_whoami_status_logout(server: Server, capsys: pytest.CaptureFixture[str]) -> None:
-    assert main(["login", "--url", server.url + "/"]) == 0
+def test_login_whoami_status_logout(dev_server: Server, capsys: pytest.CaptureFixture[str]) -> None:
+    assert main(["login", "--url", dev_server.url + "/"]) == 0
     out, err = capsys.readouterr()
     lines = out.splitlines()
     assert lines[0] == ""
-    assert lines[1].startswith(f"  Open {server.url}/login/device and enter code:  ")
+    assert lines[1].startswith(f"  Open {dev_server.url}/login/device and enter code:  ")
     assert lines[3] == "  Waiting for authorization..."
     assert "\u2726 Enrolled as vega-dev" in lines
     assert "  Namespace:     owner:1000001" in lines
-    assert f"  Control plane: {server.url}" in lines
+    assert f"  Control plane: {dev_server.url}" in lines
     assert f"  Credential:    {credential_path()}" in lines
     assert err == ""
     # The real polling loop ran: one authorization_pending answer, then the token.
-    assert server.requests[:5] == [
+    assert dev_server.requests[:5] == [
         "GET /api/info",
         "POST /login/device/code",
         "POST /login/oauth/access_token",
@@ -111,16 +51,16 @@ def test_login_whoami_status_logout(server: Server, capsys: pytest.CaptureFixtur
     assert stat.S_IMODE(path.parent.stat().st_mode) == 0o700
     stored = json.loads(path.read_text())
     assert list(stored) == ["credential", "login", "userId", "expiresAt", "url"]
-    assert (stored["login"], stored["userId"], stored["url"]) == ("vega-dev", "1000001", server.url)
+    assert (stored["login"], stored["userId"], stored["url"]) == ("vega-dev", "1000001", dev_server.url)
     assert "ghu_" not in path.read_text() + out + err  # the GitHub token never reaches disk or output
-    assert server.auth.owner(stored["credential"]).namespace == "owner:1000001"
+    assert dev_server.auth.owner(stored["credential"]).namespace == "owner:1000001"
 
     assert main(["whoami", "--json"]) == 0
     assert json.loads(capsys.readouterr().out) == {
         "login": "vega-dev",
         "userId": "1000001",
         "namespace": "owner:1000001",
-        "controlPlane": server.url,
+        "controlPlane": dev_server.url,
         "expiresAt": stored["expiresAt"],
     }
     assert main(["whoami"]) == 0
@@ -135,7 +75,7 @@ def test_login_whoami_status_logout(server: Server, capsys: pytest.CaptureFixtur
         "enrolled": True,
         "login": "vega-dev",
         "namespace": "owner:1000001",
-        "controlPlane": server.url,
+        "controlPlane": dev_server.url,
         "reachable": True,
     }
     assert main(["status"]) == 0
@@ -154,8 +94,10 @@ def test_login_whoami_status_logout(server: Server, capsys: pytest.CaptureFixtur
     )
 
 
-def test_status_of_an_unreachable_control_plane(server: Server, capsys: pytest.CaptureFixture[str]) -> None:
-    assert main(["login", "--url", server.url]) == 0
+def test_status_of_an_unreachable_control_plane(
+    dev_server: Server, capsys: pytest.CaptureFixture[str]
+) -> None:
+    assert main(["login", "--url", dev_server.url]) == 0
     capsys.readouterr()
     stored = json.loads(credential_path().read_text())
     with socket.socket() as s:  # a loopback port nobody listens on
@@ -175,17 +117,17 @@ def test_status_of_an_unreachable_control_plane(server: Server, capsys: pytest.C
 
 
 def test_revoked_credential_is_refused_by_the_server(
-    server: Server, capsys: pytest.CaptureFixture[str]
+    dev_server: Server, capsys: pytest.CaptureFixture[str]
 ) -> None:
-    assert main(["login", "--control-plane", server.url]) == 0
+    assert main(["login", "--control-plane", dev_server.url]) == 0
     capsys.readouterr()
     credential = json.loads(credential_path().read_text())["credential"]
-    got = httpx2.post(f"{server.url}/api/owner/revoke", headers={"authorization": f"Bearer {credential}"})
+    got = httpx2.post(f"{dev_server.url}/api/owner/revoke", headers={"authorization": f"Bearer {credential}"})
     assert got.json() == {"revoked": True}
     from vega.errors import AuthError
 
     with pytest.raises(AuthError, match="revoked"):
-        server.auth.owner(credential)
+        dev_server.auth.owner(credential)
 
 
 def test_login_refuses_plaintext_urls(capsys: pytest.CaptureFixture[str]) -> None:
@@ -204,24 +146,24 @@ def test_help(command: str, capsys: pytest.CaptureFixture[str]) -> None:
     assert "examples:" in capsys.readouterr().out
 
 
-def test_simulated_ci_job_mints_a_token_the_server_accepts(server: Server) -> None:
+def test_simulated_ci_job_mints_a_token_the_server_accepts(dev_server: Server) -> None:
     """Issue 4: the documented dev-CI environment, used as an Actions runner would (protocol.md §10)."""
     from vega.client.github import request_actions_token
     from vega.client.http import Http
 
     sha = "0123456789abcdef0123456789abcdef01234567"
     env = httpx2.post(
-        f"{server.url}/_dev/ci-token",
+        f"{dev_server.url}/_dev/ci-token",
         json={"repository": "alice/hello", "sha": sha, "workflow": ".github/workflows/vega.yml"},
     ).json()
-    assert env["ACTIONS_ID_TOKEN_REQUEST_URL"] == f"{server.url}/_dev/oidc/token"
+    assert env["ACTIONS_ID_TOKEN_REQUEST_URL"] == f"{dev_server.url}/_dev/oidc/token"
     with httpx2.Client() as client:
         jwt = request_actions_token(
             Http(client),
             env["ACTIONS_ID_TOKEN_REQUEST_URL"] + "?api-version=2.0&audience=wrong",
             env["ACTIONS_ID_TOKEN_REQUEST_TOKEN"],
-            server.url,
+            dev_server.url,
         )
-    identity = server.auth.oidc(jwt)
+    identity = dev_server.auth.oidc(jwt)
     assert (identity.tenant, identity.sha, identity.is_reproducer) == ("alice/hello", sha, False)
     assert identity.job_workflow_ref == "alice/hello/.github/workflows/vega.yml@refs/heads/main"

@@ -13,18 +13,15 @@ import io
 import json
 import os
 import re
-import socket
-import threading
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
 
 import httpx2
 import pytest
-import uvicorn
 
 from tests.client.conftest import Recorder
+from tests.e2e.conftest import loopback_socket, serving
 from tests.server.cachekit import PUBLIC_URL, Harness, Output
 from vega.cli.commands.verify import execute
 from vega.cli.main import build_parser, main
@@ -251,21 +248,8 @@ def test_closure_of_several_targets(world: World) -> None:
 def test_real_cli_over_a_socket(world: World, capsys: pytest.CaptureFixture[str]) -> None:
     """`vega verify` as a user runs it: real httpx2 client, uvicorn on loopback, state in XDG_STATE_HOME."""
     world.promote(HELLO)
-    paths: list[str] = []
-
-    async def record(scope: Any, receive: Any, send: Any) -> None:
-        if scope["type"] == "http":
-            paths.append(scope["path"])
-        await world.h.app(scope, receive, send)
-
-    sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
-    sock.bind(("127.0.0.1", 0))
-    sock.listen(16)
-    url = f"http://127.0.0.1:{sock.getsockname()[1]}"
-    uv = uvicorn.Server(uvicorn.Config(record, lifespan="off", log_level="warning"))
-    thread = threading.Thread(target=uv.run, kwargs={"sockets": [sock]}, daemon=True)
-    thread.start()
-    try:
+    sock, url = loopback_socket()
+    with serving(world.h.app, sock) as paths:
         key = format_public_key(world.shared)
         assert main(["verify", HELLO.store_path, "--url", url + "/", "--public-key", key]) == 0
         out = capsys.readouterr().out
@@ -275,7 +259,3 @@ def test_real_cli_over_a_socket(world: World, capsys: pytest.CaptureFixture[str]
         assert len(list(state.glob("*.json"))) == 1
         assert main(["verify", HELLO.hash_part, "--url", url, "--public-key", key, "--json"]) == 0
         assert json.loads(capsys.readouterr().out)["verified"] is True
-    finally:
-        uv.should_exit = True
-        thread.join(timeout=30)
-        sock.close()
