@@ -23,6 +23,8 @@ import time
 from dataclasses import dataclass
 from pathlib import Path
 
+from bench.measure import write_readme_section
+
 ROOT = Path("/tmp/vega-bench-nar")
 README = Path(__file__).resolve().parent / "README.md"
 SECTION = "## NAR"
@@ -208,7 +210,6 @@ def line(name: str, ours: Sample, peer: Sample, limit: float | None = LIMIT) -> 
 
 def write_section(lines: list[str], runs: int) -> None:
     """Replace (or append) this benchmark's section of the shared README, leaving the rest alone."""
-    text = README.read_text() if README.exists() else "# Benchmarks\n"
     body = (
         f"{SECTION}\n\n"
         "`bench/bench_nar.py`: `vega nar hash` against `nix hash path` and `vega nar dump > /dev/null` "
@@ -225,13 +226,7 @@ def write_section(lines: list[str], runs: int) -> None:
         "files with `sendfile`.\n\n"
         f"Measured {time.strftime('%Y-%m-%d %H:%M')} UTC:\n\n" + "\n".join(lines) + "\n"
     )
-    start = text.find(SECTION + "\n")
-    if start < 0:
-        text = text.rstrip("\n") + "\n\n" + body
-    else:
-        end = text.find("\n## ", start + len(SECTION))
-        text = text[:start] + body + ("" if end < 0 else text[end:])
-    README.write_text(text)
+    write_readme_section(README, SECTION, body)
 
 
 if __name__ == "__main__":

@@ -53,6 +53,7 @@ from tests.server.attestload import (
     run_load,
 )
 
+from bench.measure import write_readme_section
 from vega.server.db import open_database
 from vega.server.store import Store
 
@@ -376,7 +377,6 @@ def db_read_us(server: ServerProcess, paths: Sequence[str]) -> float:
 
 def write_readme(lines: list[str], cpus: int, notes: Sequence[str]) -> None:
     """Replace (or append) this benchmark's section of the shared README, leaving the rest alone."""
-    text = README.read_text() if README.exists() else "# Benchmarks\n"
     load = os.getloadavg()[0]
     body = (
         f"{SECTION}\n\n`python -m bench.bench_server` ({time.strftime('%Y-%m-%d')},"
@@ -392,13 +392,7 @@ def write_readme(lines: list[str], cpus: int, notes: Sequence[str]) -> None:
         " PostgreSQL) runs the same full 16 x 50 load in CI without timing anything (about 10-20 s"
         " each); `tests/server/test_fault.py` SIGKILLs the server twice during a 16 x 30 load.\n"
     )
-    start = text.find(SECTION + "\n")
-    if start < 0:
-        text = text.rstrip("\n") + "\n\n" + body
-    else:
-        end = text.find("\n## ", start + len(SECTION))
-        text = text[:start] + body + ("" if end < 0 else text[end:])
-    README.write_text(text)
+    write_readme_section(README, SECTION, body)
 
 
 def main(argv: Sequence[str]) -> int:

@@ -11,6 +11,7 @@ import subprocess
 import time
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
+from pathlib import Path
 
 
 @dataclass(frozen=True)
@@ -55,3 +56,19 @@ def report(name: str, ours: Run, peer: Run, peer_name: str, limit: float | None 
         f"{name}: vega {ours.seconds:.3f}s vs {peer_name} {peer.seconds:.3f}s = {ratio:.2f}x"
         f" (peak {ours.peak_rss_mb:.0f} MB){verdict}"
     )
+
+
+def write_readme_section(readme: Path, section: str, body: str) -> None:
+    """Replace (or append) the ``section`` heading's part of ``readme`` with ``body``, leaving the rest alone.
+
+    ``body`` starts with the ``section`` heading line itself; the part replaced runs to the next
+    ``## `` heading (or the end of the file).
+    """
+    text = readme.read_text() if readme.exists() else "# Benchmarks\n"
+    start = text.find(section + "\n")
+    if start < 0:
+        text = text.rstrip("\n") + "\n\n" + body
+    else:
+        end = text.find("\n## ", start + len(section))
+        text = text[:start] + body + ("" if end < 0 else text[end:])
+    readme.write_text(text)
