@@ -77,7 +77,60 @@ def test_not_yet_valid_and_future_iat(issuer: Issuer, clock: FakeClock, rsa_keys
     rejects(v, sign(rsa_keys[0], exp="soon"), "'exp' is not a number")
 
 
-@pytest.mark.parametrize("aud", ["https://evil.test", "https://vega.test/", ["https://vega.test", "x"]])
+@pytest.mark.parametrize(
+    ("configured", "aud"),
+    [
+        ("https://vega.test", "https://vega.test/"),
+        ("https://vega.test/", "https://vega.test"),
+        ("https://vega.test", "https://VEGA.test:443"),
+        ("https://vega.test", "HTTPS://Vega.Test:443/"),
+        ("http://127.0.0.1:8080", "http://127.0.0.1:8080/"),
+        ("http://localhost:80/", "http://LOCALHOST"),
+        ("https://vega.test/cp", "https://vega.test/cp/"),
+        ("http://[::1]:8080", "http://[::1]:8080/"),
+    ],
+)
+def test_audience_is_compared_normalised(
+    issuer: Issuer, clock: FakeClock, rsa_keys: list[Any], configured: str, aud: str
+) -> None:
+    assert verifier(issuer, clock, audience=configured).verify(sign(rsa_keys[0], aud=aud)).sha == SHA
+
+
+@pytest.mark.parametrize(
+    ("configured", "aud"),
+    [
+        ("https://vega.test/cp", "https://vega.test/CP"),
+        ("https://vega.test/cp", "https://vega.test"),
+        ("https://vega.test", "https://vega.test/cp"),
+        ("http://127.0.0.1:8080", "http://127.0.0.1:8081"),
+        ("http://127.0.0.1:8080", "http://127.0.0.1"),
+        ("https://vega.test", "https://vega.test:99999"),
+    ],
+)
+def test_audience_never_matches_another_host_port_or_path(
+    issuer: Issuer, clock: FakeClock, rsa_keys: list[Any], configured: str, aud: str
+) -> None:
+    rejects(verifier(issuer, clock, audience=configured), sign(rsa_keys[0], aud=aud), "audience")
+
+
+@pytest.mark.parametrize(
+    "aud",
+    [
+        "https://evil.test",
+        "https://vega.test.evil.test",
+        "http://vega.test",
+        "https://vega.test:8443",
+        "https://vega.test/tenant/a/b",
+        "https://vega.test//",
+        "https://user@vega.test",
+        "https://vega.test/?x",
+        "https://vega.test#x",
+        "vega.test",
+        "",
+        ["https://vega.test", "x"],
+        ["https://vega.test"],
+    ],
+)
 def test_wrong_audience(issuer: Issuer, clock: FakeClock, rsa_keys: list[Any], aud: Any) -> None:
     rejects(verifier(issuer, clock), sign(rsa_keys[0], aud=aud), "audience")
 

@@ -11,7 +11,10 @@ A token is accepted only if all of these hold, checked in this order:
 3. the ``kid`` is in that issuer's JWKS (fetched via OpenID discovery, cached, refetched once
    when an unknown ``kid`` arrives and the cached set is older than ``min_refresh_s``);
 4. the RS256 signature verifies with that key (PyJWT, ``algorithms=["RS256"]``);
-5. ``aud`` is a single string equal to the control plane's public URL;
+5. ``aud`` is a single string naming the control plane's public URL: both are compared in the
+   normalised form of cli.md §1.3 (scheme and host lower-cased, a default port dropped, one
+   trailing ``/`` removed), so ``https://Vega.test:443/`` matches ``https://vega.test``; a
+   different scheme, host, port or path never does;
 6. ``exp``, ``nbf`` and ``iat`` are present and hold against the injected clock, with a small
    leeway;
 7. the GitHub claims ``repository``, ``repository_id``, ``repository_owner_id``, ``sha``,
@@ -53,6 +56,7 @@ __all__ = [
     "OidcIdentity",
     "OidcVerifier",
     "is_reproducer_workflow",
+    "normalise_audience",
     "parse_jwks",
 ]
 
@@ -78,6 +82,34 @@ _REPOSITORY = re.compile(r"[A-Za-z0-9_.-]{1,100}/[A-Za-z0-9_.-]{1,100}")
 _DIGITS = re.compile(r"[1-9][0-9]{0,19}")
 _SHA = re.compile(r"[0-9a-f]{40}|[0-9a-f]{64}")
 _WORKFLOW_REF = re.compile(r"[A-Za-z0-9_.-]+/[A-Za-z0-9_.-]+/[^@\s]+@[^\s]+")
+
+
+_DEFAULT_PORTS = {"http": 80, "https": 443}
+
+
+def normalise_audience(url: str) -> str | None:
+    """``url`` in the normalised form of cli.md §1.3, or None when it is not an http(s) URL.
+
+    Scheme and host are lower-cased, the scheme's default port is dropped and one trailing ``/``
+    is removed; the path keeps its case. User-info, a query or a fragment (which a public URL
+    never has) make the URL unusable as an audience.
+    """
+    if "?" in url or "#" in url:
+        return None
+    try:
+        parts = urlsplit(url)
+        port = parts.port
+    except ValueError:
+        return None
+    scheme = parts.scheme.lower()
+    host = parts.hostname
+    if scheme not in _DEFAULT_PORTS or not host or parts.username is not None or parts.password is not None:
+        return None
+    if ":" in host:
+        host = f"[{host}]"
+    netloc = host if port is None or port == _DEFAULT_PORTS[scheme] else f"{host}:{port}"
+    path = parts.path[:-1] if parts.path.endswith("/") else parts.path
+    return f"{scheme}://{netloc}{path}"
 
 
 def _reject(message: str) -> AuthError:
@@ -259,7 +291,7 @@ class OidcVerifier:
 
     Args:
         jwks: the key cache.
-        audience: the control plane's public URL; ``aud`` must equal it.
+        audience: the control plane's public URL; ``aud`` must name it (:func:`normalise_audience`).
         issuers: the exact issuer strings trusted.
         reproducer_workflows: ``owner/repo/path@ref`` (exact) or ``owner/repo/path`` (any ref)
             entries; a matching ``job_workflow_ref`` makes the identity a reproduction.
@@ -308,26 +340,27 @@ class OidcVerifier:
                 token,
                 key,
                 algorithms=["RS256"],
-                audience=self.audience,
                 issuer=issuer,
                 options={
                     "require": ["exp", "iat", "nbf", "iss", "aud"],
+                    "verify_aud": False,  # compared below, normalised
                     "verify_exp": False,
                     "verify_nbf": False,
                     "verify_iat": False,
-                    "strict_aud": True,
                 },
             )
         except jwt.InvalidSignatureError:
             raise _reject("oidc token signature is invalid") from None
         except jwt.MissingRequiredClaimError as e:
             raise _reject(f"oidc token is missing claim {e.claim!r}") from None
-        except jwt.InvalidAudienceError:
-            raise _reject("oidc token audience is not this control plane") from None
         except jwt.InvalidIssuerError:
             raise _reject("oidc token issuer is not trusted") from None
         except jwt.PyJWTError as e:
             raise _reject(f"oidc token is invalid: {type(e).__name__}") from None
+        aud = claims["aud"]
+        want = normalise_audience(self.audience)
+        if not isinstance(aud, str) or want is None or normalise_audience(aud) != want:
+            raise _reject("oidc token audience is not this control plane")
         return claims
 
     def _check_times(self, claims: Mapping[str, Any]) -> None:
