@@ -13,6 +13,8 @@ import argparse
 from collections.abc import Mapping
 from typing import TYPE_CHECKING, Any, TextIO
 
+from vega.cli.commands import add_command
+
 if TYPE_CHECKING:
     from vega.client.doctor import DoctorReport
 
@@ -30,20 +32,20 @@ _RESET = "\x1b[0m"
 
 def register(sub: Any) -> None:
     """Add the ``doctor`` subcommand."""
-    p = sub.add_parser(
+    add_command(
+        sub,
         "doctor",
-        help="diagnose this machine's Vega and Nix setup",
+        summary="diagnose this machine's Vega and Nix setup",
         description=(
             "Check that nix is installed with nix-command and flakes, zstd works, the credential is "
             "valid, the control plane answers, and nix.conf's substituters and trusted keys agree "
             "(e.g. a trusted tenant key without its /tenant/ substituter); also looks for a newer "
             "release. Exits 1 when a check fails."
         ),
-        epilog=_EXAMPLES,
-        formatter_class=argparse.RawDescriptionHelpFormatter,
+        examples=_EXAMPLES,
+        run=run,
+        json_flag=True,
     )
-    p.add_argument("--json", action="store_true", help="print one JSON object")
-    p.set_defaults(run=run)
 
 
 def render(

@@ -8,6 +8,8 @@ from __future__ import annotations
 import argparse
 from typing import Any
 
+from vega.cli.commands import add_command
+
 __all__ = ["register", "run"]
 
 _EXAMPLES = """\
@@ -20,16 +22,16 @@ examples:
 
 def register(sub: Any) -> None:
     """Add the ``login`` subcommand."""
-    p = sub.add_parser(
+    p = add_command(
+        sub,
         "login",
-        help="enrol this machine as a repository owner (GitHub device flow)",
+        summary="enrol this machine as a repository owner (GitHub device flow)",
         description="Sign in with GitHub (device flow) and store an owner credential for this machine.",
-        epilog=_EXAMPLES,
-        formatter_class=argparse.RawDescriptionHelpFormatter,
+        examples=_EXAMPLES,
+        run=run,
     )
     p.add_argument("--url", help="control plane (default: $VEGA_URL, else https://vega-cache.dev)")
     p.add_argument("--control-plane", dest="control_plane", metavar="URL", help="alias of --url")
-    p.set_defaults(run=run)
 
 
 def run(args: argparse.Namespace) -> int:

@@ -8,6 +8,8 @@ from __future__ import annotations
 import argparse
 from typing import Any
 
+from vega.cli.commands import add_command
+
 __all__ = ["register", "run"]
 
 _EXAMPLES = """\
@@ -18,14 +20,14 @@ examples:
 
 def register(sub: Any) -> None:
     """Add the ``logout`` subcommand."""
-    p = sub.add_parser(
+    add_command(
+        sub,
         "logout",
-        help="remove this machine's owner credential",
+        summary="remove this machine's owner credential",
         description="Delete the stored owner credential. Nothing is sent to the control plane.",
-        epilog=_EXAMPLES,
-        formatter_class=argparse.RawDescriptionHelpFormatter,
+        examples=_EXAMPLES,
+        run=run,
     )
-    p.set_defaults(run=run)
 
 
 def run(args: argparse.Namespace) -> int:

@@ -8,6 +8,8 @@ from __future__ import annotations
 import argparse
 from typing import Any
 
+from vega.cli.commands import add_command
+
 __all__ = ["register", "run"]
 
 _EXAMPLES = """\
@@ -19,15 +21,15 @@ examples:
 
 def register(sub: Any) -> None:
     """Add the ``status`` subcommand."""
-    p = sub.add_parser(
+    add_command(
+        sub,
         "status",
-        help="show enrolment and control-plane reachability",
+        summary="show enrolment and control-plane reachability",
         description="Show who this machine is enrolled as and probe the control plane (timed).",
-        epilog=_EXAMPLES,
-        formatter_class=argparse.RawDescriptionHelpFormatter,
+        examples=_EXAMPLES,
+        run=run,
+        json_flag=True,
     )
-    p.add_argument("--json", action="store_true", help="print one JSON object")
-    p.set_defaults(run=run)
 
 
 def run(args: argparse.Namespace) -> int:

@@ -8,6 +8,8 @@ from __future__ import annotations
 import argparse
 from typing import Any
 
+from vega.cli.commands import add_command
+
 __all__ = ["register", "run"]
 
 _EXAMPLES = """\
@@ -19,15 +21,15 @@ examples:
 
 def register(sub: Any) -> None:
     """Add the ``whoami`` subcommand."""
-    p = sub.add_parser(
+    add_command(
+        sub,
         "whoami",
-        help="show the identity this machine is enrolled as",
+        summary="show the identity this machine is enrolled as",
         description="Show the stored owner credential's identity. Makes no network request.",
-        epilog=_EXAMPLES,
-        formatter_class=argparse.RawDescriptionHelpFormatter,
+        examples=_EXAMPLES,
+        run=run,
+        json_flag=True,
     )
-    p.add_argument("--json", action="store_true", help="print one JSON object")
-    p.set_defaults(run=run)
 
 
 def run(args: argparse.Namespace) -> int:
