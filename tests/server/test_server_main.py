@@ -137,6 +137,23 @@ def test_serve_dev_prints_the_banner_once(tmp_path: Path, caplog: pytest.LogCapt
     assert text.count("DEVELOPMENT IDENTITY MODE") == 1
 
 
+def test_serve_warns_loudly_when_enrolment_accepts_any_github_token(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from vega.server.__main__ import OPEN_ENROLMENT_WARNING
+
+    def serve(*extra: str) -> str:
+        out = io.StringIO()
+        assert main(["serve", "--data-dir", str(tmp_path), *extra], out=out, run=lambda app, **kw: None) == 0
+        return out.getvalue()
+
+    assert "enrolment accepts ANY GitHub user token" in OPEN_ENROLMENT_WARNING
+    assert serve().count(OPEN_ENROLMENT_WARNING) == 1
+    assert OPEN_ENROLMENT_WARNING not in serve("--dev")
+    monkeypatch.setenv("VEGA_SERVER_GITHUB_CLIENT_SECRET", "the-apps-secret")
+    assert OPEN_ENROLMENT_WARNING not in serve()
+
+
 def test_vega_server_serve_runs_as_a_process(tmp_path: Path) -> None:
     with socket.socket() as s:
         s.bind(("127.0.0.1", 0))

@@ -127,3 +127,19 @@ def test_load_settings_reads_toml(tmp_path: Path) -> None:
         load_settings({}, path)
     with pytest.raises(ConfigError, match="cannot read config file"):
         load_settings({}, tmp_path / "missing.toml")
+
+
+def test_github_client_secret_only_from_the_environment_or_a_file(tmp_path: Path) -> None:
+    assert resolve(tmp_path).github_client_secret is None
+    assert resolve(tmp_path, {"VEGA_SERVER_GITHUB_CLIENT_SECRET": "s3"}).github_client_secret == "s3"
+    secret_file = tmp_path / "gh-secret"
+    secret_file.write_text("from-file\n")
+    env = {"VEGA_SERVER_GITHUB_CLIENT_SECRET_FILE": str(secret_file)}
+    assert resolve(tmp_path, env).github_client_secret == "from-file"
+    config: dict[str, object] = {"github_client_secret_file": str(secret_file)}
+    assert resolve(tmp_path, config=config).github_client_secret == "from-file"
+    with pytest.raises(ConfigError, match="github_client_secret is a secret"):
+        resolve(tmp_path, config={"github_client_secret": "inline"})
+    with pytest.raises(ConfigError, match="github_client_secret is empty"):
+        resolve(tmp_path, {"VEGA_SERVER_GITHUB_CLIENT_SECRET": " "})
+    assert "s3cr3t" not in repr(ServerSettings(data_dir=tmp_path, github_client_secret="s3cr3t"))

@@ -46,14 +46,16 @@ if TYPE_CHECKING:
     from vega.server.db import Database
     from vega.server.service import CacheService
 
-__all__ = ["ensure_keys", "entry", "main", "nix_conf_lines", "revocation_service"]
+__all__ = ["OPEN_ENROLMENT_WARNING", "ensure_keys", "entry", "main", "nix_conf_lines", "revocation_service"]
 
 log = logging.getLogger("vega.server")
 
 _CONFIG_TEMPLATE = """\
 # vega-server configuration (TOML). Every setting can also be given as VEGA_SERVER_<NAME>.
 # Secrets never go here: use VEGA_SERVER_SIGNING_KEY(_FILE), VEGA_SERVER_LOG_KEY(_FILE),
-# VEGA_SERVER_DATABASE_URL(_FILE), or signing_key_file / log_key_file / database_url_file.
+# VEGA_SERVER_DATABASE_URL(_FILE), VEGA_SERVER_GITHUB_CLIENT_SECRET(_FILE), or
+# signing_key_file / log_key_file / database_url_file / github_client_secret_file.
+# Without the GitHub App's client secret, enrolment accepts any GitHub user token.
 #
 # host = "127.0.0.1"
 # port = 8080
@@ -66,7 +68,19 @@ _CONFIG_TEMPLATE = """\
 # reproducer_workflows = ["vega-org/vega/.github/workflows/reproduce.yml"]
 # oidc_issuers = ["https://token.actions.githubusercontent.com"]
 # github_url = "https://github.com"
+# github_client_id = "Iv23liYWrhwLxxmY8iK3"
+# github_client_secret_file = "/etc/vega-server/github-client-secret"
 """
+
+
+OPEN_ENROLMENT_WARNING = (
+    "vega-server: WARNING: no GitHub App client secret is configured, so enrolment accepts ANY "
+    "GitHub user token:\n"
+    "  an app that holds a user's token for another purpose can enrol as that user.\n"
+    "  Set VEGA_SERVER_GITHUB_CLIENT_SECRET(_FILE) or github_client_secret_file to the secret of "
+    "the GitHub App named by github_client_id.\n"
+)
+"""Printed by ``serve`` when enrolment cannot check which app a GitHub token was issued to."""
 
 
 def _write_secret(path: Path, text: str) -> None:
@@ -157,6 +171,9 @@ def _serve(settings: ServerSettings, out: TextIO, run: Callable[..., None]) -> i
         from vega.server.identity.dev import DEV_BANNER
 
         out.write(f"vega-server: {DEV_BANNER}\n")
+    if not app.state.authenticator.checks_app:
+        out.write(OPEN_ENROLMENT_WARNING)
+        log.warning("%s", OPEN_ENROLMENT_WARNING.strip())
     out.write(f"vega-server: serving {settings.resolved_public_url} from {settings.data_dir}\n")
     out.write("Add to nix.conf to substitute from this server:\n")
     for line in nix_conf_lines(settings, shared):

@@ -92,6 +92,7 @@ def identity_for(
             github_url=settings.github_url,
             github_api_url=settings.github_api_url,
             github_client_id=settings.github_client_id,
+            github_client_secret=settings.github_client_secret,
             oidc_issuers=settings.oidc_issuers,
             reproducer_workflows=settings.reproducer_workflows,
             dev=dev,

@@ -1,10 +1,11 @@
 """ServerSettings: defaults, then a TOML file, then ``VEGA_SERVER_*`` variables, then flags.
 
 Secrets (the shared narinfo signing key, the log key, a database URL with a
-password) never come from the TOML file: only from the environment
-(``VEGA_SERVER_SIGNING_KEY``, ``VEGA_SERVER_LOG_KEY``,
-``VEGA_SERVER_DATABASE_URL``) or from a file named by a ``*_FILE`` variable or
-by ``signing_key_file``/``log_key_file``/``database_url_file`` in the TOML.
+password, the GitHub App's client secret) never come from the TOML file: only
+from the environment (``VEGA_SERVER_SIGNING_KEY``, ``VEGA_SERVER_LOG_KEY``,
+``VEGA_SERVER_DATABASE_URL``, ``VEGA_SERVER_GITHUB_CLIENT_SECRET``) or from a
+file named by a ``*_FILE`` variable or by ``signing_key_file``/``log_key_file``/
+``database_url_file``/``github_client_secret_file`` in the TOML.
 With nothing configured, everything lives under the data directory:
 ``server.db`` (SQLite, WAL), ``nars/`` and ``keys/`` (created on first run by
 ``vega-server serve``).
@@ -89,6 +90,10 @@ class ServerSettings:
     """GitHub API base URL (user lookup at enrolment)."""
     github_client_id: str = GITHUB_CLIENT_ID
     """The GitHub App client id clients use for ``vega login``."""
+    github_client_secret: str | None = field(default=None, repr=False)
+    """That app's client secret (environment or file only). When set, enrolment accepts only
+    user tokens issued to that app (GitHub's "check a token" API); when unset, any user token
+    of the user is accepted and ``serve`` warns loudly."""
     upload_url_ttl_s: int = 21600
     """Lifetime of a presigned upload URL (the production value, protocol.md §4.1)."""
     max_upload_bytes: int = 16 * 2**30
@@ -176,11 +181,13 @@ def _check(s: ServerSettings) -> None:
     for name in ("min_reproductions", "settling_s", "narinfo_max_age_s"):
         if int(getattr(s, name)) < 0:
             raise ConfigError(f"{name} must be non-negative, got {getattr(s, name)}")
+    if s.github_client_secret is not None and not s.github_client_secret.strip():
+        raise ConfigError("github_client_secret is empty")
     if not 0 <= s.port <= 65535:
         raise ConfigError(f"port out of range: {s.port}")
 
 
-_SECRETS = {"signing_key", "log_key"}
+_SECRETS = {"signing_key", "log_key", "github_client_secret"}
 _FIELDS = {f.name: f for f in fields(ServerSettings)}
 _INTS = {"port", "quorum", "min_reproductions", "settling_s", "upload_url_ttl_s", "max_upload_bytes"} | {
     "max_nar_bytes",
@@ -188,6 +195,7 @@ _INTS = {"port", "quorum", "min_reproductions", "settling_s", "upload_url_ttl_s"
     "narinfo_max_age_s",
 }
 _BOOLS = {"dev", "dev_force"}
+_SECRET_FILE_KEYS = {"database_url_file": "database_url", "github_client_secret_file": "github_client_secret"}
 _PATHS = {"data_dir", "nar_dir", "signing_key_file", "log_key_file"}
 _LISTS = {"reproducer_workflows", "oidc_issuers"}
 
@@ -271,12 +279,11 @@ def resolve_settings(
                 f"config file: {key} is a secret and cannot be set in the config file",
                 next_steps=[f"set VEGA_SERVER_{key.upper()} or {key}_file instead"],
             )
-        if key == "database_url_file":
+        if key in _SECRET_FILE_KEYS:
             continue
         if key not in _FIELDS:
             raise ConfigError(f"config file: unknown setting {key!r}")
         values[key] = _coerce(key, value, "config file")
-    db_file = (config or {}).get("database_url_file")
     for name in _FIELDS:
         env = environ.get(f"VEGA_SERVER_{name.upper()}")
         if env is not None:
@@ -285,12 +292,15 @@ def resolve_settings(
         ("signing_key", "SIGNING_KEY"),
         ("log_key", "LOG_KEY"),
         ("database_url", "DATABASE_URL"),
+        ("github_client_secret", "GITHUB_CLIENT_SECRET"),
     ):
         file_name = environ.get(f"VEGA_SERVER_{env_name}_FILE")
         if file_name and name not in values:
             values[name] = read_secret(Path(file_name), name.replace("_", " "))
-    if "database_url" not in values and isinstance(db_file, str) and db_file:
-        values["database_url"] = read_secret(Path(db_file), "database url")
+    for file_key, name in _SECRET_FILE_KEYS.items():
+        named = (config or {}).get(file_key)
+        if name not in values and isinstance(named, str) and named:
+            values[name] = read_secret(Path(named).expanduser(), name.replace("_", " "))
     for key, value in (overrides or {}).items():
         if value is not None:
             values[key] = _coerce(key, value, f"--{key.replace('_', '-')}")

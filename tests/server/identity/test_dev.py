@@ -135,7 +135,7 @@ def test_user_api_rejects_other_tokens(auth: tuple[Authenticator, TestClient]) -
     for headers in ({}, {"authorization": "Bearer gho_fake"}, {"authorization": "Basic x"}):
         assert client.get("/api/v3/user", headers=headers).status_code == 401
     assert client.post("/api/owner/enroll", headers={"authorization": "Bearer gho_fake"}).json() == {
-        "error": "github did not accept the token"
+        "error": "github did not accept the token for this server's GitHub App"
     }
     assert client.post("/api/owner/enroll").json() == {"error": "missing bearer token"}
 

@@ -2,17 +2,22 @@
 
 Three lanes (issue 4):
 
-* **owner** -- ``POST /api/owner/enroll`` checks a GitHub user token with GitHub's
-  ``GET /user`` (github.com, or any GitHub Enterprise base URL) and returns a short-lived owner
-  credential signed with the enrolment key (``owner.py``); the GitHub token is not stored.
+* **owner** -- ``POST /api/owner/enroll`` checks a GitHub user token with GitHub (github.com,
+  or any GitHub Enterprise base URL) and returns a short-lived owner credential signed with the
+  enrolment key (``owner.py``); the GitHub token is not stored. With the Vega GitHub App's client
+  secret configured, the token must have been issued to that app (GitHub's "check a token" API,
+  ``github.py``); without it, any user token is accepted (``GET /user``) and
+  :attr:`Authenticator.checks_app` is False, so ``vega-server serve`` warns.
   Credentials expire and can be revoked (``POST /api/owner/revoke`` revokes the presented one).
 * **CI** -- Actions OIDC JWTs verified against the configured issuers' JWKS (``oidc.py``); the
   tenant and provenance come from the verified claims only.
 * **reproducer** -- an OIDC identity whose ``job_workflow_ref`` matches a configured reproducer
   workflow (``OidcIdentity.is_reproducer``).
 
-Development identity mode (``dev.py``) adds a GitHub-compatible device flow and user API and an
-OIDC issuer to the same server; its keys are pinned, so no request goes to itself.
+Development identity mode (``dev.py``) adds a GitHub-compatible device flow, user API and
+"check a token" API and an OIDC issuer to the same server; enrolment checks tokens through the
+same :class:`~vega.server.identity.github.GitHubAppTokens` code as production, over an
+in-process transport, and the issuer's keys are pinned, so no request goes to itself.
 
 The control plane uses :class:`Authenticator` and nothing else from here; ``GET /api/info``
 should include ``{"github": Authenticator.github_info()}`` so that ``vega login`` knows which
@@ -24,7 +29,7 @@ Spec: protocol.md §1, §2.6, §4.6, §9, §10.
 from __future__ import annotations
 
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 import httpx2
 from starlette.requests import Request
@@ -35,7 +40,7 @@ from vega.core.signing import SecretKey
 from vega.errors import AuthError, NetworkError, VegaError
 from vega.server.db import Database
 from vega.server.identity.dev import DevIdentity, DevSettings
-from vega.server.identity.github import GITHUB_URL, GitHubApi, UserDirectory, api_url_for
+from vega.server.identity.github import GITHUB_URL, GitHubApi, GitHubAppTokens, UserDirectory, api_url_for
 from vega.server.identity.oidc import GITHUB_ACTIONS_ISSUER, JwksCache, OidcIdentity, OidcVerifier
 from vega.server.identity.owner import MIGRATIONS, CredentialIssuer, OwnerIdentity
 
@@ -66,6 +71,8 @@ class IdentitySettings:
     """GitHub REST API base; derived from ``github_url`` when None."""
     github_client_id: str = GITHUB_CLIENT_ID
     """OAuth client id advertised to ``vega login``."""
+    github_client_secret: str | None = field(default=None, repr=False)
+    """That app's client secret: when set, only user tokens issued to the app can enrol."""
     oidc_issuers: tuple[str, ...] = (GITHUB_ACTIONS_ISSUER,)
     """Trusted Actions OIDC issuers (exact strings)."""
     reproducer_workflows: tuple[str, ...] = ()
@@ -143,12 +150,22 @@ class Authenticator:
         issuers = set(settings.oidc_issuers)
         self.users: UserDirectory
         """Who answers "whose GitHub token is this?"."""
+        api_url = settings.github_api_url or api_url_for(settings.github_url)
         if self.dev is not None:
             self.jwks.add_static(self.dev.issuer, self.dev.public_keys())
             issuers.add(self.dev.issuer)
-            self.users = self.dev
+            self.users = GitHubAppTokens(
+                httpx2.Client(transport=self.dev.transport()),
+                self.dev.client_id,
+                self.dev.client_secret,
+                self.dev.github_api_url,
+            )
+        elif settings.github_client_secret:
+            self.users = GitHubAppTokens(
+                http, settings.github_client_id, settings.github_client_secret, api_url
+            )
         else:
-            self.users = GitHubApi(http, settings.github_api_url or api_url_for(settings.github_url))
+            self.users = GitHubApi(http, api_url)
         self._oidc = OidcVerifier(
             jwks=self.jwks,
             audience=public_url,
@@ -158,6 +175,11 @@ class Authenticator:
             leeway_s=settings.oidc_leeway_s,
         )
         self._credentials = CredentialIssuer(master, db, now, ttl_s=settings.credential_ttl_s)
+
+    @property
+    def checks_app(self) -> bool:
+        """Whether enrolment accepts only tokens issued to the configured GitHub App."""
+        return isinstance(self.users, GitHubAppTokens)
 
     def oidc(self, bearer: str) -> OidcIdentity:
         """Verify an Actions OIDC token (the bearer, without ``Bearer ``).

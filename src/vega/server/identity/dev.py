@@ -9,7 +9,13 @@ r"""Development identity mode: a GitHub and an Actions OIDC issuer inside the co
   development user is approved without a browser, after ``pending_polls`` answers of
   ``authorization_pending`` (so the client's real polling loop runs); a poll sooner than the
   interval gets ``slow_down`` and the interval grows by 5 s;
-* a GitHub-compatible **user API**: ``GET /api/v3/user`` (``Authorization: Bearer``);
+* a GitHub-compatible **user API**: ``GET /api/v3/user`` (``Authorization: Bearer``), and
+  GitHub's **check a token** API: ``POST /api/v3/applications/<client_id>/token`` with basic
+  auth (the development client id and :attr:`DevIdentity.client_secret`, derived from the
+  state secret) and ``{"access_token": ...}``, answering 200 with ``app.client_id`` and ``user``
+  for a token this mode issued and 404 otherwise. Enrolment uses it through the production
+  :class:`~vega.server.identity.github.GitHubAppTokens`, over :meth:`DevIdentity.transport` (in
+  process, so the server never calls itself over the network);
 * an **OIDC issuer** at ``<public URL>/_dev/oidc``: ``/.well-known/openid-configuration``,
   ``/.well-known/jwks``, and an Actions-compatible token endpoint
   ``GET /_dev/oidc/token?audience=...`` with ``Authorization: Bearer <request token>``,
@@ -55,8 +61,9 @@ from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, TextIO
-from urllib.parse import parse_qsl
+from urllib.parse import parse_qsl, unquote, urlsplit
 
+import httpx2
 import jwt
 from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric import rsa
@@ -194,6 +201,61 @@ class DevIdentity:
         """The issuer's verification keys by ``kid`` (pinned in the JWKS cache; no self-fetch)."""
         return {self.kid: self._key.public_key()}
 
+    @property
+    def client_secret(self) -> str:
+        """The development app's client secret (basic auth of the check-a-token API)."""
+        return hmac.new(self._secret, b"vega-dev-client-secret", hashlib.sha256).hexdigest()
+
+    def check_token(self, client_id: str, authorization: str, body: bytes) -> tuple[int, dict[str, object]]:
+        """GitHub's "check a token" for the development app: ``(status, JSON answer)``.
+
+        Args:
+            client_id: the ``<client_id>`` of the request path.
+            authorization: the ``Authorization`` header (basic auth: client id and secret).
+            body: the request body, ``{"access_token": "..."}``.
+        """
+        scheme, _, encoded = authorization.partition(" ")
+        try:
+            given = base64.b64decode(encoded.strip(), validate=True)
+        except (binascii.Error, ValueError):
+            given = b""
+        want = f"{DEV_CLIENT_ID}:{self.client_secret}".encode()
+        if client_id != DEV_CLIENT_ID or scheme.lower() != "basic" or not hmac.compare_digest(given, want):
+            return 404, {"message": "Not Found"}
+        try:
+            obj = json.loads(body)
+        except (ValueError, UnicodeDecodeError):
+            obj = None
+        token = obj.get("access_token") if isinstance(obj, dict) else None
+        if not isinstance(token, str) or not token:
+            return 422, {"message": "Validation Failed"}
+        try:
+            user = self.user(token)
+        except AuthError:
+            return 404, {"message": "Not Found"}
+        return 200, {
+            "token": token,
+            "app": {"client_id": DEV_CLIENT_ID, "name": "vega (development)", "url": self.public_url},
+            "user": {"login": user.login, "id": user.user_id, "type": "User"},
+            "scopes": [],
+        }
+
+    def transport(self) -> httpx2.BaseTransport:
+        """An in-process transport answering the check-a-token API (for :class:`GitHubAppTokens`)."""
+        prefix = f"{urlsplit(self.github_api_url).path}/applications/"
+
+        def handle(request: httpx2.Request) -> httpx2.Response:
+            path = unquote(request.url.path)
+            if request.method != "POST" or not path.startswith(prefix) or not path.endswith("/token"):
+                return httpx2.Response(404, json={"message": "Not Found"})
+            client_id = path[len(prefix) : -len("/token")]
+            status, answer = self.check_token(
+                client_id, request.headers.get("authorization", ""), request.read()[:_MAX_BODY]
+            )
+            return httpx2.Response(status, json=answer)
+
+        return httpx2.MockTransport(handle)
+
     def user(self, token: str) -> GitHubUser:
         """The development user, when ``token`` is an access token this mode issued.
 
@@ -318,6 +380,7 @@ class DevIdentity:
             Route("/login/device", self._device_page, methods=["GET"]),
             Route("/login/oauth/access_token", self._access_token, methods=["POST"]),
             Route("/api/v3/user", self._user_api, methods=["GET"]),
+            Route("/api/v3/applications/{client_id}/token", self._check_token_api, methods=["POST"]),
             Route(f"{DEV_ISSUER_PATH}/.well-known/openid-configuration", self._openid_configuration),
             Route(f"{DEV_ISSUER_PATH}/.well-known/jwks", self._jwks),
             Route(f"{DEV_ISSUER_PATH}/token", self._token, methods=["GET"]),
@@ -391,6 +454,14 @@ class DevIdentity:
         except AuthError:
             return JSONResponse({"message": "Bad credentials"}, status_code=401)
         return JSONResponse({"login": user.login, "id": user.user_id, "type": "User", "site_admin": False})
+
+    async def _check_token_api(self, request: Request) -> Response:
+        status, answer = self.check_token(
+            request.path_params["client_id"],
+            request.headers.get("authorization", ""),
+            await _read_body(request),
+        )
+        return JSONResponse(answer, status_code=status)
 
     def _openid_configuration(self, request: Request) -> Response:
         return JSONResponse(

@@ -1,4 +1,4 @@
-"""Bounded JSON fetches for the identity edges (JWKS discovery, GitHub's user API).
+"""Bounded JSON fetches for the identity edges (JWKS discovery, GitHub's user and token APIs).
 
 Every request has a timeout and a body cap; transport failures and oversized or non-JSON bodies
 become :class:`~vega.errors.NetworkError` or :class:`~vega.errors.FormatError`, so nothing above
@@ -44,17 +44,26 @@ def fetch_json(
     *,
     headers: Mapping[str, str] | None = None,
     limits: FetchLimits = FetchLimits(),
+    method: str = "GET",
+    json_body: object = None,
 ) -> JsonResponse:
-    """GET ``url`` and parse the body as JSON, reading at most ``limits.max_body_bytes``.
+    """Send ``method url`` (with ``json_body`` as JSON, when given) and parse the answer as JSON.
+
+    At most ``limits.max_body_bytes`` of the answer are read.
 
     Raises:
         NetworkError: the transport failed, timed out, or the body is over the cap.
     """
+    content = None if json_body is None else json.dumps(json_body, separators=(",", ":")).encode()
+    send_headers = dict(headers or {})
+    if content is not None:
+        send_headers["content-type"] = "application/json"
     try:
         with http.stream(
-            "GET",
+            method,
             url,
-            headers=dict(headers or {}),
+            headers=send_headers,
+            content=content,
             timeout=httpx2.Timeout(limits.timeout_s),
             follow_redirects=False,
         ) as resp:
@@ -63,11 +72,11 @@ def fetch_json(
             for chunk in resp.iter_bytes():
                 seen += len(chunk)
                 if seen > limits.max_body_bytes:
-                    raise NetworkError(f"GET {_where(url)}: body over {limits.max_body_bytes} bytes")
+                    raise NetworkError(f"{method} {_where(url)}: body over {limits.max_body_bytes} bytes")
                 chunks.append(chunk)
             status = resp.status_code
     except (httpx2.HTTPError, httpx2.StreamError, httpx2.InvalidURL) as e:
-        raise NetworkError(f"GET {_where(url)} failed: {type(e).__name__}") from e
+        raise NetworkError(f"{method} {_where(url)} failed: {type(e).__name__}") from e
     try:
         body: object = json.loads(b"".join(chunks).decode("utf-8"))
     except (UnicodeDecodeError, ValueError, RecursionError):
