@@ -23,9 +23,10 @@ Memory is bounded: file contents are yielded in chunks of at most
 The NAR hash is SHA-256 over the NAR bytes; a path added with
 ``nix-store --add`` has the content address ``fixed:r:sha256:<nix32>``.
 
-``list_nar`` turns events into the nodes ``nix nar ls -R`` shows;
-``find_escaping_symlink`` tells whether a symlink would resolve outside the
-tree (for restores that confine symlinks).
+The events live in ``vega.core.narevent`` and the listing helpers
+(``list_nar``, the nodes ``nix nar ls -R`` shows; ``find_escaping_symlink``,
+whether a symlink would resolve outside the tree) in ``vega.core.narlisting``;
+both are re-exported here.
 
 Spec: protocol.md §2.4 (``NarHash``, ``NarSize``). Upstream: Nix
 src/libutil/archive.cc, src/libstore/content-address.cc.
@@ -33,10 +34,24 @@ src/libutil/archive.cc, src/libstore/content-address.cc.
 
 from __future__ import annotations
 
-from collections.abc import Callable, Iterable, Iterator
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 
 from vega.core.hashes import HashAlgorithm, NixHash
+from vega.core.narevent import (
+    DIRECTORY_END,
+    DIRECTORY_START,
+    ENTRY_END,
+    DirectoryEnd,
+    DirectoryStart,
+    EntryEnd,
+    EntryStart,
+    FileChunk,
+    NarEvent,
+    RegularFile,
+    Symlink,
+)
+from vega.core.narlisting import NarListing, find_escaping_symlink, list_nar
 from vega.errors import FormatError
 
 __all__ = [
@@ -141,69 +156,6 @@ def content_address(nar_hash: NixHash) -> str:
     if nar_hash.algorithm is not HashAlgorithm.SHA256:
         raise FormatError(f"content address: expected a sha256 NAR hash, got {nar_hash.algorithm}")
     return f"fixed:r:sha256:{nar_hash.nix32}"
-
-
-# -- events -------------------------------------------------------------------------------
-
-
-@dataclass(frozen=True, slots=True)
-class DirectoryStart:
-    """A directory node begins; its entries follow, then a DirectoryEnd."""
-
-
-@dataclass(frozen=True, slots=True)
-class DirectoryEnd:
-    """The current directory node ends."""
-
-
-@dataclass(frozen=True, slots=True)
-class EntryStart:
-    """An entry of the current directory; its node's events follow, then EntryEnd."""
-
-    name: bytes
-    """The entry's name (validated: see ``validate_name``)."""
-
-
-@dataclass(frozen=True, slots=True)
-class EntryEnd:
-    """The current entry ends."""
-
-
-@dataclass(frozen=True, slots=True)
-class RegularFile:
-    """A regular file node; exactly ``size`` bytes of FileChunk events follow."""
-
-    executable: bool
-    """Whether the file is executable."""
-    size: int
-    """Length of the contents in bytes."""
-
-
-@dataclass(frozen=True, slots=True)
-class FileChunk:
-    """A piece of the current file's contents (never empty)."""
-
-    data: bytes
-    """The bytes."""
-
-
-@dataclass(frozen=True, slots=True)
-class Symlink:
-    """A symlink node."""
-
-    target: bytes
-    """The link's target, verbatim (never empty, no NUL)."""
-
-
-NarEvent = DirectoryStart | DirectoryEnd | EntryStart | EntryEnd | RegularFile | FileChunk | Symlink
-"""Everything ``read_nar`` yields and ``NarWriter.write`` takes."""
-
-DIRECTORY_START = DirectoryStart()
-"""The one DirectoryStart value."""
-DIRECTORY_END = DirectoryEnd()
-"""The one DirectoryEnd value."""
-ENTRY_END = EntryEnd()
-"""The one EntryEnd value."""
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
@@ -513,93 +465,3 @@ def _regular(src: _Source, limits: Limits) -> Iterator[NarEvent]:
     at = src.at()
     src.pad(src.take(-size & 7, "padding"), at)
     src.expect(b")")
-
-
-# -- listing --------------------------------------------------------------------------------
-
-
-@dataclass(frozen=True, slots=True, kw_only=True)
-class NarListing:
-    """One node of a NAR, as ``nix nar ls -R`` shows it."""
-
-    path: bytes
-    """Path below the root, ``/``-separated, without a leading ``/`` (``b""`` for the root)."""
-    kind: str
-    """``regular``, ``symlink`` or ``directory``."""
-    executable: bool = False
-    """For regular files: the executable bit."""
-    size: int = 0
-    """For regular files: the contents' length in bytes."""
-    target: bytes = b""
-    """For symlinks: the target."""
-
-
-def list_nar(events: Iterator[NarEvent]) -> Iterator[NarListing]:
-    """Every node of a NAR in order (a directory before its entries), from ``read_nar`` events."""
-    parts: list[bytes] = []
-    for event in events:
-        if isinstance(event, EntryStart):
-            parts.append(event.name)
-        elif isinstance(event, EntryEnd):
-            parts.pop()
-        elif isinstance(event, RegularFile):
-            yield NarListing(
-                path=b"/".join(parts), kind="regular", executable=event.executable, size=event.size
-            )
-        elif isinstance(event, Symlink):
-            yield NarListing(path=b"/".join(parts), kind="symlink", target=event.target)
-        elif isinstance(event, DirectoryStart):
-            yield NarListing(path=b"/".join(parts), kind="directory")
-
-
-_MAX_FOLLOWS = 40  # Linux's limit on symlinks followed in one lookup
-
-
-def find_escaping_symlink(listing: Iterable[NarListing]) -> bytes | None:
-    """The path of the first symlink that would resolve outside the NAR's root, or None.
-
-    Resolution is simulated over the NAR's own tree as the kernel would do it,
-    following symlinks inside the tree (up to 40): an absolute target escapes,
-    as does any ``..`` that climbs above the root, and a root that is itself a
-    symlink always points outside. A lookup that meets a missing entry or a
-    regular file stops there (the link dangles inside) and is not an escape;
-    more than 40 symlinks in one lookup counts as an escape.
-    """
-    entries = list(listing)
-    nodes = {tuple(e.path.split(b"/")) if e.path else (): e for e in entries}
-    for e in entries:
-        if e.kind != "symlink":
-            continue
-        if not e.path:
-            return b""
-        parts = tuple(e.path.split(b"/"))
-        if not _stays_inside(list(parts[:-1]), e.target, nodes):
-            return e.path
-    return None
-
-
-def _stays_inside(cwd: list[bytes], target: bytes, nodes: dict[tuple[bytes, ...], NarListing]) -> bool:
-    if target.startswith(b"/"):
-        return False
-    pending = target.split(b"/")[::-1]  # components still to walk, the next one last
-    follows = 0
-    while pending:
-        part = pending.pop()
-        if part in (b"", b"."):
-            continue
-        if part == b"..":
-            if not cwd:
-                return False
-            cwd.pop()
-            continue
-        node = nodes.get((*cwd, part))
-        if node is None or node.kind == "regular":
-            return True  # the lookup fails here: the link dangles inside the tree
-        if node.kind == "directory":
-            cwd.append(part)
-            continue
-        follows += 1
-        if follows > _MAX_FOLLOWS or node.target.startswith(b"/"):
-            return False
-        pending.extend(node.target.split(b"/")[::-1])
-    return True
