@@ -7,7 +7,7 @@ from typing import Any
 
 import pytest
 
-from tests.client.conftest import SHARED, TENANT, UPSTREAM, Build, CacheServer
+from tests.client.conftest import BASE, SHARED, TENANT, UPSTREAM, Build, CacheServer
 from vega.client.logstate import LogState
 from vega.client.verify import (
     Transparency,
@@ -169,6 +169,56 @@ def test_tenant_key_published_by_the_cache_is_used_only_with_a_warning(server: C
     assert report.key_name == TENANT.name
     assert any("cache-published tenant key" in n for n in report.warnings)
     assert report.exit_ok
+
+
+def test_shared_key_on_a_tenant_only_build_says_it_is_not_promoted(server: CacheServer) -> None:
+    build = server.add("tenant-thing", key=TENANT, tenant=True)
+    report = verify_target(server.context(trusted=()), build.hash, VerifyOptions(public_key=SHARED.public))
+    assert report.error is None
+    assert report.base_url == "https://cache.test/tenant/alice/hello"
+    assert (report.signature_ok, report.scope) == (False, "shared")
+    assert not report.exit_ok
+    note = "not promoted to the shared tier: only a tenant signature exists"
+    assert report.to_json()["transparency"]["note"] == note  # type: ignore[index]
+    assert checks(report)["promotion"] == (False, note)
+    assert report.nar is not None
+    assert report.nar.ok
+    assert not any("/log/" in p for p in server.recorder.paths)
+
+
+def test_shared_key_at_a_named_tenant_base_points_at_the_shared_tier(server: CacheServer) -> None:
+    build = server.add("tenant-thing", key=TENANT, tenant=True)
+    ctx = server.context(trusted=(), base=f"{BASE}/tenant/alice/hello")
+    report = verify_target(ctx, build.hash, VerifyOptions(public_key=SHARED.public))
+    assert report.error is None
+    assert not report.exit_ok
+    assert checks(report)["promotion"][1] == (
+        "only a tenant signature exists at this tenant base; the shared tier is at https://cache.test "
+        f"(vega verify {build.hash} --url https://cache.test)"
+    )
+
+
+def test_shared_key_on_an_unsigned_build_names_what_signed_it(server: CacheServer) -> None:
+    build = server.add("unsigned", key=None)
+    report = verify_target(server.context(), build.hash, VerifyOptions(public_key=SHARED.public))
+    assert report.error is None
+    assert not report.exit_ok
+    assert checks(report)["promotion"][1] == (
+        "not promoted to the shared tier: no vega-cache-1 signature (signed by: nothing)"
+    )
+
+
+def test_the_log_is_read_at_the_root_for_a_tenant_base(server: CacheServer) -> None:
+    build = server.add("shared-signed-tenant", tenant=True)
+    server.filler(3)
+    server.promote(build)
+    report = verify_target(server.context(base=f"{BASE}/tenant/alice/hello"), build.hash)
+    assert report.error is None, report.error
+    assert report.verified
+    assert report.exit_ok
+    log_paths = [p for p in server.recorder.paths if "/log/" in p]
+    assert log_paths
+    assert all(p.startswith("/log/") for p in log_paths)
 
 
 def test_upstream_signature_only_needs_the_flag(server: CacheServer) -> None:

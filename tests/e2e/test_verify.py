@@ -259,3 +259,14 @@ def test_real_cli_over_a_socket(world: World, capsys: pytest.CaptureFixture[str]
         assert len(list(state.glob("*.json"))) == 1
         assert main(["verify", HELLO.hash_part, "--url", url, "--public-key", key, "--json"]) == 0
         assert json.loads(capsys.readouterr().out)["verified"] is True
+
+
+def test_shared_key_on_a_tenant_only_build_says_it_is_not_promoted(world: World) -> None:
+    world.attest(HELLO, "alice/hello", "1")
+    res = world.verify(HELLO.hash_part, "--public-key", format_public_key(world.shared), trusted=())
+    assert res.code == 1, res.out + res.err
+    assert "Signature (vega-cache-1): FAIL shared" in squeeze(res.out)
+    assert "not promoted to the shared tier: only a tenant signature exists" in res.out
+    assert "log lookup failed" not in res.out + res.err
+    assert "Verification failed. Do not trust this build." in res.err
+    assert not any(p.startswith("/tenant/") and "/log/" in p for p in world.recorder.paths)

@@ -13,7 +13,11 @@ reports; a failed check never raises):
 5. ``revocation``  no revocation leaf for this build;
 6. ``nar``         the NAR re-hashes to NarHash (every compression a narinfo may name).
 
-Checks 3-5 run only for the shared key (``vega-cache-1``). With the log's new endpoints a
+Checks 3-5 run only for the shared key (``vega-cache-1``), and only when the narinfo carries a
+signature of that name: a build served only with a tenant signature (say, found by tenant
+discovery) is reported plainly as not promoted to the shared tier, without asking the log. The
+log is always read at the control-plane root, also when the cache base is a tenant base
+(protocol.md §3: log endpoints under tenant bases may 404). With the log's new endpoints a
 verification costs at most 5 HTTP requests: narinfo, lookup (asked again once only if its answer
 is older than what a concurrent verification remembered), consistency (only when the log grew
 since last time) and NAR. With an original server (no ``/log/lookup``) it falls back to
@@ -36,6 +40,7 @@ from collections.abc import Callable, Iterator, Mapping, Sequence
 from concurrent.futures import FIRST_COMPLETED, Future, ThreadPoolExecutor, wait
 from dataclasses import dataclass, field, replace
 from pathlib import Path
+from urllib.parse import urlsplit
 
 import httpx2
 
@@ -66,6 +71,7 @@ __all__ = [
     "VerifyContext",
     "VerifyOptions",
     "VerifyReport",
+    "control_plane_root",
     "open_context",
     "parse_target",
     "verify_many",
@@ -171,6 +177,8 @@ class VerifyReport:
     """Copied from the options, for :attr:`exit_ok`."""
     nar_skipped: bool = False
     """``--no-nar`` was given."""
+    log_note: str | None = None
+    """Why the log was not asked for a shared-key verification (no signature of that key)."""
 
     @property
     def tenant_scope(self) -> bool:
@@ -271,6 +279,8 @@ class VerifyReport:
 
 
 def _not_logged_note(report: VerifyReport) -> str | None:
+    if report.log_note is not None:
+        return report.log_note
     if report.scope == "upstream":
         return f"mirrored upstream path, signed by {report.key_name}; this is not a Vega trust statement"
     if report.scope == "scoped":
@@ -402,10 +412,16 @@ def _verify(run: _Run) -> VerifyReport:
     run.checks.append(Check(name="signature", ok=sig_ok, detail=f"{sig_detail} ({scope})"))
     run.report = replace(run.report, signature_ok=sig_ok, key_name=key.name, scope=scope)
 
-    # 3-5. the transparency log (shared key only)
-    if scope == "shared":
+    # 3-5. the transparency log (shared key only, when the narinfo has a signature by it)
+    names = signature_names(info.sigs)
+    if scope == "shared" and key.name not in names:
+        note = _no_shared_signature_note(run, key.name, names)
+        run.report = replace(run.report, log_note=note)
+        for name in ("checkpoint", "promotion", "revocation"):
+            run.checks.append(Check(name=name, ok=False, skipped=True, detail=note))
+    elif scope == "shared":
         verdict = verify_in_log(
-            LogClient(run.http, run.report.base_url),
+            LogClient(run.http, control_plane_root(run.report.base_url)),
             run.ctx.state,
             info,
             key,
@@ -429,6 +445,32 @@ def _verify(run: _Run) -> VerifyReport:
     else:
         run.checks.append(Check(name="nar", ok=False, skipped=True, detail="not checked (--no-nar)"))
     return run.finish()
+
+
+def control_plane_root(base_url: str) -> str:
+    """Where the log lives for a cache base: the root of a tenant base, else the base itself.
+
+    protocol.md §3: the log endpoints are the control plane's; under a tenant base they may 404.
+    """
+    if not is_tenant_scope(base_url):
+        return base_url
+    parts = urlsplit(base_url)
+    return f"{parts.scheme}://{parts.netloc}"
+
+
+def _no_shared_signature_note(run: _Run, key_name: str, names: Sequence[str]) -> str:
+    """Why a shared-key verification of a narinfo without a shared signature stops before the log."""
+    if not names or any(key_scope(n) != "scoped" for n in names):
+        signed_by = ", ".join(names) or "nothing"
+        return f"not promoted to the shared tier: no {key_name} signature (signed by: {signed_by})"
+    base = run.report.base_url
+    if is_tenant_scope(base) and base == run.ctx.base_url:
+        root = control_plane_root(base)
+        return (
+            f"only a tenant signature exists at this tenant base; the shared tier is at {root} "
+            f"(vega verify {run.report.hash} --url {root})"
+        )
+    return "not promoted to the shared tier: only a tenant signature exists"
 
 
 def _find_narinfo(run: _Run, cache: BinaryCache, hash_part: str) -> tuple[BinaryCache, Response]:

@@ -211,11 +211,11 @@ def _render_one(report: VerifyReport, environ: Mapping[str, str], out: TextIO, e
         style.warn(warning, environ, err)
     for notice in report.notices:
         style.info(f"  {notice}", out)
-    if report.scope != "shared":
+    if report.scope != "shared" or t is None:
         note = report.to_json()["transparency"]
         if isinstance(note, dict) and note.get("note"):
             style.info(f"  {note['note']}", out)
-    elif t is not None and t.note:
+    elif t.note:
         style.info(f"  {t.note}", out)
     fork = next((c for c in report.checks if c.name == "checkpoint" and not c.ok), None)
     if fork is not None and t is not None and t.fork:
