@@ -15,6 +15,8 @@
 
 Rules (house-style.md §4.6): ``parse_*`` raises FormatError, ``verify_*`` raises
 VerificationError, adapters translate library exceptions at the boundary.
+
+Spec: cli.md §1.4 (safe-error rule), §18 (exit codes); protocol.md §4.0 (error contract).
 """
 
 from __future__ import annotations

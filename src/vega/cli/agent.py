@@ -1,6 +1,8 @@
 """``vega-attest`` and ``vega-reproduce``: the CI agent and the reproducer (agent.md §1).
 
 Neither is implemented yet; each says so and exits 1 rather than pretend.
+
+Spec: agent.md §1 (entry points).
 """
 
 from __future__ import annotations

@@ -25,7 +25,9 @@ variables named after the outputs, blanked.
 
 Upstream (Nix 2.8): src/libstore/derivations.cc (``parseDerivation``,
 ``Derivation::unparse``, ``hashDerivationModulo``), primops.cc
-(``derivationStrict``). Related spec: protocol.md §2.3.
+(``derivationStrict``).
+
+Spec: protocol.md §2.3 (store paths).
 """
 
 from __future__ import annotations

@@ -1,1 +1,6 @@
-"""The read-only MCP server (``vega mcp``)."""
+"""The read-only MCP server (``vega mcp``).
+
+Spec: mcp.md; cli.md §14.
+"""
+
+__all__: list[str] = []

@@ -2,3 +2,5 @@
 
 Spec: protocol.md §2.7, §5; C2SP tlog-checkpoint and tlog-tiles.
 """
+
+__all__: list[str] = []
