@@ -199,7 +199,7 @@ before it signs (decompress and hash the whole NAR, 1.1 s); timeline measured in
 2.2 + 0.6 + 1.1 = 4.0 s. Those two steps alone are 0.4x of Nix's time, so 0.5x would need them
 off the critical path (an upload protocol that streams the PUT while compressing and binds the
 hash afterwards, with the server hashing as the bytes arrive) and fewer client CPU seconds than
-Nix spends (zstd level 1 is about 0.7x the packing CPU for 13% larger objects;
+Nix spends (zstd level 1 is about 0.7x the packing CPU for 16% larger objects;
 `PushOptions.zstd_level`).
 With other jobs holding a core the parallel packing loses its edge (1.1x-1.4x at load 2-3,
 earlier runs). Memory stays bounded (the compressed NAR spills to a temp file past 8 MiB), well
