@@ -196,6 +196,7 @@ def create_app(
             "vega_promotions": counts.promotions,
             "vega_narinfos": counts.narinfos,
             "vega_log_size": log.latest().size,
+            "vega_object_nar_reads": service.nar_reads,
         }
 
     h = Handlers(

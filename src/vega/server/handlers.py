@@ -9,6 +9,7 @@ Spec: protocol.md §3 (read paths), §4 (write API), §6; docs/server-api.md.
 
 from __future__ import annotations
 
+import asyncio
 import json
 import logging
 import re
@@ -27,6 +28,7 @@ from vega.server.blobs import is_object_key
 from vega.server.errors import ServiceError, error_response
 from vega.server.service import Authenticator, CacheService, CiIdentity, OwnerPrincipal, check_tenant
 from vega.server.store import SHARED
+from vega.server.upload import ObjectDigest, UploadIngest
 
 __all__ = ["NARINFO_TYPE", "NAR_TYPE", "Handlers", "Metrics"]
 
@@ -248,15 +250,14 @@ class Handlers:
             raise ServiceError("Content-Length is required", status=411)
         if int(declared) > self.service.max_upload_bytes:
             raise ServiceError(f"object larger than {self.service.max_upload_bytes} bytes", status=413)
-        writer = self.service.blobs.writer(key, digest, int(declared))
+        ingest = self.service.start_upload(key, digest, int(declared))
         try:
-            async for chunk in request.stream():
-                writer.write(chunk)
-            size = await run_in_threadpool(writer.commit)
+            obj = await _ingest(request, ingest)
         except BaseException:
-            writer.abort()
+            ingest.abort()
             raise
-        await run_in_threadpool(self.service.record_upload, key, size)
+        await run_in_threadpool(self.service.record_upload, key, obj)
+        size = obj.file_size
         self.metrics.inc("vega_uploads_total")
         self.metrics.inc("vega_upload_bytes_total", size)
         return Response(None, status_code=200)
@@ -313,6 +314,55 @@ class Handlers:
     def guarded(self, fn: Endpoint) -> Endpoint:
         """Wrap an endpoint so every error becomes the spec's error body."""
         return _guard(fn)
+
+
+async def _settle(pending: list[asyncio.Future[None]]) -> None:
+    """Wait for every step of a batch; then raise the first failure, if any."""
+    if not pending:
+        return
+    results = await asyncio.gather(*pending, return_exceptions=True)
+    for r in results:
+        if isinstance(r, BaseException):
+            raise r
+
+
+async def _ingest(request: Request, ingest: UploadIngest) -> ObjectDigest:
+    """Stream the body into ``ingest`` in batches, then commit.
+
+    The write and the NAR check of one batch run in two threads while the event loop receives
+    the next batch.
+    """
+    pending: list[asyncio.Future[None]] = []
+    buf = bytearray()
+    try:
+        async for chunk in request.stream():
+            buf += chunk
+            if len(buf) >= _CHUNK:
+                await _settle(pending)
+                data = bytes(buf)
+                buf.clear()
+                pending = [
+                    asyncio.ensure_future(run_in_threadpool(step, data))
+                    for step in (ingest.write, ingest.check)
+                ]
+        await _settle(pending)
+        pending = []
+        if buf:
+            data = bytes(buf)
+            await _settle(
+                [asyncio.ensure_future(run_in_threadpool(s, data)) for s in (ingest.write, ingest.check)]
+            )
+        obj: ObjectDigest = await run_in_threadpool(ingest.commit)
+        return obj
+    finally:
+        for f in pending:  # failed or cut off: let running steps end before the caller aborts
+            if not f.done():
+                f.add_done_callback(_retrieve)
+
+
+def _retrieve(f: asyncio.Future[None]) -> None:
+    if not f.cancelled():
+        f.exception()
 
 
 def _chunks(f: BinaryIO) -> Iterator[bytes]:

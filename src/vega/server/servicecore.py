@@ -150,6 +150,8 @@ class ServiceCore:
         self.max_upload_bytes = max_upload_bytes
         self.max_nar_bytes = max_nar_bytes
         self._tenant_keys: dict[str, SecretKey] = {}
+        self.nar_reads = 0
+        """Objects read back and decompressed to learn their NAR (those without a NAR record)."""
 
     # -- keys ------------------------------------------------------------------------
 

@@ -1,10 +1,18 @@
 """Uploads and stored objects: presigned PUT URLs, their check, and proving an object holds its NAR.
 
-Steps 2-3 of an attestation or push (see :mod:`vega.server.service`): the object
-``nar/<FileHash>.nar.zst`` must exist with ``FileSize`` bytes (objects are written only when
-their SHA-256 matches their key, so existence proves ``FileHash``); it is decompressed and
-hashed, and ``NarHash``/``NarSize`` must match (remembered per object, so a retry does not
-decompress again).
+The PUT is where an object is checked (ADR 0010): as its body streams through, the server
+hashes the compressed bytes (they must match the key the URL is bound to) and, in the same
+pass, decompresses them with the capped streaming decoder (:class:`vega.core.compression.
+Decompressor`) into a SHA-256 of the NAR and its size. A body that is not one complete zstd
+stream, or decompresses past ``max_nar_bytes``, is refused and nothing is kept; otherwise the
+object is stored and its ``(fileHash, fileSize, narHash, narSize)`` recorded, computed by the
+server from the bytes it stored.
+
+Steps 2-3 of an attestation or push (see :mod:`vega.server.service`) then compare the claims
+with that record: no re-read, no decompression. An object with no NAR record (stored before
+``cache`` migration 2, or through a presigned URL of object storage, which bypasses our PUT) is
+read back and decompressed once, and the result recorded, so each object is decompressed at
+most once.
 
 Spec: protocol.md §4.1 (upload URL), §4.2 (AttestBody); docs/server-api.md.
 """
@@ -14,23 +22,122 @@ from __future__ import annotations
 import base64
 import hashlib
 import hmac
+import threading
+from dataclasses import dataclass
 from datetime import UTC, datetime
 from urllib.parse import urlencode
 
-import zstandard
-
 from vega.core import nixbase32
 from vega.core.api import AttestBody, UploadUrlRequest, UploadUrlResponse, nar_url_for
+from vega.core.compression import Compression, Decompressor
 from vega.core.narinfo import NarInfo, SignedFields
-from vega.errors import VerificationError
+from vega.errors import FormatError, VerificationError
+from vega.server.blobs import BlobWriter
 from vega.server.errors import ServiceError
 from vega.server.servicecore import ServiceCore
 
-__all__ = ["UploadRules"]
+__all__ = ["NarCheck", "ObjectDigest", "UploadIngest", "UploadRules"]
 
 _AMZ_DATE = "%Y%m%dT%H%M%SZ"
 _CHUNK = 1 << 20
 _CLOCK_SKEW_MS = 5 * 60 * 1000
+
+
+def _sha256_text(digest: bytes) -> str:
+    return f"sha256:{nixbase32.encode(digest)}"
+
+
+@dataclass(frozen=True, slots=True)
+class ObjectDigest:
+    """What the server computed from a stored object's bytes (trusted: never the client's claim)."""
+
+    file_hash: str
+    """``sha256:<nix32>`` of the stored (compressed) bytes."""
+    file_size: int
+    """Stored bytes."""
+    nar_hash: str
+    """``sha256:<nix32>`` of the decompressed NAR."""
+    nar_size: int
+    """Bytes of the NAR."""
+
+
+class NarCheck:
+    """The NAR inside a zstd stream fed in order: its SHA-256 and size, decompression capped."""
+
+    def __init__(self, max_nar_bytes: int) -> None:
+        """Accept at most ``max_nar_bytes`` of decompressed output."""
+        self._decompressor = Decompressor(Compression.ZSTD, max_output=max_nar_bytes)
+        self._hash = hashlib.sha256()
+
+    @property
+    def over_cap(self) -> bool:
+        """Whether the output went past the cap (the cause of the last ``feed``'s error)."""
+        return self._decompressor.total > self._decompressor.max_output
+
+    def feed(self, chunk: bytes) -> None:
+        """Decompress and hash the next compressed bytes.
+
+        Raises:
+            VerificationError: not a zstd stream, or its output exceeds the cap.
+        """
+        try:
+            self._decompressor.feed_to(chunk, self._hash.update)
+        except FormatError as e:
+            raise VerificationError(f"the object is not a valid zstd stream of a NAR: {e.message}") from None
+
+    def finish(self) -> tuple[str, int]:
+        """The NAR's ``sha256:<nix32>`` and size, once the whole stream was fed.
+
+        Raises:
+            VerificationError: the stream is truncated (or was empty).
+        """
+        try:
+            self._decompressor.finish()
+        except FormatError as e:
+            raise VerificationError(f"the object is not a valid zstd stream of a NAR: {e.message}") from None
+        return _sha256_text(self._hash.digest()), self._decompressor.total
+
+
+class UploadIngest:
+    """One PUT body: written to the blob store and checked as a zstd NAR, batch by batch.
+
+    :meth:`write` and :meth:`check` take the same batches in the same order and may run at
+    the same time (two threads: the file write with its SHA-256, and decompression with the NAR's
+    SHA-256); call both for a batch before either for the next. :meth:`commit` publishes the
+    object only if both passed; :meth:`abort` drops it (safe while a write runs: it waits).
+    """
+
+    def __init__(self, writer: BlobWriter, digest: bytes, max_nar_bytes: int) -> None:
+        """Wrap ``writer`` (bound to the SHA-256 ``digest``)."""
+        self._writer = writer
+        self._digest = digest
+        self._check = NarCheck(max_nar_bytes)
+        self._lock = threading.Lock()
+
+    def write(self, chunk: bytes) -> None:
+        """Store (and hash) the next bytes."""
+        with self._lock:
+            self._writer.write(chunk)
+
+    def check(self, chunk: bytes) -> None:
+        """Decompress and hash the next bytes (VerificationError when not a zstd NAR)."""
+        self._check.feed(chunk)
+
+    def commit(self) -> ObjectDigest:
+        """Check the stream ended whole and the bytes match the key, then publish the object.
+
+        Raises:
+            VerificationError: a truncated stream, or bytes that do not hash to the key.
+        """
+        nar_hash, nar_size = self._check.finish()
+        with self._lock:
+            size = self._writer.commit()
+        return ObjectDigest(_sha256_text(self._digest), size, nar_hash, nar_size)
+
+    def abort(self) -> None:
+        """Drop everything written."""
+        with self._lock:
+            self._writer.abort()
 
 
 class UploadRules(ServiceCore):
@@ -84,10 +191,17 @@ class UploadRules(ServiceCore):
             raise ServiceError("x-amz-checksum-sha256 does not match the object key", status=400)
         return digest
 
-    def record_upload(self, key: str, size: int) -> None:
-        """Remember a stored object (after the blob store committed it)."""
+    def start_upload(self, key: str, digest: bytes, declared_size: int) -> UploadIngest:
+        """Begin storing and checking a PUT body of ``declared_size`` bytes bound to ``digest``."""
+        return UploadIngest(self.blobs.writer(key, digest, declared_size), digest, self.max_nar_bytes)
+
+    def record_upload(self, key: str, obj: ObjectDigest) -> None:
+        """Remember a stored object and what the server computed from its bytes (after commit)."""
         with self.store.write() as tx:
-            self.store.put_object(tx, key, size, self.now())
+            self.store.put_object(tx, key, obj.file_size, self.now())
+            self.store.set_object_nar(
+                tx, key, obj.nar_hash, obj.nar_size, file_hash=obj.file_hash, source="upload"
+            )
 
     def object_size(self, key: str) -> int | None:
         """A stored object's size (the resume probe), or None."""
@@ -99,20 +213,25 @@ class UploadRules(ServiceCore):
         size = self.blobs.size(key)
         if size is None:
             raise ServiceError(f"{key} has not been uploaded", status=400)
-        if size != body.file_size:
+        with self.store.read() as tx:
+            obj = self.store.get_object(tx, key)
+        if obj is not None and obj.nar_hash is not None and obj.nar_size is not None:
+            # Recorded by the server from the stored bytes (during the PUT or one earlier read).
+            file_size, nar_hash, nar_size = obj.size, obj.nar_hash, obj.nar_size
+            file_hash = obj.file_hash
+        else:
+            file_size, file_hash = size, None  # existence under its key proves the file hash
+            if size != body.file_size:
+                raise VerificationError(
+                    f"fileSize {body.file_size} does not match the stored object ({size} bytes)"
+                )
+            nar_hash, nar_size = self._hash_nar(key, size, body.nar_size)
+        if file_size != body.file_size or size != file_size:
             raise VerificationError(
                 f"fileSize {body.file_size} does not match the stored object ({size} bytes)"
             )
-        with self.store.read() as tx:
-            obj = self.store.get_object(tx, key)
-        if obj is None or obj.nar_hash is None or obj.nar_size is None:
-            nar_hash, nar_size = self._hash_nar(key, body.nar_size)
-            if nar_size <= body.nar_size:  # a complete read: remember it
-                with self.store.write() as tx:
-                    self.store.put_object(tx, key, size, self.now())
-                    self.store.set_object_nar(tx, key, nar_hash, nar_size)
-        else:
-            nar_hash, nar_size = obj.nar_hash, obj.nar_size
+        if file_hash is not None and file_hash != str(body.file_hash):
+            raise VerificationError("fileHash does not match the stored object")
         if nar_size != body.nar_size or nar_hash != str(body.nar_hash):
             raise VerificationError("narHash/narSize do not match the uploaded NAR")
         return NarInfo(
@@ -129,22 +248,27 @@ class UploadRules(ServiceCore):
             deriver=body.deriver,
         )
 
-    def _hash_nar(self, key: str, claimed_size: int) -> tuple[str, int]:
-        """Decompress the object and hash it, reading at most one byte past the claimed size."""
-        cap = min(self.max_nar_bytes, claimed_size) + 1
+    def _hash_nar(self, key: str, size: int, claimed_nar_size: int) -> tuple[str, int]:
+        """Read the object back, decompress and hash it; record the result when the read was whole.
+
+        Decompression stops one byte past the claimed NAR size (a mismatch either way), so a
+        lying claim costs no more than the truth; only a complete stream is recorded.
+        """
         f = self.blobs.open(key)
         if f is None:
             raise ServiceError(f"{key} has not been uploaded", status=400)
-        h = hashlib.sha256()
-        total = 0
-        try:
-            with f, zstandard.ZstdDecompressor().stream_reader(f, read_across_frames=True) as reader:
-                while total < cap:
-                    chunk = reader.read(min(_CHUNK, cap - total))
-                    if not chunk:
-                        break
-                    h.update(chunk)
-                    total += len(chunk)
-        except zstandard.ZstdError:
-            raise VerificationError(f"{key} is not a valid zstd stream") from None
-        return f"sha256:{nixbase32.encode(h.digest())}", total
+        self.nar_reads += 1
+        check = NarCheck(min(self.max_nar_bytes, claimed_nar_size + 1))
+        with f:
+            try:
+                while chunk := f.read(_CHUNK):
+                    check.feed(chunk)
+            except VerificationError:
+                if check.over_cap and claimed_nar_size < self.max_nar_bytes:
+                    raise VerificationError("narHash/narSize do not match the uploaded NAR") from None
+                raise
+        nar_hash, nar_size = check.finish()
+        with self.store.write() as tx:
+            self.store.put_object(tx, key, size, self.now())
+            self.store.set_object_nar(tx, key, nar_hash, nar_size, source="read")
+        return nar_hash, nar_size

@@ -69,6 +69,16 @@ MIGRATIONS: tuple[Migration, ...] = (
             " reported_at_ms {bigint} NOT NULL, PRIMARY KEY (hash_part, attester_id, reason))",
         ),
     ),
+    Migration(
+        "cache",
+        2,
+        (
+            # The SHA-256 of the stored bytes (``sha256:<nix32>``) and how nar_hash/nar_size were
+            # obtained: "upload" (computed while the PUT streamed through) or "read" (read back).
+            "ALTER TABLE cache_objects ADD COLUMN file_hash TEXT",
+            "ALTER TABLE cache_objects ADD COLUMN nar_source TEXT",
+        ),
+    ),
 )
 """The ``cache`` component's schema."""
 
@@ -85,6 +95,10 @@ class ObjectRecord:
     """``sha256:<nix32>`` of the NAR once the server decompressed and hashed it."""
     nar_size: int | None
     """Bytes of the NAR, likewise."""
+    file_hash: str | None = None
+    """``sha256:<nix32>`` of the stored bytes, as the server computed them (None before ``cache`` 2)."""
+    nar_source: str | None = None
+    """How ``nar_hash``/``nar_size`` were computed: ``"upload"`` (during the PUT) or ``"read"``."""
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
@@ -193,19 +207,31 @@ class Store:
     def get_object(self, tx: Tx, key: str) -> ObjectRecord | None:
         """The object record, or None."""
         row = tx.fetchone(
-            "SELECT object_key, size, nar_hash, nar_size FROM cache_objects WHERE object_key = ?", (key,)
+            "SELECT object_key, size, nar_hash, nar_size, file_hash, nar_source"
+            " FROM cache_objects WHERE object_key = ?",
+            (key,),
         )
-        return (
-            None
-            if row is None
-            else ObjectRecord(row[0], int(row[1]), row[2], None if row[3] is None else int(row[3]))
+        if row is None:
+            return None
+        return ObjectRecord(
+            row[0], int(row[1]), row[2], None if row[3] is None else int(row[3]), row[4], row[5]
         )
 
-    def set_object_nar(self, tx: Tx, key: str, nar_hash: str, nar_size: int) -> None:
-        """Remember the NAR hash and size the server computed for an object."""
+    def set_object_nar(
+        self,
+        tx: Tx,
+        key: str,
+        nar_hash: str,
+        nar_size: int,
+        *,
+        file_hash: str | None = None,
+        source: str = "read",
+    ) -> None:
+        """Remember the NAR hash and size (and the file hash) the server computed for an object."""
         tx.execute(
-            "UPDATE cache_objects SET nar_hash = ?, nar_size = ? WHERE object_key = ?",
-            (nar_hash, nar_size, key),
+            "UPDATE cache_objects SET nar_hash = ?, nar_size = ?, file_hash = ?, nar_source = ?"
+            " WHERE object_key = ?",
+            (nar_hash, nar_size, file_hash, source, key),
         )
 
     # -- narinfos --------------------------------------------------------------
