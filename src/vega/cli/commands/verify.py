@@ -197,7 +197,12 @@ def _render_one(report: VerifyReport, environ: Mapping[str, str], out: TextIO, e
         rows.append(("Consistent with last seen", _check_text(report, "checkpoint")))
         promotion = next((c for c in report.checks if c.name == "promotion"), None)
         if t.found:
-            rows.append(("In transparency log", f"ok  entry #{t.index} (scanned {t.scanned})"))
+            how = (
+                f"scanned {t.scanned} entries (original log endpoints)"
+                if t.legacy
+                else f"one lookup: {t.scanned} log entries for this build"
+            )
+            rows.append(("In transparency log", f"ok  entry #{t.index} ({how})"))
             rows.append(("Inclusion proof", _ok(t.leaf_hash_ok and t.inclusion_ok)))
         elif promotion is not None and promotion.detail.startswith("not checked"):
             rows.append(("In transparency log", promotion.detail))
