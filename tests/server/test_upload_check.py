@@ -6,16 +6,22 @@ through the ``vega_object_nar_reads`` metric, never through timing.
 
 from __future__ import annotations
 
+import hashlib
 import random
 import re
+import threading
 from pathlib import Path
 
 import pytest
 import zstandard
 
 from tests.server.cachekit import Harness, Output, nix32_sha256
+from vega.core import nixbase32
+from vega.errors import VerificationError
+from vega.server.blobs import LocalBlobStore
 from vega.server.db import Database
 from vega.server.store import Store
+from vega.server.upload import ObjectDigest, UploadIngest
 
 
 @pytest.fixture
@@ -169,3 +175,43 @@ def test_a_large_put_streams_in_batches(h: Harness, database: Database) -> None:
     assert h.put(url, junk).status_code == 422
     assert list((h.blobs.root / "tmp").iterdir()) == []
     assert [p.name for p in (h.blobs.root / "nar").iterdir()] == [out.nar_url[4:]]
+
+
+def upload_threads() -> list[str]:
+    return [t.name for t in threading.enumerate() if t.name.startswith(("vega-upload", "vega-nar"))]
+
+
+def ingest_for(tmp_path: Path, data: bytes, max_nar_bytes: int = 1 << 30) -> tuple[UploadIngest, Path]:
+    blobs = LocalBlobStore(tmp_path / "blobs")
+    digest = hashlib.sha256(data).digest()
+    key = f"nar/{nixbase32.encode(digest)}.nar.zst"
+    return UploadIngest(blobs.writer(key, digest, len(data)), digest, max_nar_bytes), blobs.root
+
+
+def test_ingest_in_batches_computes_the_object_digest(tmp_path: Path) -> None:
+    out = Output("big", random.Random(3).randbytes(1 << 20) * 3, level=1)
+    data = out.compressed
+    ingest, root = ingest_for(tmp_path, data)
+    for i in range(0, len(data), 100_000):
+        ingest.feed(data[i : i + 100_000])
+    obj = ingest.commit()
+    assert obj == ObjectDigest(out.file_hash, len(data), nix32_sha256(out.nar), len(out.nar))
+    assert (root / out.nar_url).read_bytes() == data
+    ingest.abort()  # after commit: nothing to drop, the object stays
+    assert (root / out.nar_url).exists()
+    assert upload_threads() == []
+
+
+@pytest.mark.parametrize("cut", [False, True])
+def test_ingest_refuses_or_drops_and_leaves_nothing(tmp_path: Path, *, cut: bool) -> None:
+    junk = random.Random(4).randbytes(3 << 20)
+    ingest, root = ingest_for(tmp_path, junk)
+    ingest.feed(junk[: 1 << 20])
+    if not cut:
+        ingest.feed(junk[1 << 20 :])
+        with pytest.raises(VerificationError, match="not a valid zstd stream"):
+            ingest.commit()
+    ingest.abort()  # a cut-off body, or after the refusal (the handler always aborts)
+    assert list((root / "tmp").iterdir()) == []
+    assert list((root / "nar").iterdir()) == []
+    assert upload_threads() == []

@@ -9,7 +9,6 @@ Spec: protocol.md §3 (read paths), §4 (write API), §6; docs/server-api.md.
 
 from __future__ import annotations
 
-import asyncio
 import json
 import logging
 import re
@@ -39,6 +38,7 @@ NAR_TYPE = "application/x-nix-nar"
 CACHE_INFO_TYPE = "text/x-nix-cache-info"
 IMMUTABLE = "public, max-age=31536000, immutable"
 _CHUNK = 1 << 20
+_BATCH = 1 << 20  # PUT body bytes per hand-over to the write and check threads
 _NARINFO = re.compile(f"([{nixbase32.ALPHABET}]{{32}})\\.narinfo")
 _OWNER_NS = re.compile(r"owner:[0-9]{1,20}")
 
@@ -316,53 +316,26 @@ class Handlers:
         return _guard(fn)
 
 
-async def _settle(pending: list[asyncio.Future[None]]) -> None:
-    """Wait for every step of a batch; then raise the first failure, if any."""
-    if not pending:
-        return
-    results = await asyncio.gather(*pending, return_exceptions=True)
-    for r in results:
-        if isinstance(r, BaseException):
-            raise r
-
-
 async def _ingest(request: Request, ingest: UploadIngest) -> ObjectDigest:
     """Stream the body into ``ingest`` in batches, then commit.
 
-    The write and the NAR check of one batch run in two threads while the event loop receives
-    the next batch.
+    The write and the NAR check run in worker threads; the event loop only hands batches over
+    (through the thread pool when the workers are behind, so it never blocks).
     """
-    pending: list[asyncio.Future[None]] = []
     buf = bytearray()
-    try:
-        async for chunk in request.stream():
-            buf += chunk
-            if len(buf) >= _CHUNK:
-                await _settle(pending)
-                data = bytes(buf)
-                buf.clear()
-                pending = [
-                    asyncio.ensure_future(run_in_threadpool(step, data))
-                    for step in (ingest.write, ingest.check)
-                ]
-        await _settle(pending)
-        pending = []
-        if buf:
+    async for chunk in request.stream():
+        buf += chunk
+        if len(buf) >= _BATCH:
             data = bytes(buf)
-            await _settle(
-                [asyncio.ensure_future(run_in_threadpool(s, data)) for s in (ingest.write, ingest.check)]
-            )
-        obj: ObjectDigest = await run_in_threadpool(ingest.commit)
-        return obj
-    finally:
-        for f in pending:  # failed or cut off: let running steps end before the caller aborts
-            if not f.done():
-                f.add_done_callback(_retrieve)
-
-
-def _retrieve(f: asyncio.Future[None]) -> None:
-    if not f.cancelled():
-        f.exception()
+            buf.clear()
+            if ingest.has_room():
+                ingest.feed(data)
+            else:
+                await run_in_threadpool(ingest.feed, data)
+    if buf:
+        await run_in_threadpool(ingest.feed, bytes(buf))
+    obj: ObjectDigest = await run_in_threadpool(ingest.commit)
+    return obj
 
 
 def _chunks(f: BinaryIO) -> Iterator[bytes]:

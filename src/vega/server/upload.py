@@ -22,7 +22,9 @@ from __future__ import annotations
 import base64
 import hashlib
 import hmac
+import queue
 import threading
+from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from urllib.parse import urlencode
@@ -41,6 +43,8 @@ __all__ = ["NarCheck", "ObjectDigest", "UploadIngest", "UploadRules"]
 _AMZ_DATE = "%Y%m%dT%H%M%SZ"
 _CHUNK = 1 << 20
 _CLOCK_SKEW_MS = 5 * 60 * 1000
+_HASH_QUEUE = 8
+_STAGE_QUEUE = 8
 
 
 def _sha256_text(digest: bytes) -> str:
@@ -61,13 +65,54 @@ class ObjectDigest:
     """Bytes of the NAR."""
 
 
-class NarCheck:
-    """The NAR inside a zstd stream fed in order: its SHA-256 and size, decompression capped."""
+class _ThreadedSha256:
+    """SHA-256 of pieces handed over in order, computed in a thread of its own.
 
-    def __init__(self, max_nar_bytes: int) -> None:
+    The hand-off holds at most ``_HASH_QUEUE`` pieces (1 MiB each), so memory stays bounded
+    when decompression runs ahead; :meth:`close` ends the thread (idempotent).
+    """
+
+    def __init__(self) -> None:
+        self._queue: queue.Queue[bytes | None] = queue.Queue(maxsize=_HASH_QUEUE)
+        self._hash = hashlib.sha256()
+        self._thread = threading.Thread(target=self._run, name="vega-nar-sha256", daemon=True)
+        self._thread.start()
+
+    def _run(self) -> None:
+        while (piece := self._queue.get()) is not None:
+            self._hash.update(piece)
+
+    def update(self, piece: bytes) -> None:
+        self._queue.put(piece)
+
+    def digest(self) -> bytes:
+        self.close()
+        return self._hash.digest()
+
+    def close(self) -> None:
+        if self._thread.is_alive():
+            self._queue.put(None)
+            self._thread.join()
+
+
+class NarCheck:
+    """The NAR inside a zstd stream fed in order: its SHA-256 and size, decompression capped.
+
+    With ``threaded``, the NAR's SHA-256 runs in a thread of its own beside decompression
+    (call :meth:`close` when abandoning the check).
+    """
+
+    def __init__(self, max_nar_bytes: int, *, threaded: bool = False) -> None:
         """Accept at most ``max_nar_bytes`` of decompressed output."""
         self._decompressor = Decompressor(Compression.ZSTD, max_output=max_nar_bytes)
+        self._threaded = _ThreadedSha256() if threaded else None
         self._hash = hashlib.sha256()
+        self._sink = self._hash.update if self._threaded is None else self._threaded.update
+
+    def close(self) -> None:
+        """Stop the hashing thread, if any (idempotent)."""
+        if self._threaded is not None:
+            self._threaded.close()
 
     @property
     def over_cap(self) -> bool:
@@ -81,7 +126,7 @@ class NarCheck:
             VerificationError: not a zstd stream, or its output exceeds the cap.
         """
         try:
-            self._decompressor.feed_to(chunk, self._hash.update)
+            self._decompressor.feed_to(chunk, self._sink)
         except FormatError as e:
             raise VerificationError(f"the object is not a valid zstd stream of a NAR: {e.message}") from None
 
@@ -95,49 +140,111 @@ class NarCheck:
             self._decompressor.finish()
         except FormatError as e:
             raise VerificationError(f"the object is not a valid zstd stream of a NAR: {e.message}") from None
-        return _sha256_text(self._hash.digest()), self._decompressor.total
+        digest = self._hash.digest() if self._threaded is None else self._threaded.digest()
+        return _sha256_text(digest), self._decompressor.total
+
+
+class _Stage:
+    """One worker thread applying ``step`` to batches in order; after a failure it skips the rest.
+
+    The hand-off holds at most ``_STAGE_QUEUE`` batches; one producer puts, so :meth:`has_room`
+    tells whether a put returns at once.
+    """
+
+    def __init__(self, step: Callable[[bytes], None], name: str) -> None:
+        self._step = step
+        self._queue: queue.Queue[bytes | None] = queue.Queue(maxsize=_STAGE_QUEUE)
+        self.error: BaseException | None = None
+        """The step's first failure."""
+        self._cancelled = False
+        self._thread = threading.Thread(target=self._run, name=name, daemon=True)
+        self._thread.start()
+
+    def _run(self) -> None:
+        while (batch := self._queue.get()) is not None:
+            if self.error is None and not self._cancelled:
+                try:
+                    self._step(batch)
+                except BaseException as e:  # handed to the producer by UploadIngest
+                    self.error = e
+
+    def has_room(self) -> bool:
+        return self._queue.qsize() < _STAGE_QUEUE
+
+    def put(self, batch: bytes) -> None:
+        self._queue.put(batch)
+
+    def cancel(self) -> None:
+        """Skip the queued batches and end the thread (idempotent)."""
+        self._cancelled = True
+        self.close()
+
+    def close(self) -> None:
+        """Let queued batches drain, then end the thread (idempotent)."""
+        if self._thread.is_alive():
+            self._queue.put(None)
+            self._thread.join()
 
 
 class UploadIngest:
-    """One PUT body: written to the blob store and checked as a zstd NAR, batch by batch.
+    """One PUT body: written to the blob store and checked as a zstd NAR as it streams in.
 
-    :meth:`write` and :meth:`check` take the same batches in the same order and may run at
-    the same time (two threads: the file write with its SHA-256, and decompression with the NAR's
-    SHA-256); call both for a batch before either for the next. :meth:`commit` publishes the
-    object only if both passed; :meth:`abort` drops it (safe while a write runs: it waits).
+    Each batch goes to two worker threads (the file write with its SHA-256; decompression,
+    which hands its output to a third thread for the NAR's SHA-256), decoupled by bounded
+    queues so no stage waits on another batch by batch. One producer calls :meth:`feed` (or
+    :meth:`has_room` first, to feed without blocking), then :meth:`commit` or :meth:`abort`.
     """
 
     def __init__(self, writer: BlobWriter, digest: bytes, max_nar_bytes: int) -> None:
         """Wrap ``writer`` (bound to the SHA-256 ``digest``)."""
         self._writer = writer
         self._digest = digest
-        self._check = NarCheck(max_nar_bytes)
-        self._lock = threading.Lock()
+        self._check = NarCheck(max_nar_bytes, threaded=True)
+        self._stages = (
+            _Stage(self._check.feed, "vega-upload-check"),
+            _Stage(writer.write, "vega-upload-write"),
+        )
 
-    def write(self, chunk: bytes) -> None:
-        """Store (and hash) the next bytes."""
-        with self._lock:
-            self._writer.write(chunk)
+    def _raise_failure(self) -> None:
+        for stage in self._stages:  # the check's verdict first: it names what is wrong
+            if stage.error is not None:
+                raise stage.error
 
-    def check(self, chunk: bytes) -> None:
-        """Decompress and hash the next bytes (VerificationError when not a zstd NAR)."""
-        self._check.feed(chunk)
+    def has_room(self) -> bool:
+        """Whether :meth:`feed` would return without waiting."""
+        return all(stage.has_room() for stage in self._stages)
 
-    def commit(self) -> ObjectDigest:
-        """Check the stream ended whole and the bytes match the key, then publish the object.
+    def feed(self, batch: bytes) -> None:
+        """Queue the next bytes for both stages (waits while they are behind).
 
         Raises:
-            VerificationError: a truncated stream, or bytes that do not hash to the key.
+            VerificationError: an earlier batch was not a zstd NAR (FormatError/StorageError
+                from the writer likewise).
         """
+        self._raise_failure()
+        for stage in self._stages:
+            stage.put(batch)
+
+    def commit(self) -> ObjectDigest:
+        """Drain both stages, check the stream ended whole and the bytes match the key, publish.
+
+        Raises:
+            VerificationError: not a zstd NAR, a truncated stream, or bytes that do not hash to
+                the key.
+        """
+        for stage in self._stages:
+            stage.close()
+        self._raise_failure()
         nar_hash, nar_size = self._check.finish()
-        with self._lock:
-            size = self._writer.commit()
+        size = self._writer.commit()
         return ObjectDigest(_sha256_text(self._digest), size, nar_hash, nar_size)
 
     def abort(self) -> None:
-        """Drop everything written."""
-        with self._lock:
-            self._writer.abort()
+        """Drop everything written (waits for the stages to stop)."""
+        for stage in self._stages:
+            stage.cancel()
+        self._check.close()
+        self._writer.abort()
 
 
 class UploadRules(ServiceCore):
