@@ -65,11 +65,15 @@ class Server:
     requests: list[str]
 
 
-@pytest.fixture
-def dev_server(tmp_path: Path) -> Iterator[Server]:
-    """``create_app`` in development identity mode on SQLite in ``tmp_path``, served on loopback."""
-    sock, url = loopback_socket()
-    settings = ServerSettings(data_dir=tmp_path / "data", public_url=url, dev=True)
+@contextmanager
+def dev_server_at(data_dir: Path, *, dev_polls: int = 1, backlog: int = 16) -> Iterator[Server]:
+    """``create_app`` in development identity mode on SQLite under ``data_dir``, served on loopback.
+
+    ``dev_polls`` is how many ``authorization_pending`` answers the device flow gives before it
+    approves (its interval is 0 s), so 1 runs the real polling loop once.
+    """
+    sock, url = loopback_socket(backlog)
+    settings = ServerSettings(data_dir=data_dir, public_url=url, dev=True)
     keys = ServerKeys(
         shared=generate_secret_key("vega-cache-1", b"\x01" * 32),
         log=generate_secret_key("vega-log-1", b"\x02" * 32),
@@ -80,8 +84,7 @@ def dev_server(tmp_path: Path) -> Iterator[Server]:
     def now_ms() -> int:
         return int(time.time() * 1000)
 
-    # The real polling loop runs: one authorization_pending answer, an interval of 0 s.
-    auth = identity_for(settings, keys, db, now_ms, http, dev_polls=1, dev_interval_s=0)
+    auth = identity_for(settings, keys, db, now_ms, http, dev_polls=dev_polls, dev_interval_s=0)
     app = create_app(
         settings, db, LocalBlobStore(settings.resolved_nar_dir), now_ms, keys=keys, authenticator=auth
     )
@@ -91,3 +94,10 @@ def dev_server(tmp_path: Path) -> Iterator[Server]:
     finally:
         http.close()
         db.close()
+
+
+@pytest.fixture
+def dev_server(tmp_path: Path) -> Iterator[Server]:
+    """A development-mode control plane on SQLite in ``tmp_path``, served on loopback."""
+    with dev_server_at(tmp_path / "data") as server:
+        yield server

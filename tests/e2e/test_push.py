@@ -11,76 +11,26 @@ from __future__ import annotations
 import json
 import os
 import shutil
-import socket
 import subprocess
-import threading
 import time
 from collections.abc import Iterator
-from dataclasses import dataclass
 from pathlib import Path
 
-import httpx2
 import pytest
-import uvicorn
 
 from tests.conftest import NixRunner
+from tests.e2e.conftest import Server, dev_server_at
 from vega.cli.main import main
-from vega.core.signing import generate_secret_key
-from vega.server.app import create_app, identity_for
-from vega.server.blobs import LocalBlobStore
-from vega.server.db import open_database
-from vega.server.service import ServerKeys
-from vega.server.settings import ServerSettings
 
 FLAKE = Path(__file__).parent.parent / "with_nix" / "flakes" / "push"
 pytestmark = pytest.mark.nix
 
 
-@dataclass
-class Server:
-    url: str
-    requests: list[str]
-
-
 @pytest.fixture
 def server(tmp_path: Path) -> Iterator[Server]:
-    sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
-    sock.bind(("127.0.0.1", 0))
-    sock.listen(64)
-    url = f"http://127.0.0.1:{sock.getsockname()[1]}"
-    settings = ServerSettings(data_dir=tmp_path / "data", public_url=url, dev=True)
-    keys = ServerKeys(
-        shared=generate_secret_key("vega-cache-1", b"\x01" * 32),
-        log=generate_secret_key("vega-log-1", b"\x02" * 32),
-    )
-    db = open_database(settings.resolved_database_url)
-    http = httpx2.Client()
-
-    def now_ms() -> int:
-        return int(time.time() * 1000)
-
-    auth = identity_for(settings, keys, db, now_ms, http, dev_polls=0, dev_interval_s=0)
-    app = create_app(
-        settings, db, LocalBlobStore(settings.resolved_nar_dir), now_ms, keys=keys, authenticator=auth
-    )
-    requests: list[str] = []
-
-    async def record(scope, receive, send):
-        if scope["type"] == "http":
-            requests.append(f"{scope['method']} {scope['path']}")
-        await app(scope, receive, send)
-
-    uv = uvicorn.Server(uvicorn.Config(record, lifespan="off", log_level="warning"))
-    thread = threading.Thread(target=uv.run, kwargs={"sockets": [sock]}, daemon=True)
-    thread.start()
-    try:
-        yield Server(url, requests)
-    finally:
-        uv.should_exit = True
-        thread.join(timeout=30)
-        sock.close()
-        http.close()
-        db.close()
+    # No authorization_pending answer: this test is about push, not the device flow.
+    with dev_server_at(tmp_path / "data", dev_polls=0, backlog=64) as server:
+        yield server
 
 
 def test_push_then_nix_substitutes_from_the_namespace(

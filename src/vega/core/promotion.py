@@ -31,6 +31,7 @@ from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Literal, cast
 
+from vega.core.tlog import BuildProvenance
 from vega.errors import FormatError
 
 __all__ = [
@@ -62,20 +63,6 @@ REASONS: tuple[Reason, ...] = (
 )
 """Every value of ``shared.reason`` (§7.2)."""
 UNKNOWN_CONTINENT = "XX"
-
-
-@dataclass(frozen=True, slots=True, kw_only=True)
-class BuildProvenance:
-    """Where an output came from: taken from the verified token, plus ``attr``/``dir`` from the body."""
-
-    flake_ref: str
-    """``github:<owner>/<repo>``."""
-    attr: str
-    """The flake attribute that produced the output."""
-    rev: str
-    """The commit."""
-    dir: str | None = None
-    """The sub-flake directory, if any."""
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
