@@ -16,8 +16,9 @@ Usage: .venv/bin/python -m bench.bench_server [--attesters 16] [--outputs 50] [-
    (``wrk`` from Debian, installed with apt-get if missing; a threaded httpx2 client when
    wrk cannot be had), alternating runs, best of each. Printed as a ratio.
 3. Attest-path overhead per output, NAR transfer excluded: one client, objects already
-   uploaded, the time of each ``POST /api/cache/attest`` in sequence (token check, NAR
-   re-hash, store, log commit, decision), against a narinfo GET on the same connection.
+   uploaded, the time of each ``POST /api/cache/attest`` in sequence (token check,
+   comparison with the NAR record made during the PUT (ADR 0010), store, log commit,
+   decision), against a narinfo GET on the same connection.
 
 ``--write`` replaces (or appends) the "Control plane" section of bench/README.md.
 """
@@ -350,7 +351,7 @@ def bench_attest_overhead(url: str, n: int, lines: list[str], backend: str = "SQ
         f"| attest-path overhead per output (one client, {n} outputs, NAR already uploaded), {backend} | "
         f"p50 {ms(a50)}, p99 {ms(percentile(attest, 0.99))} | "
         f"= {a50 / g50:.1f}x a narinfo GET on the same connection (p50 {ms(g50)}) | "
-        "token check, NAR re-hash, store, log commit, decision |"
+        "token check, compare with the PUT-time NAR record (ADR 0010), store, log commit, decision |"
     )
 
 
