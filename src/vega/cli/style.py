@@ -13,7 +13,17 @@ import sys
 from collections.abc import Mapping, Sequence
 from typing import TextIO
 
-__all__ = ["MARK", "emit_json", "fail", "info", "key_values", "success", "use_colour", "warn"]
+__all__ = [
+    "MARK",
+    "emit_json",
+    "fail",
+    "info",
+    "is_interactive",
+    "key_values",
+    "success",
+    "use_colour",
+    "warn",
+]
 
 MARK = "\u2726"
 
@@ -32,6 +42,12 @@ def use_colour(stream: TextIO, environ: Mapping[str, str]) -> bool:
         return False
     isatty = getattr(stream, "isatty", None)
     return bool(isatty and isatty())
+
+
+def is_interactive(stream: TextIO, environ: Mapping[str, str]) -> bool:
+    """Whether to show a live progress display on ``stream``: a terminal, and not under CI."""
+    isatty = getattr(stream, "isatty", None)
+    return bool(isatty and isatty()) and environ.get("CI", "") in ("", "0", "false")
 
 
 def _paint(text: str, code: str, stream: TextIO, environ: Mapping[str, str]) -> str:

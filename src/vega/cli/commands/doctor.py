@@ -13,6 +13,7 @@ import argparse
 from collections.abc import Mapping
 from typing import TYPE_CHECKING, Any, TextIO
 
+from vega.cli import style
 from vega.cli.commands import add_command
 
 if TYPE_CHECKING:
@@ -53,8 +54,6 @@ def render(
 ) -> int:
     """Print ``report`` (text or JSON) and return the exit code (1 when a check failed)."""
     import sys
-
-    from vega.cli import style
 
     out = stream or sys.stdout
     if as_json:

@@ -10,6 +10,8 @@ import argparse
 import sys
 from typing import TYPE_CHECKING, Any
 
+from vega.cli import style
+
 if TYPE_CHECKING:
     from vega.core.nar import NarListing
 
@@ -117,7 +119,6 @@ def run_dump(args: argparse.Namespace) -> int:
 
 def run_hash(args: argparse.Namespace) -> int:
     """``vega nar hash PATH``."""
-    from vega.cli import style
     from vega.client import narfs
     from vega.core import nar
 

@@ -17,6 +17,8 @@ import time
 from collections.abc import Callable, Mapping
 from typing import TYPE_CHECKING, Any, TextIO
 
+from vega.cli import style
+
 if TYPE_CHECKING:
     from vega.client.push import PushDeps, PushEvent, PushReport
 
@@ -115,11 +117,6 @@ def run(args: argparse.Namespace) -> int:
             shutil.rmtree(work, ignore_errors=True)
 
 
-def _interactive(out: TextIO, environ: Mapping[str, str]) -> bool:
-    isatty = getattr(out, "isatty", None)
-    return bool(isatty and isatty()) and environ.get("CI", "") in ("", "0", "false")
-
-
 def execute(
     args: argparse.Namespace,
     deps: PushDeps,
@@ -128,7 +125,6 @@ def execute(
     err: TextIO | None = None,
 ) -> int:
     """Push with ``deps`` and render (tests call this directly with in-process adapters)."""
-    from vega.cli import style
     from vega.client.push import PushOptions, push
 
     out = out or sys.stdout
@@ -162,7 +158,6 @@ def execute(
 
 
 def _epilogue(report: PushReport, environ: Mapping[str, str], out: TextIO, err: TextIO) -> int:
-    from vega.cli import style
 
     grey = style.use_colour(out, environ)
 
@@ -220,14 +215,13 @@ class _Display:
         self.err = err
         self.environ = environ
         self.json = json_mode
-        self.tty = not json_mode and _interactive(out, environ)
+        self.tty = not json_mode and style.is_interactive(out, environ)
         self._rich: Any = None
         self._overall: Any = None
         self._tasks: dict[object, Any] = {}
         self._packed: dict[object, int] = {}
 
     def event(self, event: PushEvent) -> None:
-        from vega.cli import style
         from vega.client.push import BuildStarted, PackProgress, PathPushed, Planned, UploadProgress
 
         if isinstance(event, BuildStarted):
@@ -313,7 +307,6 @@ class _Display:
         self._show(path, f"packing {name}", nar_bytes, nar_size)
 
     def _pushed(self, event: Any) -> None:
-        from vega.cli import style
 
         if self.json:
             style.emit_json(

@@ -8,6 +8,7 @@ from __future__ import annotations
 import argparse
 from typing import Any
 
+from vega.cli import style
 from vega.cli.commands import add_command
 
 __all__ = ["register", "run"]
@@ -34,7 +35,6 @@ def register(sub: Any) -> None:
 
 def run(args: argparse.Namespace) -> int:
     """Probe and print; always exit 0."""
-    from vega.cli import style
     from vega.client import account
     from vega.client.settings import read_settings
 

@@ -15,6 +15,8 @@ import sys
 from collections.abc import Mapping, Sequence
 from typing import TYPE_CHECKING, Any, TextIO
 
+from vega.cli import style
+
 if TYPE_CHECKING:
     from vega.client.verify import VerifyContext, VerifyOptions, VerifyReport
 
@@ -145,7 +147,6 @@ def execute(
     err: TextIO | None = None,
 ) -> int:
     """Verify ``args.targets`` with ``ctx`` and render; the exit code (tests call this directly)."""
-    from vega.cli import style
     from vega.client.verify import parse_target, verify_many
 
     out = out or sys.stdout
@@ -184,7 +185,6 @@ def _ok(flag: bool) -> str:
 
 
 def _render_one(report: VerifyReport, environ: Mapping[str, str], out: TextIO, err: TextIO) -> int:
-    from vega.cli import style
 
     if report.store_path is None:
         style.fail(report.error or "verification failed", environ, report.next_steps, err)
@@ -240,7 +240,6 @@ def _check_text(report: VerifyReport, name: str) -> str:
 
 
 def _outcome(report: VerifyReport, environ: Mapping[str, str], out: TextIO, err: TextIO) -> int:
-    from vega.cli import style
 
     if report.verified:
         if report.nar_skipped:
@@ -280,7 +279,6 @@ def _outcome(report: VerifyReport, environ: Mapping[str, str], out: TextIO, err:
 def _render_many(
     reports: Sequence[VerifyReport], environ: Mapping[str, str], out: TextIO, err: TextIO
 ) -> int:
-    from vega.cli import style
 
     good = 0
     for r in reports:
@@ -320,9 +318,7 @@ class _Progress:
         self.err = err
         self._rich: Any = None
         self._task: Any = None
-        isatty = getattr(err, "isatty", None)
-        tty = bool(isatty and isatty()) and environ.get("CI", "") in ("", "0", "false")
-        if enabled and tty:
+        if enabled and style.is_interactive(err, environ):
             from rich.console import Console
             from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 

@@ -8,6 +8,7 @@ from __future__ import annotations
 import argparse
 from typing import Any
 
+from vega.cli import style
 from vega.cli.commands import add_command
 
 __all__ = ["register", "run"]
@@ -34,7 +35,6 @@ def register(sub: Any) -> None:
 
 def run(args: argparse.Namespace) -> int:
     """Load the credential strictly and print it."""
-    from vega.cli import style
     from vega.client import account
     from vega.client.credentials import format_expiry_date
     from vega.client.settings import read_settings, system_clock_ms
