@@ -52,7 +52,7 @@ def test_lookup_parses() -> None:
         ([], "expected a JSON object"),
         ({"entries": []}, "checkpoint: expected a string"),
         ({"checkpoint": "c", "entries": {}}, "entries: expected an array"),
-        ({"checkpoint": "c", "entries": [1]}, r"entries\[0\]: expected an object"),
+        ({"checkpoint": "c", "entries": [1]}, r"entries\[0\]: expected a JSON object"),
         ({"checkpoint": "c", "entries": [{"index": -1, "data": "", "proofHex": []}]}, r"entries\[0\]\.index"),
         ({"checkpoint": "c", "entries": [{"index": True, "data": "", "proofHex": []}]}, r"\.index"),
         ({"checkpoint": "c", "entries": [{"index": 0, "data": 1, "proofHex": []}]}, r"\.data"),

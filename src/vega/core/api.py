@@ -13,12 +13,17 @@ implementation adds (``/api/info``, ``/api/repro/queue``).
 from __future__ import annotations
 
 import re
-from collections.abc import Mapping
 from dataclasses import dataclass
-from typing import Literal, cast
+from typing import Literal
 
 from vega.core import nixbase32
 from vega.core.hashes import HashAlgorithm, NixHash
+from vega.core.jsonfields import expect_bool as _bool
+from vega.core.jsonfields import expect_list as _list
+from vega.core.jsonfields import expect_object as _object
+from vega.core.jsonfields import expect_optional_str as _opt_str
+from vega.core.jsonfields import expect_size as _size
+from vega.core.jsonfields import expect_str as _str
 from vega.core.promotion import PromotionDecision
 from vega.core.storepath import StorePath, parse_store_path
 from vega.errors import FormatError
@@ -52,7 +57,6 @@ _DIR = re.compile(r"[A-Za-z0-9._-]+(/[A-Za-z0-9._-]+)*")
 _TENANT = re.compile(r"[A-Za-z0-9][A-Za-z0-9._-]{0,99}/[A-Za-z0-9][A-Za-z0-9._-]{0,99}|owner:[0-9]+")
 _SUBSTITUTER = re.compile(r"/[A-Za-z0-9._:/-]+")
 _HASH_PART = re.compile(rf"{_NIX32}{{32}}")
-_MAX_SIZE = 2**63 - 1
 
 Verdict = Literal["reproducible", "diverged", "uncorroborated", "mirrored", "unknown"]
 VERDICTS: tuple[Verdict, ...] = ("reproducible", "diverged", "uncorroborated", "mirrored", "unknown")
@@ -60,46 +64,6 @@ VERDICTS: tuple[Verdict, ...] = ("reproducible", "diverged", "uncorroborated", "
 DispatchReason = Literal["unresolvable", "build-failed"]
 DISPATCH_REASONS: tuple[DispatchReason, ...] = ("unresolvable", "build-failed")
 """Every ``reason`` of ``/api/repro/dispatch-failed`` (§4.5)."""
-
-
-def _object(obj: object, path: str = "body") -> Mapping[str, object]:
-    if not isinstance(obj, dict):
-        raise FormatError(f"{path}: expected a JSON object")
-    return cast(Mapping[str, object], obj)  # JSON object keys are strings
-
-
-def _str(obj: Mapping[str, object], key: str, *, path: str = "") -> str:
-    value = obj.get(key)
-    if not isinstance(value, str):
-        raise FormatError(f"{path}{key}: expected a string")
-    return value
-
-
-def _opt_str(obj: Mapping[str, object], key: str, *, path: str = "") -> str | None:
-    return None if obj.get(key) is None else _str(obj, key, path=path)
-
-
-def _size(obj: Mapping[str, object], key: str, *, path: str = "") -> int:
-    value = obj.get(key)
-    if isinstance(value, float) and value.is_integer():
-        value = int(value)
-    if isinstance(value, bool) or not isinstance(value, int) or not 0 <= value <= _MAX_SIZE:
-        raise FormatError(f"{path}{key}: expected a non-negative integer")
-    return value
-
-
-def _bool(obj: Mapping[str, object], key: str, *, path: str = "") -> bool:
-    value = obj.get(key)
-    if not isinstance(value, bool):
-        raise FormatError(f"{path}{key}: expected true or false")
-    return value
-
-
-def _list(obj: Mapping[str, object], key: str, *, path: str = "") -> list[object]:
-    value = obj.get(key)
-    if not isinstance(value, list):
-        raise FormatError(f"{path}{key}: expected an array")
-    return value
 
 
 def parse_sha256(text: str, path: str) -> NixHash:

@@ -33,6 +33,7 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 
 from vega.core import checkpoint, merkle, nixbase32, note, tiles, tlog
+from vega.core.logapi import LookupEntry
 from vega.core.merkle import NodeId
 from vega.core.note import SignerKey
 from vega.core.signing import SecretKey
@@ -99,15 +100,6 @@ class ConsistencyProof:
 
     first: int
     second: int
-    proof: tuple[bytes, ...]
-
-
-@dataclass(frozen=True, slots=True, kw_only=True)
-class LookupEntry:
-    """One entry of a build with its inclusion proof at the lookup's checkpoint."""
-
-    index: int
-    data: bytes
     proof: tuple[bytes, ...]
 
 

@@ -29,6 +29,7 @@ from starlette.responses import JSONResponse, Response
 from starlette.routing import BaseRoute, Route
 
 from vega.core import tiles
+from vega.core.logapi import ConsistencyAnswer, EntryAnswer, InclusionAnswer, LookupAnswer
 from vega.errors import FormatError
 from vega.server.log.log import TransparencyLog
 
@@ -64,7 +65,7 @@ def log_routes(log: TransparencyLog) -> list[BaseRoute]:
         data = log.entry(index)
         if data is None:
             raise _NotFoundError(f"entry {index} is not in the log")
-        return _json({"index": index, "data": data.decode("utf-8")}, IMMUTABLE)
+        return _json(EntryAnswer(index=index, data=data).to_json(), IMMUTABLE)
 
     def inclusion(request: Request) -> Response:
         index = _number(request.path_params["index"], "index")
@@ -73,22 +74,20 @@ def log_routes(log: TransparencyLog) -> list[BaseRoute]:
         proof = log.inclusion_proof(index, size)
         if proof is None:
             raise _NotFoundError(f"entry {index} is not in the tree of the requested size")
-        body = {
-            "index": proof.index,
-            "size": proof.size,
-            "leafHashHex": proof.leaf_hash.hex(),
-            "rootHex": proof.root.hex(),
-            "proofHex": [h.hex() for h in proof.proof],
-        }
-        return _json(body, NO_CACHE if size is None else IMMUTABLE)
+        body = InclusionAnswer(
+            index=proof.index,
+            size=proof.size,
+            leaf_hash_hex=proof.leaf_hash.hex(),
+            root_hex=proof.root.hex(),
+            proof=proof.proof,
+        )
+        return _json(body.to_json(), NO_CACHE if size is None else IMMUTABLE)
 
     def consistency(request: Request) -> Response:
         first = _number(_query(request, "first"), "first")
         second = _number(_query(request, "second"), "second")
         proof = log.consistency_proof(first, second)
-        return _json(
-            {"first": first, "second": second, "proofHex": [h.hex() for h in proof.proof]}, IMMUTABLE
-        )
+        return _json(ConsistencyAnswer(first=first, second=second, proof=proof.proof).to_json(), IMMUTABLE)
 
     def tile(request: Request) -> Response:
         path = "tile/" + request.path_params["path"]
@@ -107,16 +106,13 @@ def log_routes(log: TransparencyLog) -> list[BaseRoute]:
 
     def lookup(request: Request) -> Response:
         found = log.lookup(request.path_params["store_hash"])
-        body = {
-            "checkpoint": found.checkpoint.note,
-            "sth": json.loads(found.checkpoint.sth),
-            "entries": [
-                {"index": e.index, "data": e.data.decode("utf-8"), "proofHex": [h.hex() for h in e.proof]}
-                for e in found.entries
-            ],
-            "truncated": found.truncated,
-        }
-        return _json(body, NO_CACHE)
+        body = LookupAnswer(
+            checkpoint_note=found.checkpoint.note,
+            sth=json.loads(found.checkpoint.sth),
+            entries=found.entries,
+            truncated=found.truncated,
+        )
+        return _json(body.to_json(), NO_CACHE)
 
     return [
         Route("/log/sth", _guarded(sth), methods=["GET"]),
