@@ -22,7 +22,8 @@ Spec: protocol.md §3-§6, §11; house-style.md §4.9; issue 4.
 
 from __future__ import annotations
 
-from collections.abc import Callable, Sequence
+import contextlib
+from collections.abc import AsyncIterator, Callable, Sequence
 
 import httpx2
 from starlette.applications import Starlette
@@ -39,6 +40,7 @@ from vega.core.promotion import PromotionPolicy
 from vega.server.blobs import BlobStore
 from vega.server.db import Database
 from vega.server.handlers import Handlers, Metrics
+from vega.server.http import UploadGate, limit_worker_threads
 from vega.server.identity import Authenticator as IdentityAuthenticator
 from vega.server.identity import IdentitySettings
 from vega.server.identity.dev import DevSettings
@@ -187,6 +189,8 @@ def create_app(
         capabilities=CAPABILITIES + (("dev-identity",) if settings.dev else ()),
     )
 
+    uploads = UploadGate(settings.max_concurrent_uploads)
+
     def gauges() -> dict[str, int]:
         with store.read() as tx:
             counts = store.counts(tx)
@@ -197,6 +201,7 @@ def create_app(
             "vega_narinfos": counts.narinfos,
             "vega_log_size": log.latest().size,
             "vega_object_nar_reads": service.nar_reads,
+            "vega_uploads_in_progress": uploads.active,
         }
 
     h = Handlers(
@@ -207,6 +212,7 @@ def create_app(
         metrics=metrics,
         max_json_bytes=settings.max_json_bytes,
         narinfo_max_age_s=settings.narinfo_max_age_s,
+        uploads=uploads,
     )
     g = h.guarded
     routes: list[BaseRoute] = [
@@ -226,7 +232,12 @@ def create_app(
         Route("/tenant/{rest:path}", g(h.tenant), methods=["GET"]),
         Route("/{rest:path}", g(h.root), methods=["GET"]),
     ]
-    app = Starlette(routes=routes, exception_handlers={HTTPException: _http_error})
+    @contextlib.asynccontextmanager
+    async def lifespan(_: Starlette) -> AsyncIterator[None]:
+        limit_worker_threads(settings.worker_threads)  # docs/adr/0013
+        yield
+
+    app = Starlette(routes=routes, exception_handlers={HTTPException: _http_error}, lifespan=lifespan)
     app.state.service = service
     app.state.log = log
     app.state.authenticator = auth

@@ -17,7 +17,7 @@ from collections.abc import Awaitable, Callable, Iterator
 from typing import BinaryIO
 
 from starlette.concurrency import run_in_threadpool
-from starlette.requests import Request
+from starlette.requests import ClientDisconnect, Request
 from starlette.responses import JSONResponse, PlainTextResponse, Response, StreamingResponse
 
 from vega.core import nixbase32
@@ -25,6 +25,7 @@ from vega.core.api import AttestBody, DispatchFailedBody, InfoResponse, KeyRespo
 from vega.errors import AuthError, FormatError
 from vega.server.blobs import is_object_key
 from vega.server.errors import ServiceError, error_response
+from vega.server.http import UploadGate
 from vega.server.service import Authenticator, CacheService, CiIdentity, OwnerPrincipal, check_tenant
 from vega.server.store import SHARED
 from vega.server.upload import ObjectDigest, UploadIngest
@@ -107,6 +108,7 @@ class Handlers:
         metrics: Metrics,
         max_json_bytes: int,
         narinfo_max_age_s: int,
+        uploads: UploadGate | None = None,
     ) -> None:
         self.service = service
         self.auth = authenticator
@@ -115,6 +117,7 @@ class Handlers:
         self.metrics = metrics
         self.max_json_bytes = max_json_bytes
         self.narinfo_cache = f"public, max-age={narinfo_max_age_s}"
+        self.uploads = uploads or UploadGate(16)
 
     # -- helpers -------------------------------------------------------------------------
 
@@ -250,13 +253,17 @@ class Handlers:
             raise ServiceError("Content-Length is required", status=411)
         if int(declared) > self.service.max_upload_bytes:
             raise ServiceError(f"object larger than {self.service.max_upload_bytes} bytes", status=413)
-        ingest = self.service.start_upload(key, digest, int(declared))
-        try:
-            obj = await _ingest(request, ingest)
-        except BaseException:
-            ingest.abort()
-            raise
-        await run_in_threadpool(self.service.record_upload, key, obj)
+        with self.uploads.claim(key):  # one PUT per object at once, a bounded number in all
+            ingest = self.service.start_upload(key, digest, int(declared))
+            try:
+                obj = await _ingest(request, ingest)
+            except ClientDisconnect:  # cut off, or dropped after stalling (docs/adr/0013)
+                ingest.abort()
+                raise ServiceError("the upload body was cut off", status=408) from None
+            except BaseException:
+                ingest.abort()
+                raise
+            await run_in_threadpool(self.service.record_upload, key, obj)
         size = obj.file_size
         self.metrics.inc("vega_uploads_total")
         self.metrics.inc("vega_upload_bytes_total", size)

@@ -108,9 +108,25 @@ class ServerSettings:
     """Development identity mode (loudly labelled; loopback only unless forced)."""
     dev_force: bool = False
     """Allow development mode on a non-loopback public URL."""
+    # -- connection, worker and lifetime bounds (docs/adr/0013; docs/security/server.md) --
+    http_read_timeout_s: int = 30
+    """Drop a connection whose client sends nothing this long while a request (head or body) is awaited."""
+    http_keep_alive_s: int = 5
+    """Close an idle keep-alive connection after this long."""
+    http_max_connections: int = 1000
+    """Open connections and requests in progress at once; past it, 503 (uvicorn ``limit_concurrency``)."""
+    worker_threads: int = 40
+    """Threads doing blocking work (database, files, signing) for requests."""
+    max_concurrent_uploads: int = 16
+    """Presigned PUT bodies received at once (each also uses three threads of its own)."""
+    credential_ttl_s: int = 7 * 24 * 3600
+    """Lifetime of an owner credential; a credential claiming a longer one is refused."""
+    oidc_max_token_lifetime_s: int = 3600
+    """Longest ``exp - iat`` accepted on an OIDC token (GitHub's are minutes)."""
 
     def __post_init__(self) -> None:
         _check(self)
+        _check_bounds(self)
 
     @property
     def resolved_public_url(self) -> str:
@@ -187,6 +203,28 @@ def _check(s: ServerSettings) -> None:
         raise ConfigError(f"port out of range: {s.port}")
 
 
+_BOUNDS: dict[str, tuple[int, int]] = {  # setting: (least, most) accepted at start-up
+    "http_read_timeout_s": (1, 3600),
+    "http_keep_alive_s": (1, 3600),
+    "http_max_connections": (1, 1_000_000),
+    "worker_threads": (1, 10_000),
+    "max_concurrent_uploads": (1, 10_000),
+    "upload_url_ttl_s": (1, 7 * 24 * 3600),
+    "credential_ttl_s": (60, 90 * 24 * 3600),
+    "oidc_max_token_lifetime_s": (60, 24 * 3600),
+    "settling_s": (0, 30 * 24 * 3600),
+    "narinfo_max_age_s": (0, 7 * 24 * 3600),
+}
+
+
+def _check_bounds(s: ServerSettings) -> None:
+    """Refuse limits and lifetimes outside sane ranges (an absurd TTL is a misconfiguration)."""
+    for name, (least, most) in _BOUNDS.items():
+        value = getattr(s, name)
+        if not least <= value <= most:
+            raise ConfigError(f"{name} must be from {least} to {most}, got {value}")
+
+
 _SECRETS = {"signing_key", "log_key", "github_client_secret"}
 _FIELDS = {f.name: f for f in fields(ServerSettings)}
 _INTS = {"port", "quorum", "min_reproductions", "settling_s", "upload_url_ttl_s", "max_upload_bytes"} | {
@@ -194,6 +232,7 @@ _INTS = {"port", "quorum", "min_reproductions", "settling_s", "upload_url_ttl_s"
     "max_json_bytes",
     "narinfo_max_age_s",
 }
+_INTS |= set(_BOUNDS)
 _BOOLS = {"dev", "dev_force"}
 _SECRET_FILE_KEYS = {"database_url_file": "database_url", "github_client_secret_file": "github_client_secret"}
 _PATHS = {"data_dir", "nar_dir", "signing_key_file", "log_key_file"}
