@@ -98,6 +98,8 @@ def identity_for(
             oidc_issuers=settings.oidc_issuers,
             reproducer_workflows=settings.reproducer_workflows,
             dev=dev,
+            credential_ttl_s=settings.credential_ttl_s,
+            oidc_max_token_lifetime_s=settings.oidc_max_token_lifetime_s,
         ),
         master=keys.shared,
         db=db,

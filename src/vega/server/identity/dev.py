@@ -103,6 +103,7 @@ _KEY_FILE = "dev-oidc-rsa.pem"
 _SECRET_FILE = "dev-secret"  # noqa: S105 - a file name
 _MAX_BODY = 16 * 1024
 _MAX_DEPTH = 32
+_USER_TOKEN_TTL_S = 3600
 
 
 def is_loopback_bind(host: str) -> bool:
@@ -130,6 +131,15 @@ class DevSettings:
     """Lifetime of a minted OIDC token."""
     request_token_ttl_s: int = 6 * 3600
     """Lifetime of a CI request token (one simulated job)."""
+
+    def __post_init__(self) -> None:
+        for name, most in (
+            ("device_expires_s", 3600),
+            ("id_token_ttl_s", 3600),
+            ("request_token_ttl_s", 24 * 3600),
+        ):
+            if not 1 <= getattr(self, name) <= most:
+                raise ConfigError(f"development mode: {name} must be from 1 to {most}, got {getattr(self, name)}")
 
 
 @dataclass(slots=True)
@@ -489,7 +499,7 @@ class DevIdentity:
             if device.polls <= self.settings.pending_polls:
                 return JSONResponse({"error": "authorization_pending"})
             del self._devices[code]
-        token = self._seal("user", {"sub": str(self.dev_user.user_id), "exp": int(now) + 3600})
+        token = self._seal("user", {"sub": str(self.dev_user.user_id), "exp": int(now) + _USER_TOKEN_TTL_S})
         return JSONResponse({"access_token": f"ghu_{token}", "token_type": "bearer", "scope": ""})
 
     def _user_api(self, request: Request) -> Response:
@@ -578,9 +588,18 @@ class DevIdentity:
         if not hmac.compare_digest(mac, want) or not isinstance(payload, dict) or payload.get("kind") != kind:
             return None
         exp = payload.get("exp")
-        if not isinstance(exp, int) or self._now() >= exp:
-            return None
+        now = self._now()
+        if not isinstance(exp, int) or isinstance(exp, bool) or now >= exp or exp - now > self._lifetime(kind):
+            return None  # expired, or valid for longer than this mode ever issues
         return payload
+
+    def _lifetime(self, kind: str) -> int:
+        """The longest lifetime a sealed token of ``kind`` is issued with."""
+        return {
+            "ci": self.settings.request_token_ttl_s,
+            "device": self.settings.device_expires_s,
+            "user": _USER_TOKEN_TTL_S,
+        }.get(kind, 0)
 
 
 def _stable_id(kind: str, name: str) -> str:

@@ -352,6 +352,8 @@ class OidcVerifier:
             entries; a matching ``job_workflow_ref`` makes the identity a reproduction.
         now: clock, epoch seconds.
         leeway_s: tolerated clock skew for ``exp``, ``nbf`` and ``iat``.
+        max_lifetime_s: longest ``exp - iat`` (and ``exp - nbf``) accepted; GitHub's tokens live
+            minutes, so a token valid for days is refused whoever signed it.
     """
 
     jwks: JwksCache
@@ -360,6 +362,7 @@ class OidcVerifier:
     now: Callable[[], float]
     reproducer_workflows: tuple[str, ...] = ()
     leeway_s: float = 30.0
+    max_lifetime_s: float = 3600.0
 
     def verify(self, token: str) -> OidcIdentity:
         """Verify ``token`` and return the identity its claims give.
@@ -430,6 +433,8 @@ class OidcVerifier:
             raise _reject("oidc token is not valid yet")
         if now + self.leeway_s < claims["iat"]:
             raise _reject("oidc token was issued in the future")
+        if claims["exp"] - min(claims["iat"], claims["nbf"]) > self.max_lifetime_s:
+            raise _reject(f"oidc token lifetime is longer than {self.max_lifetime_s:.0f} s")
 
     def _identity(self, issuer: str, claims: Mapping[str, Any]) -> OidcIdentity:
         values: dict[str, str] = {}
