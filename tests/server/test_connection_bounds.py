@@ -148,7 +148,9 @@ def object_recorded(server: ServerProcess, key: str) -> bool:
         db.close()
 
 
-def test_a_stalled_put_is_dropped_and_releases_threads_temp_file_and_descriptor(server: ServerProcess) -> None:
+def test_a_stalled_put_is_dropped_and_releases_threads_temp_file_and_descriptor(
+    server: ServerProcess,
+) -> None:
     body = nar_body()
     target, key = presigned(server, body)
     threads_before = thread_count(server)

@@ -234,6 +234,7 @@ def create_app(
         Route("/tenant/{rest:path}", g(h.tenant), methods=["GET"]),
         Route("/{rest:path}", g(h.root), methods=["GET"]),
     ]
+
     @contextlib.asynccontextmanager
     async def lifespan(_: Starlette) -> AsyncIterator[None]:
         limit_worker_threads(settings.worker_threads)  # docs/adr/0013

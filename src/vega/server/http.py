@@ -32,7 +32,7 @@ from typing import Any
 
 import anyio.to_thread
 import h11
-from uvicorn.protocols.http.h11_impl import H11Protocol
+from uvicorn.protocols.http.h11_impl import H11Protocol, RequestResponseCycle
 
 from vega.server.errors import ServiceError
 from vega.server.settings import ServerSettings
@@ -116,7 +116,8 @@ class _GuardedH11Protocol(H11Protocol):
         state = self.conn.their_state
         if state is h11.SEND_BODY:
             return True
-        return state is h11.IDLE and (self.cycle is None or self.cycle.response_complete)
+        cycle: RequestResponseCycle | None = self.cycle  # None before the first request
+        return state is h11.IDLE and (cycle is None or cycle.response_complete)
 
     def _watch(self) -> None:
         self._watch_handle = None
@@ -126,14 +127,16 @@ class _GuardedH11Protocol(H11Protocol):
         if not self._waiting_on_client():
             self._last_rx = now
         elif now - self._last_rx >= self.read_timeout_s:
-            log.info("dropping a connection silent for %.0f s while a request was awaited", self.read_timeout_s)
+            log.info(
+                "dropping a connection silent for %.0f s while a request was awaited", self.read_timeout_s
+            )
             self.transport.close()
             return
         self._watch_handle = self.loop.call_later(self._interval(), self._watch)
 
 
 def guarded_protocol(read_timeout_s: float) -> type[H11Protocol]:
-    """uvicorn's h11 protocol with a read watchdog of ``read_timeout_s`` (pass as ``http=``)."""
+    """The h11 protocol of uvicorn with a read watchdog of ``read_timeout_s`` (pass as ``http=``)."""
     return type("GuardedH11Protocol", (_GuardedH11Protocol,), {"read_timeout_s": float(read_timeout_s)})
 
 

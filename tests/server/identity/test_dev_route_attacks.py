@@ -61,7 +61,9 @@ def test_deeply_nested_json_is_a_400_not_a_500(client: TestClient, path: str, co
 
 @pytest.mark.parametrize("path", ["/_dev/ci-token", "/login/device/code", "/api/v3/applications/x/token"])
 def test_a_huge_body_is_a_413(client: TestClient, path: str) -> None:
-    r = client.post(path, content=b"{" + b" " * (1 << 20) + b"}", headers={"content-type": "application/json"})
+    r = client.post(
+        path, content=b"{" + b" " * (1 << 20) + b"}", headers={"content-type": "application/json"}
+    )
     assert r.status_code == 413, r.text
     assert "larger than" in r.json()["error"]
 

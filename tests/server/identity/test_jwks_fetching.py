@@ -57,6 +57,7 @@ class LoopbackIssuer:
             h.send_response(500)
             h.end_headers()
             return
+        body: dict[str, object]
         if h.path.endswith("openid-configuration"):
             body = {"issuer": self.url, "jwks_uri": f"{self.url}/.well-known/jwks"}
         else:
@@ -116,10 +117,12 @@ def test_a_hanging_issuer_does_not_delay_another_issuers_tokens(
     assert slow.arrived.wait(30)  # the slow issuer's fetch is in flight, and stays so
     identity = v.verify(token(good))
     assert identity.repository == "Alice/Hello"
-    assert stuck.is_alive() and not slow.answered.is_set(), "the good token waited for the slow issuer"
+    assert stuck.is_alive(), "the good token waited for the slow issuer"
+    assert not slow.answered.is_set()
     slow.release.set()
     stuck.join(30)
-    assert outcome and not isinstance(outcome[0], BaseException)
+    assert outcome
+    assert not isinstance(outcome[0], BaseException)
 
 
 def _verify(v: OidcVerifier, t: str) -> object:

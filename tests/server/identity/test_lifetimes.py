@@ -55,12 +55,12 @@ def test_an_owner_credential_issued_in_the_future_is_refused(database: Database,
     ids=["ten-years", "nbf-long-ago", "iat-long-ago"],
 )
 def test_an_oidc_token_with_an_absurd_lifetime_is_refused(
-    issuer: Issuer, clock: FakeClock, rsa_keys: list[Any], times: dict[str, int]
+    issuer: Issuer, clock: FakeClock, rsa_keys: list[Any], times: dict[str, Any]
 ) -> None:
     with pytest.raises(AuthError, match="lifetime is longer"):
         verifier(issuer, clock).verify(sign(rsa_keys[0], **times))
     # GitHub's own shape (nbf 10 minutes before iat, exp 5 minutes after) is accepted.
-    github = {"iat": int(NOW) - 10, "nbf": int(NOW) - 610, "exp": int(NOW) + 290}
+    github: dict[str, Any] = {"iat": int(NOW) - 10, "nbf": int(NOW) - 610, "exp": int(NOW) + 290}
     assert verifier(issuer, clock).verify(sign(rsa_keys[0], **github)).repository == "Alice/Hello"
 
 
@@ -108,7 +108,9 @@ def test_misconfigured_ttls_and_bounds_are_refused_at_start(
         resolve_settings(environ={f"VEGA_SERVER_{name.upper()}": str(value)}, default_data_dir=tmp_path)
     config = tmp_path / "server.toml"
     config.write_text(f"{name} = {value}\n")
-    code = main(["serve", "--data-dir", str(tmp_path), "--config", str(config)], out=io.StringIO(), run=_never)
+    code = main(
+        ["serve", "--data-dir", str(tmp_path), "--config", str(config)], out=io.StringIO(), run=_never
+    )
     assert code == 1
     assert name in capsys.readouterr().err
 

@@ -139,7 +139,9 @@ class DevSettings:
             ("request_token_ttl_s", 24 * 3600),
         ):
             if not 1 <= getattr(self, name) <= most:
-                raise ConfigError(f"development mode: {name} must be from 1 to {most}, got {getattr(self, name)}")
+                raise ConfigError(
+                    f"development mode: {name} must be from 1 to {most}, got {getattr(self, name)}"
+                )
 
 
 @dataclass(slots=True)
@@ -431,7 +433,9 @@ class DevIdentity:
                 return "development routes refuse cross-origin requests"
         return None
 
-    def _guarded(self, fn: Callable[[Request], Awaitable[Response] | Response]) -> Callable[[Request], Awaitable[Response]]:
+    def _guarded(
+        self, fn: Callable[[Request], Awaitable[Response] | Response]
+    ) -> Callable[[Request], Awaitable[Response]]:
         async def endpoint(request: Request) -> Response:
             refusal = self._foreign(request)
             if refusal is not None:
@@ -589,7 +593,12 @@ class DevIdentity:
             return None
         exp = payload.get("exp")
         now = self._now()
-        if not isinstance(exp, int) or isinstance(exp, bool) or now >= exp or exp - now > self._lifetime(kind):
+        if (
+            not isinstance(exp, int)
+            or isinstance(exp, bool)
+            or now >= exp
+            or exp - now > self._lifetime(kind)
+        ):
             return None  # expired, or valid for longer than this mode ever issues
         return payload
 
