@@ -14,10 +14,12 @@ import base64
 import hashlib
 import os
 import socket
+import threading
 import time
 import uuid
 from collections.abc import Callable, Iterator
 from pathlib import Path
+from typing import Any
 from urllib.parse import urlsplit
 
 import httpx2
@@ -169,25 +171,103 @@ def test_a_stalled_put_is_dropped_and_releases_threads_temp_file_and_descriptor(
     assert httpx2.head(f"{server.url}/{key}", timeout=DEADLINE_S).status_code == 404
 
 
-def test_one_object_cannot_be_put_twice_at_once_but_can_be_put_again(server: ServerProcess) -> None:
+@pytest.fixture
+def start(tmp_path: Path, database_url: tuple[str, str | None]) -> Iterator[Callable[..., ServerProcess]]:
+    started: list[ServerProcess] = []
+
+    def start(**env: str) -> ServerProcess:
+        s = _start(tmp_path / str(len(started)), database_url, **env)
+        started.append(s)
+        return s
+
+    yield start
+    for s in started:
+        s.stop()
+
+
+def metric(server: ServerProcess, name: str) -> int:
+    text = httpx2.get(f"{server.url}/metrics", timeout=DEADLINE_S).text
+    return sum(int(x.split()[-1]) for x in text.splitlines() if x.split("{")[0].split(" ")[0] == name)
+
+
+def put_in_thread(server: ServerProcess, target: str, body: bytes) -> tuple[threading.Thread, list[Any]]:
+    answers: list[Any] = []
+    checksum = base64.b64encode(hashlib.sha256(body).digest()).decode()
+
+    def run() -> None:
+        r = httpx2.put(
+            f"{server.url}{target}",
+            content=body,
+            headers={"x-amz-checksum-sha256": checksum},
+            timeout=DEADLINE_S,
+        )
+        answers.append((r.status_code, r.text, r.headers.get("retry-after")))
+
+    t = threading.Thread(target=run, daemon=True)
+    t.start()
+    return t, answers
+
+
+def test_a_second_put_of_an_object_waits_for_the_first_and_its_body_is_not_received(
+    start: Callable[..., ServerProcess],
+) -> None:
+    server = start(http_read_timeout_s="60", upload_wait_s="60")
     body = nar_body()
     target, key = presigned(server, body)
     first = connect(server)
     first.sendall(put_head(target, body) + body[:1000])
     wait_until("the first upload started", lambda: uploads_in_progress(server) == 1)
-    with httpx2.Client(timeout=DEADLINE_S) as c:  # the same URL, a second client
-        checksum = base64.b64encode(hashlib.sha256(body).digest()).decode()
-        r = c.put(f"{server.url}{target}", content=body, headers={"x-amz-checksum-sha256": checksum})
-        assert r.status_code == 409, r.text
-        assert "in progress" in r.json()["error"]
-        first.sendall(body[1000:])
-        assert status_of(first) == 200
-        first.close()
-        wait_until("the first upload finished", lambda: uploads_in_progress(server) == 0)
-        again = c.put(f"{server.url}{target}", content=body, headers={"x-amz-checksum-sha256": checksum})
-        assert again.status_code == 200, again.text
-        assert c.get(f"{server.url}/{key}").content == body
+    second, answers = put_in_thread(server, target, body)  # the same URL, at once
+    wait_until("the second upload waits", lambda: metric(server, "vega_uploads_waiting") == 1)
+    assert uploads_in_progress(server) == 1  # one body at a time: no second ingest, file or threads
+    assert len(temp_files(server)) == 1
+    first.sendall(body[1000:])
+    assert status_of(first) == 200
+    first.close()
+    second.join(DEADLINE_S)
+    assert answers[0][0] == 200, answers
+    assert metric(server, "vega_uploads_total") == 1  # the second body was never ingested
+    again, answers = put_in_thread(server, target, body)  # afterwards: an idempotent re-PUT
+    again.join(DEADLINE_S)
+    assert answers[0][0] == 200, answers
+    assert metric(server, "vega_uploads_total") == 2
+    assert httpx2.get(f"{server.url}/{key}", timeout=DEADLINE_S).content == body
     assert object_recorded(server, key)
+
+
+def test_a_second_put_takes_its_turn_when_the_first_stalls(start: Callable[..., ServerProcess]) -> None:
+    server = start(http_read_timeout_s="1", upload_wait_s="60")
+    body = nar_body()
+    target, key = presigned(server, body)
+    first = connect(server)
+    first.sendall(put_head(target, body) + body[:1000])  # then silence: dropped after 1 s
+    wait_until("the first upload started", lambda: uploads_in_progress(server) == 1)
+    second, answers = put_in_thread(server, target, body)
+    assert closed_by_server(first)
+    first.close()
+    second.join(DEADLINE_S)
+    assert answers[0][0] == 200, answers
+    assert metric(server, "vega_uploads_total") == 1  # the second's own body, checked and stored
+    assert object_recorded(server, key)
+    assert temp_files(server) == []
+
+
+def test_a_second_put_that_cannot_wait_gets_a_clear_503(start: Callable[..., ServerProcess]) -> None:
+    server = start(http_read_timeout_s="60", upload_wait_s="0")
+    body = nar_body()
+    target, _ = presigned(server, body)
+    first = connect(server)
+    first.sendall(put_head(target, body) + body[:1000])
+    wait_until("the first upload started", lambda: uploads_in_progress(server) == 1)
+    second, answers = put_in_thread(server, target, body)
+    second.join(DEADLINE_S)
+    status, text, retry_after = answers[0]
+    assert status == 503
+    assert "another upload of this object is in progress" in text
+    assert retry_after is not None
+    first.sendall(body[1000:])
+    assert status_of(first) == 200
+    first.close()
 
 
 def test_uploads_past_the_bound_get_503(server: ServerProcess) -> None:

@@ -40,7 +40,7 @@ from vega.core.promotion import PromotionPolicy
 from vega.server.blobs import BlobStore
 from vega.server.db import Database
 from vega.server.handlers import Handlers, Metrics
-from vega.server.http import UploadGate, limit_worker_threads
+from vega.server.http import limit_worker_threads, upload_gate
 from vega.server.identity import Authenticator as IdentityAuthenticator
 from vega.server.identity import IdentitySettings
 from vega.server.identity.dev import DevSettings
@@ -191,7 +191,7 @@ def create_app(
         capabilities=CAPABILITIES + (("dev-identity",) if settings.dev else ()),
     )
 
-    uploads = UploadGate(settings.max_concurrent_uploads)
+    uploads = upload_gate(settings)
 
     def gauges() -> dict[str, int]:
         with store.read() as tx:
@@ -204,6 +204,7 @@ def create_app(
             "vega_log_size": log.latest().size,
             "vega_object_nar_reads": service.nar_reads,
             "vega_uploads_in_progress": uploads.active,
+            "vega_uploads_waiting": uploads.waiting,
         }
 
     h = Handlers(

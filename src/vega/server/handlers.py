@@ -253,7 +253,13 @@ class Handlers:
             raise ServiceError("Content-Length is required", status=411)
         if int(declared) > self.service.max_upload_bytes:
             raise ServiceError(f"object larger than {self.service.max_upload_bytes} bytes", status=413)
-        with self.uploads.claim(key):  # one PUT per object at once, a bounded number in all
+
+        async def stored() -> bool:
+            return await run_in_threadpool(self.service.object_size, key) is not None
+
+        if await self.uploads.wait_turn(key, stored):  # one PUT per object at once (ADR 0013)
+            return Response(None, status_code=200)  # the PUT we waited for stored these bytes
+        with self.uploads.claim(key):  # a bounded number of PUTs in all
             ingest = self.service.start_upload(key, digest, int(declared))
             try:
                 obj = await _ingest(request, ingest)

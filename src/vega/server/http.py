@@ -16,7 +16,9 @@ What one client can hold, and for how long:
 * **Uploads.** :class:`UploadGate` admits at most ``max_concurrent_uploads`` PUT bodies at once
   (each uses three worker threads of its own, docs/adr/0010), answering 503 with
   ``Retry-After`` past that, and at most one PUT per object key: a second concurrent PUT of the
-  same object gets 409 (an idempotent re-PUT after the first finished is accepted).
+  same object waits for the first (up to ``upload_wait_s``) instead of receiving its body, and
+  is answered 200 if the first stored the object, or 503 if it is still running (an
+  idempotent re-PUT after the first finished is received and checked again).
 
 Spec: protocol.md §4.1 (presigned PUT); issue 14 ("The server checks what it stores").
 """
@@ -26,10 +28,10 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
-import threading
-from collections.abc import Iterator
+from collections.abc import Awaitable, Callable, Iterator
 from typing import Any
 
+import anyio
 import anyio.to_thread
 import h11
 from uvicorn.protocols.http.h11_impl import H11Protocol, RequestResponseCycle
@@ -37,7 +39,7 @@ from uvicorn.protocols.http.h11_impl import H11Protocol, RequestResponseCycle
 from vega.server.errors import ServiceError
 from vega.server.settings import ServerSettings
 
-__all__ = ["UploadGate", "guarded_protocol", "limit_worker_threads", "uvicorn_options"]
+__all__ = ["UploadGate", "guarded_protocol", "limit_worker_threads", "upload_gate", "uvicorn_options"]
 
 log = logging.getLogger(__name__)
 
@@ -48,43 +50,66 @@ MAX_HEAD_BYTES = 16 * 1024
 class UploadGate:
     """Admission of PUT bodies: a bounded number at once, one per object key.
 
+    Used from the event loop only. A PUT of an object while another PUT of the same object is
+    in progress waits (holding no thread, file or slot) for that one to end, at most
+    ``wait_s``: if it stored the object, the waiting PUT is answered at once (the key is the
+    SHA-256 of the bytes, so they are the same bytes); if it failed, the waiting PUT takes its
+    turn; if it is still running, 503.
+
     Args:
         max_uploads: PUT bodies in progress at once.
+        wait_s: how long a PUT waits for another PUT of the same object.
     """
 
-    def __init__(self, max_uploads: int) -> None:
+    def __init__(self, max_uploads: int, wait_s: float = 60.0) -> None:
         self._max = max_uploads
-        self._active: set[str] = set()
-        self._lock = threading.Lock()
+        self._wait_s = wait_s
+        self._active: dict[str, anyio.Event] = {}
+        self.waiting = 0
+        """PUTs waiting for another PUT of the same object now."""
 
     @property
     def active(self) -> int:
         """PUT bodies in progress now."""
-        with self._lock:
-            return len(self._active)
+        return len(self._active)
+
+    async def wait_turn(self, key: str, stored: Callable[[], Awaitable[bool]]) -> bool:
+        """Wait until no other PUT of ``key`` runs; True when one that ran meanwhile stored it.
+
+        Call :meth:`claim` right after a False answer (no ``await`` in between).
+
+        Raises:
+            ServiceError: 503 when another PUT of ``key`` is still running after ``wait_s``.
+        """
+        while (event := self._active.get(key)) is not None:
+            self.waiting += 1
+            try:
+                with anyio.move_on_after(self._wait_s) as scope:
+                    await event.wait()
+            finally:
+                self.waiting -= 1
+            if scope.cancelled_caught:
+                raise ServiceError("another upload of this object is in progress; try again", status=503)
+            if await stored():
+                return True
+        return False
 
     @contextlib.contextmanager
     def claim(self, key: str) -> Iterator[None]:
         """Hold ``key``'s upload slot for the duration of the block.
 
         Raises:
-            ServiceError: 409 when another PUT of ``key`` is in progress; 503 (with
-                ``Retry-After``) when every slot is taken.
+            ServiceError: 503 when every slot is taken (or, misused, ``key`` is taken).
         """
-        with self._lock:
-            if key in self._active:
-                raise ServiceError(
-                    "another upload of this object is in progress; retry when it has finished",
-                    status=409,
-                )
-            if len(self._active) >= self._max:
-                raise ServiceError("too many uploads in progress; try again", status=503)
-            self._active.add(key)
+        if key in self._active or len(self._active) >= self._max:
+            raise ServiceError("too many uploads in progress; try again", status=503)
+        event = anyio.Event()
+        self._active[key] = event
         try:
             yield
         finally:
-            with self._lock:
-                self._active.discard(key)
+            del self._active[key]
+            event.set()
 
 
 class _GuardedH11Protocol(H11Protocol):
@@ -143,6 +168,11 @@ def guarded_protocol(read_timeout_s: float) -> type[H11Protocol]:
 def limit_worker_threads(threads: int) -> None:
     """Size anyio's default thread pool (call inside the event loop, e.g. at start-up)."""
     anyio.to_thread.current_default_thread_limiter().total_tokens = threads
+
+
+def upload_gate(settings: ServerSettings) -> UploadGate:
+    """The upload admission of ``settings``."""
+    return UploadGate(settings.max_concurrent_uploads, settings.upload_wait_s)
 
 
 def uvicorn_options(settings: ServerSettings) -> dict[str, Any]:

@@ -119,6 +119,8 @@ class ServerSettings:
     """Threads doing blocking work (database, files, signing) for requests."""
     max_concurrent_uploads: int = 16
     """Presigned PUT bodies received at once (each also uses three threads of its own)."""
+    upload_wait_s: int = 60
+    """How long a PUT of an object waits for another PUT of the same object (then 503)."""
     credential_ttl_s: int = 7 * 24 * 3600
     """Lifetime of an owner credential; a credential claiming a longer one is refused."""
     oidc_max_token_lifetime_s: int = 3600
@@ -209,6 +211,7 @@ _BOUNDS: dict[str, tuple[int, int]] = {  # setting: (least, most) accepted at st
     "http_max_connections": (1, 1_000_000),
     "worker_threads": (1, 10_000),
     "max_concurrent_uploads": (1, 10_000),
+    "upload_wait_s": (0, 3600),
     "upload_url_ttl_s": (1, 7 * 24 * 3600),
     "credential_ttl_s": (60, 90 * 24 * 3600),
     "oidc_max_token_lifetime_s": (60, 24 * 3600),
