@@ -1,8 +1,9 @@
 """What one client can hold of a real ``vega-server serve`` (docs/adr/0013; issue 14).
 
 Real sockets against a real server process: a stalled presigned PUT is dropped after the body
-read timeout and releases its threads, temporary file and descriptor; one object cannot be
-PUT by two uploads at once (409), yet an idempotent re-PUT after the first finished works;
+read timeout and releases its threads, temporary file and descriptor; one object is never
+received by two PUTs at once (the second waits and is answered from the first, takes its turn
+if the first fails, or gets 503), yet an idempotent re-PUT after the first finished works;
 idle and half-sent connections are closed on a bounded timer; PUT bodies and connections are
 admitted up to a bound (503 past it). The server runs with a read timeout of 1 s, so each
 wait below is for an event that must happen, with a generous deadline, never a measurement.
