@@ -57,7 +57,7 @@ pytestmark = [pytest.mark.nix, pytest.mark.slow]
 ROOT = Path(__file__).resolve().parent.parent.parent
 FLAKE = ROOT / "scripts" / "demo-flake"
 SHA = "0123456789abcdef0123456789abcdef01234567"
-REPRO_WORKFLOW = "vega-org/repro/.github/workflows/reproduce.yml"
+REPRO_WORKFLOW = "vega-org/repro/.github/workflows/reproduce.yml@refs/heads/main"
 FAILED = "Verification failed. Do not trust this build."
 
 

@@ -160,6 +160,7 @@ def test_attest_publishes_in_the_tenant_namespace(h: Harness) -> None:
         "agree": 1,
         "inSharedCache": False,
         "tenants": ["alice/hello"],
+        "diverged": False,
     }
 
 

@@ -95,6 +95,7 @@ def identity_for(
             github_client_secret=settings.github_client_secret,
             oidc_issuers=settings.oidc_issuers,
             reproducer_workflows=settings.reproducer_workflows,
+            reproducer_self_hosted=settings.reproducer_self_hosted,
             dev=dev,
         ),
         master=keys.shared,

@@ -23,6 +23,7 @@ from __future__ import annotations
 
 import ipaddress
 import os
+import re
 import tomllib
 from collections.abc import Mapping
 from dataclasses import dataclass, field, fields
@@ -31,6 +32,7 @@ from typing import Any
 from urllib.parse import urlsplit
 
 from vega.errors import ConfigError
+from vega.server.identity.oidc import parse_reproducer_workflows
 
 __all__ = [
     "ServerSettings",
@@ -41,6 +43,7 @@ __all__ = [
 ]
 
 GITHUB_CLIENT_ID = "Iv23liYWrhwLxxmY8iK3"
+_REPOSITORY = re.compile(r"[A-Za-z0-9_.-]{1,100}/[A-Za-z0-9_.-]{1,100}")
 ACTIONS_ISSUER = "https://token.actions.githubusercontent.com"
 
 
@@ -81,7 +84,12 @@ class ServerSettings:
     settling_s: int = 600
     """Seconds agreement must stand before promotion."""
     reproducer_workflows: tuple[str, ...] = ()
-    """``job_workflow_ref`` patterns whose runs count as reproductions."""
+    """``owner/repo/.github/workflows/<file>.yml@<ref>`` entries whose runs count as reproductions.
+    The ref is required (``refs/heads/<branch>``, ``refs/tags/<tag>``, ``refs/tags/<prefix>*`` or a
+    full commit SHA); ``job_workflow_ref`` must match one exactly (docs/adr/0011)."""
+    reproducer_self_hosted: tuple[str, ...] = ()
+    """``owner/repo`` repositories whose self-hosted runners may reproduce; every other
+    reproduction must run on a GitHub-hosted runner (``runner_environment``)."""
     oidc_issuers: tuple[str, ...] = (ACTIONS_ISSUER,)
     """Accepted OIDC issuers."""
     github_url: str = "https://github.com"
@@ -178,7 +186,16 @@ def _check(s: ServerSettings) -> None:
     for name in ("port", "quorum", "upload_url_ttl_s", "max_upload_bytes", "max_nar_bytes", "max_json_bytes"):
         if int(getattr(s, name)) < (0 if name == "port" else 1):
             raise ConfigError(f"{name} must be positive, got {getattr(s, name)}")
-    for name in ("min_reproductions", "settling_s", "narinfo_max_age_s"):
+    if s.min_reproductions < 1:
+        raise ConfigError(
+            f"min_reproductions must be at least 1, got {s.min_reproductions}: owners cost nothing, "
+            "so agreement without an independent reproduction never promotes (docs/adr/0011)"
+        )
+    parse_reproducer_workflows(s.reproducer_workflows)
+    for repository in s.reproducer_self_hosted:
+        if not _REPOSITORY.fullmatch(repository):
+            raise ConfigError(f"reproducer_self_hosted: {repository[:200]!r} is not owner/repo")
+    for name in ("settling_s", "narinfo_max_age_s"):
         if int(getattr(s, name)) < 0:
             raise ConfigError(f"{name} must be non-negative, got {getattr(s, name)}")
     if s.github_client_secret is not None and not s.github_client_secret.strip():
@@ -197,7 +214,7 @@ _INTS = {"port", "quorum", "min_reproductions", "settling_s", "upload_url_ttl_s"
 _BOOLS = {"dev", "dev_force"}
 _SECRET_FILE_KEYS = {"database_url_file": "database_url", "github_client_secret_file": "github_client_secret"}
 _PATHS = {"data_dir", "nar_dir", "signing_key_file", "log_key_file"}
-_LISTS = {"reproducer_workflows", "oidc_issuers"}
+_LISTS = {"reproducer_workflows", "reproducer_self_hosted", "oidc_issuers"}
 
 
 def _coerce(name: str, value: object, where: str) -> Any:

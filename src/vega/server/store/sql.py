@@ -447,6 +447,15 @@ class Store:
             for r in rows
         ]
 
+    def is_queued(self, tx: Tx, hash_part: str) -> bool:
+        """Whether the store path is an open (not retired) reproduction candidate."""
+        return (
+            tx.fetchone(
+                "SELECT 1 FROM cache_repro_queue WHERE hash_part = ? AND retired_at_ms IS NULL", (hash_part,)
+            )
+            is not None
+        )
+
     def retire_repro(self, tx: Tx, hash_part: str, reason: str, now_ms: int) -> None:
         """Take a candidate off the queue for good."""
         tx.execute(
