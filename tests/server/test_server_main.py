@@ -98,8 +98,8 @@ def test_revoke_uses_the_same_promotion_policy_as_serve(tmp_path: Path) -> None:
     from vega.server.db import open_database
     from vega.server.service import ServerKeys
 
-    settings = ServerSettings(data_dir=tmp_path, quorum=3, min_reproductions=0, settling_s=7)
-    want = PromotionPolicy(quorum=3, min_reproductions=0, settling_ms=7000)
+    settings = ServerSettings(data_dir=tmp_path, quorum=3, min_reproductions=2, settling_s=7)
+    want = PromotionPolicy(quorum=3, min_reproductions=2, settling_ms=7000)
     assert promotion_policy(settings) == want
     db = open_database(settings.resolved_database_url)
     try:
