@@ -18,6 +18,7 @@ from vega.core.promotion import (
     PromotionDecision,
     PromotionPolicy,
     decide,
+    is_independent_reproduction,
     owner_key,
 )
 from vega.errors import FormatError
@@ -416,3 +417,14 @@ def test_builders_never_outvote_a_lone_reproduction(crowd: list[AttestationRecor
     assert d.shared.fingerprint == fp
     if d.shared.promoted:
         assert any(r.fingerprint == fp for r in crowd)
+
+
+def test_is_independent_reproduction() -> None:
+    builder = rec("r1", "org/a", owner="1")
+    own = rec("rep", "org/fork", lane="vega-repro", owner="1")
+    other = rec("rep2", "vega-org/r", lane="vega-repro", owner="9")
+    elsewhere = rec("r2", "vega-org/app", FP_B, owner="9")
+    records = [builder, own, other, elsewhere]
+    assert not is_independent_reproduction(own, records)
+    assert is_independent_reproduction(other, records)  # owner 9 built only another fingerprint
+    assert not is_independent_reproduction(builder, records)

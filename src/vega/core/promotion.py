@@ -61,6 +61,7 @@ __all__ = [
     "SharedDecision",
     "TenantTierEntry",
     "decide",
+    "is_independent_reproduction",
     "owner_key",
 ]
 
@@ -325,6 +326,18 @@ class _Group:
 
     def first_ms(self) -> int:
         return min(r.attested_at_ms for r in self.records)
+
+
+def is_independent_reproduction(record: AttestationRecord, attestations: Sequence[AttestationRecord]) -> bool:
+    """Whether ``record`` is a reproduction whose owner built none of its fingerprint's attestations.
+
+    The server takes a candidate off the reproduction queue only for such a reproduction, so a
+    builder's own organisation cannot retire its candidate by "reproducing" it.
+    """
+    if record.lane != "vega-repro":
+        return False
+    group = _Group(record.fingerprint, [r for r in attestations if r.fingerprint == record.fingerprint and _counts(r)])
+    return owner_key(record) not in group.builders()
 
 
 def _met(group: _Group, policy: PromotionPolicy) -> bool:

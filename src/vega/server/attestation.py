@@ -17,7 +17,14 @@ import re
 from vega.core import tlog
 from vega.core.api import AttestBody, AttestResult, PushResult
 from vega.core.narinfo import NarInfo, fingerprint, format_narinfo, sign_narinfo
-from vega.core.promotion import AttestationRecord, BuildProvenance, Lane, PromotionDecision, decide
+from vega.core.promotion import (
+    AttestationRecord,
+    BuildProvenance,
+    Lane,
+    PromotionDecision,
+    decide,
+    is_independent_reproduction,
+)
 from vega.core.tlog import AttestationLeaf, encode_leaf
 from vega.server.db import Tx
 from vega.server.errors import ServiceError
@@ -157,9 +164,9 @@ class AttestationRules(UploadRules, PromotionRules):
                         attempts=0,
                     ),
                 )
-            if record.lane == "vega-repro":
-                self.store.retire_repro(tx, hash_part, "reproduced", now)
             rows = self.store.attestations(tx, hash_part)
+            if is_independent_reproduction(record, [r.record for r in rows]):
+                self.store.retire_repro(tx, hash_part, "reproduced", now)
             revoked = self.store.is_revoked(tx, hash_part)
             decision = self._closure_gate(tx, rows, decide([r.record for r in rows], self.policy, now, revoked))
         if decision.shared.promoted and decision.shared.fingerprint is not None:
