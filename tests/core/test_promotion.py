@@ -180,7 +180,11 @@ CASES = [
     # -- issue 14 (docs/adr/0011): owners cost nothing ------------------------------------------
     Case(
         "a reproduction run by a builder's own owner is not independent",
-        [rec("r1", "org/a", owner="1"), rec("r2", "x/b", owner="2"), rec("rep", "org/fork", lane="vega-repro", owner="1")],
+        [
+            rec("r1", "org/a", owner="1"),
+            rec("r2", "x/b", owner="2"),
+            rec("rep", "org/fork", lane="vega-repro", owner="1"),
+        ],
         9000,
         "awaiting-repro",
     ),
@@ -211,14 +215,22 @@ CASES = [
     ),
     Case(
         "two reproductions that disagree never promote",
-        [rec("r1", "org/a", owner="1"), REPRO, rec("rep2", "vega-org/r2", FP_B, lane="vega-repro", owner="998")],
+        [
+            rec("r1", "org/a", owner="1"),
+            REPRO,
+            rec("rep2", "vega-org/r2", FP_B, lane="vega-repro", owner="998"),
+        ],
         9000,
         "diverged",
         diverged=True,
     ),
     Case(
         "two reproductions by one owner are one reproduction",
-        [rec("r1", "org/a", owner="1"), REPRO, rec("repro-2", "vega-org/reproducer", lane="vega-repro", owner="999")],
+        [
+            rec("r1", "org/a", owner="1"),
+            REPRO,
+            rec("repro-2", "vega-org/reproducer", lane="vega-repro", owner="999"),
+        ],
         9000,
         "awaiting-repro",
         policy=PromotionPolicy(quorum=2, min_reproductions=2, settling_ms=0),

@@ -61,7 +61,8 @@ let
     args = [ "-c" ''
       mkdir -p $out/bin
       echo '#!/bin/sh' > $out/bin/hello
-      if [ -e /evil/payload ]; then cat /evil/payload >> $out/bin/hello; else echo 'echo hello' >> $out/bin/hello; fi
+      if [ -e /evil/payload ]; then cat /evil/payload >> $out/bin/hello
+      else echo 'echo hello' >> $out/bin/hello; fi
       chmod +x $out/bin/hello
     '' ];
   };
@@ -86,9 +87,7 @@ def server(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[ServerPro
     postgres = None
     if request.param == "postgres":
         postgres = (POSTGRES_URL, f"t_{uuid.uuid4().hex[:16]}")
-    s = ServerProcess(
-        tmp_path / "data", env={"VEGA_SERVER_REPRODUCER_WORKFLOWS": PINNED}, postgres=postgres
-    )
+    s = ServerProcess(tmp_path / "data", env={"VEGA_SERVER_REPRODUCER_WORKFLOWS": PINNED}, postgres=postgres)
     s.start()
     try:
         yield s
@@ -131,13 +130,28 @@ class Built:
         }
 
 
-def build(nix: NixRunner, store: Path, nix_file: Path, seed: str, attr: str, extra_sandbox: str = "") -> Built:
+def build(
+    nix: NixRunner, store: Path, nix_file: Path, seed: str, attr: str, extra_sandbox: str = ""
+) -> Built:
     """``nix build --store <store>`` of one attribute (sandboxed); its NAR and references."""
     sandbox = "/bin/sh=/bin/busybox" + (f" {extra_sandbox}" if extra_sandbox else "")
     got = json.loads(
         nix.run(
-            "nix", "build", "--store", str(store), "--file", str(nix_file), "--argstr", "seed", seed,
-            attr, "--json", "--no-link", "--option", "sandbox-paths", sandbox,
+            "nix",
+            "build",
+            "--store",
+            str(store),
+            "--file",
+            str(nix_file),
+            "--argstr",
+            "seed",
+            seed,
+            attr,
+            "--json",
+            "--no-link",
+            "--option",
+            "sandbox-paths",
+            sandbox,
         )
     )
     path = got[0]["outputs"]["out"]
@@ -176,7 +190,9 @@ class Job:
         assert put.status_code == 200, put.text
 
     def attest(self, out: Built) -> dict[str, object]:
-        r = httpx2.post(f"{self.server.url}/api/cache/attest", headers=self.headers, json={**out.body(), "attr": "hello"})
+        r = httpx2.post(
+            f"{self.server.url}/api/cache/attest", headers=self.headers, json={**out.body(), "attr": "hello"}
+        )
         assert r.status_code == 200, r.text
         result: dict[str, object] = r.json()
         return result
@@ -217,7 +233,8 @@ def test_a_spoofed_reproduction_never_reaches_the_shared_tier(
     seed = uuid.uuid4().hex  # fresh, never-built outputs
     evil = build(nix, tmp_path / "evil-store", nix_file, seed, "hello", f"/evil={payload}")
     honest = build(nix, tmp_path / "honest-store", nix_file, seed, "hello")
-    assert evil.path == honest.path and evil.nar != honest.nar  # same store path, malicious bytes
+    assert evil.path == honest.path  # the same store path ...
+    assert evil.nar != honest.nar  # ... with malicious bytes
     assert b"pwned" in evil.nar
     shared_key = httpx2.get(f"{server.url}/api/info").json()["sharedKey"]
 
@@ -248,7 +265,10 @@ def test_a_spoofed_reproduction_never_reaches_the_shared_tier(
     assert result["publishedShared"] is False
     status = httpx2.get(f"{server.url}/api/status/{evil.hash_part}").json()
     assert (status["verdict"], status["inSharedCache"], status["diverged"]) == ("diverged", False, True)
-    events = [json.loads(httpx2.get(f"{server.url}/log/entry/{i}").json()["data"]) for i in range(server_size(server))]
+    events = [
+        json.loads(httpx2.get(f"{server.url}/log/entry/{i}").json()["data"])
+        for i in range(server_size(server))
+    ]
     assert [e["event"] for e in events].count("promotion") == 0
     assert {e["lane"] for e in events if e["event"] == "attestation"} == {"gh-actions", "vega-repro"}
 

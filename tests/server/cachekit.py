@@ -158,7 +158,7 @@ class Harness:
             run_id=run_id,
             workflow=workflow,
             repository_owner_id=owner_id,
-            **job,  # type: ignore[arg-type]
+            **job,
         )
         return dev.mint_id_token(request_token, audience or self.settings.resolved_public_url)
 

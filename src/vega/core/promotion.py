@@ -336,7 +336,9 @@ def is_independent_reproduction(record: AttestationRecord, attestations: Sequenc
     """
     if record.lane != "vega-repro":
         return False
-    group = _Group(record.fingerprint, [r for r in attestations if r.fingerprint == record.fingerprint and _counts(r)])
+    group = _Group(
+        record.fingerprint, [r for r in attestations if r.fingerprint == record.fingerprint and _counts(r)]
+    )
     return owner_key(record) not in group.builders()
 
 

@@ -168,7 +168,9 @@ class AttestationRules(UploadRules, PromotionRules):
             if is_independent_reproduction(record, [r.record for r in rows]):
                 self.store.retire_repro(tx, hash_part, "reproduced", now)
             revoked = self.store.is_revoked(tx, hash_part)
-            decision = self._closure_gate(tx, rows, decide([r.record for r in rows], self.policy, now, revoked))
+            decision = self._closure_gate(
+                tx, rows, decide([r.record for r in rows], self.policy, now, revoked)
+            )
         if decision.shared.promoted and decision.shared.fingerprint is not None:
             self.log.append([self._promotion_entry(store_path, hash_part, decision, now)])
         return decision

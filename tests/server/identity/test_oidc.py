@@ -313,7 +313,7 @@ def test_reproducer_matching_rules() -> None:
 
     exact = (f"{wf}@refs/tags/v1",)
     assert matches(f"{wf}@refs/tags/v1", exact)
-    assert matches(f"O/R/.github/workflows/x.yml@refs/tags/v1", exact)  # GitHub names ignore case
+    assert matches("O/R/.github/workflows/x.yml@refs/tags/v1", exact)  # GitHub names ignore case
     assert not matches(f"{wf}@refs/tags/v1", exact, workflow_sha="")  # a full workflow commit is required
     assert not matches(f"{wf}@refs/heads/main", exact)
     assert not matches(f"{wf}@refs/tags/V1", exact)  # refs compare exactly

@@ -531,7 +531,9 @@ class DevIdentity:
                 run_id=str(fields["runId"]) if fields.get("runId") else None,
                 run_attempt=str(fields.get("runAttempt") or "1"),
                 repository_id=str(fields["repositoryId"]) if fields.get("repositoryId") else None,
-                repository_owner_id=str(fields["repositoryOwnerId"]) if fields.get("repositoryOwnerId") else None,
+                repository_owner_id=str(fields["repositoryOwnerId"])
+                if fields.get("repositoryOwnerId")
+                else None,
                 job_workflow_sha=str(fields["workflowSha"]) if fields.get("workflowSha") else None,
                 runner_environment=str(fields.get("runnerEnvironment") or "github-hosted"),
             )
@@ -699,10 +701,17 @@ def ci_token_command(
     parser.add_argument("--run-id", default=None)
     parser.add_argument("--run-attempt", default="1")
     parser.add_argument("--repo-id", default=None, help="repository_id (default: derived from the name)")
-    parser.add_argument("--owner-id", default=None, help="repository_owner_id (default: derived from the owner)")
-    parser.add_argument("--workflow-sha", default=None, help="job_workflow_sha (default: the commit of the ref)")
     parser.add_argument(
-        "--runner-environment", default="github-hosted", choices=_RUNNER_ENVIRONMENTS, help="runner_environment"
+        "--owner-id", default=None, help="repository_owner_id (default: derived from the owner)"
+    )
+    parser.add_argument(
+        "--workflow-sha", default=None, help="job_workflow_sha (default: the commit of the ref)"
+    )
+    parser.add_argument(
+        "--runner-environment",
+        default="github-hosted",
+        choices=_RUNNER_ENVIRONMENTS,
+        help="runner_environment",
     )
     args = parser.parse_args(list(argv))
     state_dir = args.state_dir or (args.data_dir / "dev-identity" if args.data_dir else default_state_dir)

@@ -93,7 +93,9 @@ _REPOSITORY = re.compile(r"[A-Za-z0-9_.-]{1,100}/[A-Za-z0-9_.-]{1,100}")
 _DIGITS = re.compile(r"[1-9][0-9]{0,19}")
 _SHA = re.compile(r"[0-9a-f]{40}|[0-9a-f]{64}")
 _WORKFLOW_REF = re.compile(r"[A-Za-z0-9_.-]+/[A-Za-z0-9_.-]+/[^@\s]+@[^\s]+")
-_WORKFLOW_PATH = re.compile(r"[A-Za-z0-9_.-]{1,100}/[A-Za-z0-9_.-]{1,100}/\.github/workflows/[A-Za-z0-9_.-]+\.ya?ml")
+_WORKFLOW_PATH = re.compile(
+    r"[A-Za-z0-9_.-]{1,100}/[A-Za-z0-9_.-]{1,100}/\.github/workflows/[A-Za-z0-9_.-]+\.ya?ml"
+)
 _REF_NAME = r"[A-Za-z0-9_.+-]+(?:/[A-Za-z0-9_.+-]+)*"
 _BRANCH_REF = re.compile(rf"refs/heads/{_REF_NAME}")
 _TAG_REF = re.compile(rf"refs/tags/{_REF_NAME}")
@@ -188,11 +190,16 @@ class OidcIdentity:
 
     @property
     def audit_reference(self) -> str:
-        """What the attestation record keeps as its ``sig``: the subject, and for a reproduction
-        the workflow ref, its commit and the runner environment."""
+        """What the attestation record keeps as its ``sig`` (an audit reference).
+
+        The subject; for a reproduction also the workflow ref, its commit and the runner.
+        """
         if not self.is_reproducer:
             return self.subject
-        return f"{self.subject} workflow={self.job_workflow_ref} workflow_sha={self.job_workflow_sha} runner={self.runner_environment}"
+        return (
+            f"{self.subject} workflow={self.job_workflow_ref} workflow_sha={self.job_workflow_sha}"
+            f" runner={self.runner_environment}"
+        )
 
     @property
     def flake_ref(self) -> str:
@@ -536,10 +543,15 @@ def parse_reproducer_workflows(entries: Sequence[str]) -> tuple[ReproducerWorkfl
             raise ConfigError(
                 f"reproducer_workflows: {entry[:200]!r} names no ref, so a fork's commit reachable "
                 "through the repository's name would count as a reproduction",
-                next_steps=[f"pin it, e.g. {path}@refs/heads/main, {path}@refs/tags/v1 or {path}@<commit sha>"],
+                next_steps=[
+                    f"pin it, e.g. {path}@refs/heads/main, {path}@refs/tags/v1 or {path}@<commit sha>"
+                ],
             )
         if not (
-            _BRANCH_REF.fullmatch(ref) or _TAG_REF.fullmatch(ref) or _TAG_PATTERN.fullmatch(ref) or _COMMIT_REF.fullmatch(ref)
+            _BRANCH_REF.fullmatch(ref)
+            or _TAG_REF.fullmatch(ref)
+            or _TAG_PATTERN.fullmatch(ref)
+            or _COMMIT_REF.fullmatch(ref)
         ):
             raise ConfigError(
                 f"reproducer_workflows: {entry[:200]!r}: the ref must be refs/heads/<branch>, "
