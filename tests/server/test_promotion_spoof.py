@@ -221,6 +221,16 @@ def test_two_tenants_with_the_same_run_id_are_two_attesters(h: Harness) -> None:
     # every tenant narinfo served has its own recorded, logged attestation
     assert h.client.get(f"/tenant/bob/hello/{out.hash_part}.narinfo").status_code == 200
     assert h.client.get(f"/api/status/{out.hash_part}").json()["agree"] == 2
+    # Even an issuer that reuses a repository id for another name publishes nothing unrecorded.
+    carol = h.ci_token("carol/hello", run_id="777", owner_id="3", repository_id=_repository_id(h, alice))
+    r = h.attest(carol, out.body())
+    assert r.status_code == 409
+    assert h.client.get(f"/tenant/carol/hello/{out.hash_part}.narinfo").status_code == 404
+    assert len([e for e in h.log_entries() if e["event"] == "attestation"]) == 2
+
+
+def _repository_id(h: Harness, token: str) -> str:
+    return h.auth.oidc(token).repository_id
 
 
 def test_a_path_is_signed_into_the_shared_tier_only_with_its_closure(h: Harness) -> None:
