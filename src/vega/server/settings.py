@@ -165,6 +165,15 @@ def _check(s: ServerSettings) -> None:
     if url.query or url.fragment or url.username:
         raise ConfigError("public_url must not carry credentials, a query or a fragment")
     loopback = is_loopback_host(url.hostname)
+    if not s.public_url and not is_loopback_host(s.host):
+        raise ConfigError(
+            f"listening on {s.host} needs the https URL clients will use (public_url)",
+            next_steps=[
+                "vega-server serve --host 0.0.0.0 --public-url https://cache.example.org "
+                "(TLS terminated in front of vega-server; see docs/deployment.md)",
+                "or keep the default --host 127.0.0.1",
+            ],
+        )
     if url.scheme != "https" and not loopback:
         raise ConfigError(
             f"public_url {s.resolved_public_url!r} is not loopback, so it must be https",
