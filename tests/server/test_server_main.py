@@ -61,6 +61,7 @@ def test_serve_prints_nix_conf_lines_and_builds_the_app(tmp_path: Path) -> None:
     assert code == 0
     text = out.getvalue()
     assert "first run" in text
+    assert "back them up now" in text
     assert "DEVELOPMENT IDENTITY MODE" in text
     assert "  extra-substituters = http://127.0.0.1:8765\n" in text
     key_line = next(line for line in text.splitlines() if "extra-trusted-public-keys" in line)

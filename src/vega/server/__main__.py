@@ -170,6 +170,8 @@ def _serve(settings: ServerSettings, out: TextIO, run: Callable[..., None]) -> i
     if created:
         out.write(
             f"vega-server: first run: new keys in {settings.resolved_signing_key_file.parent} (mode 0600)\n"
+            "vega-server: back them up now: a lost shared key means every client must trust a new one, "
+            "and a lost log key ends the log (docs/deployment.md, 'Keys')\n"
         )
     if settings.dev:
         from vega.server.identity.dev import DEV_BANNER
