@@ -263,7 +263,7 @@ def _check_features(config: NixConfig) -> Check:
         return Check(name="nix features", level="ok", detail="nix-command flakes")
     needs = {
         "nix-command": "vega runs `nix build`, `nix path-info` and `nix config`",
-        "flakes": "`vega push .#pkg`, `vega gate` and `vega diff` take flake installables",
+        "flakes": "`vega push .#pkg` takes flake installables",
     }
     detail = "; ".join(f"{f} is not enabled ({needs[f]})" for f in missing)
     return Check(name="nix features", level="warn", detail=detail, fix=_FEATURES_FIX)

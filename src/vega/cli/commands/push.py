@@ -169,7 +169,7 @@ def _epilogue(report: PushReport, environ: Mapping[str, str], out: TextIO, err: 
         environ,
         out,
     )
-    style.info(dim("  Consumers who ran `vega trust add <your login>` receive them through their view."), out)
+    style.info(dim("  Anyone who trusts your namespace's key can substitute them (the lines below)."), out)
     if report.public_key is not None:
         style.info("", out)
         style.info(dim("Add to nix.conf (or nix.settings in your NixOS configuration):"), out)
