@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from pathlib import Path
+
 import pytest
 
 from vega import __version__
@@ -86,3 +88,22 @@ def test_no_output_suggests_a_command_that_does_not_exist() -> None:
                 if word in PLANNED and word not in COMMANDS:
                     offenders.append(f"{path.relative_to(root)}:{lineno}: vega {word}")
     assert offenders == []
+
+
+def test_json_commands_print_a_json_error_object_when_they_fail(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    import json
+
+    monkeypatch.setenv("XDG_CONFIG_HOME", str(tmp_path))
+    monkeypatch.setenv("HOME", str(tmp_path))
+    bad = tmp_path / "vega" / "credential"
+    bad.parent.mkdir(parents=True)
+    bad.write_text("{not json")
+    code = main(["whoami", "--json"])
+    captured = capsys.readouterr()
+    assert code == 1
+    obj = json.loads(captured.out)
+    assert obj == {"ok": False, "error": obj["error"], "try": obj["try"], "exitCode": 1}
+    assert "credential" in obj["error"]
+    assert captured.err.startswith("error: ")

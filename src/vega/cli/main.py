@@ -138,6 +138,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     try:
         return int(args.run(args))
     except VegaError as e:
+        _json_error(args, e.message, e.next_steps)
         style.fail(e.message, os.environ, e.next_steps)
         return 1
     except KeyboardInterrupt:
@@ -149,8 +150,15 @@ def main(argv: Sequence[str] | None = None) -> int:
         return 1
     except Exception as e:  # cli.md §1: any uncaught error -> "error: <message>", exit 1
         log.debug("unexpected error", exc_info=True)
+        _json_error(args, str(e) or type(e).__name__, ())
         style.fail(str(e) or type(e).__name__, os.environ)
         return 1
+
+
+def _json_error(args: argparse.Namespace, message: str, next_steps: Sequence[str]) -> None:
+    """With ``--json``, a failure is also one JSON object on stdout, so a pipeline can parse it."""
+    if getattr(args, "json", False):
+        style.emit_json({"ok": False, "error": message, "try": list(next_steps), "exitCode": 1})
 
 
 def entry() -> None:
