@@ -77,6 +77,7 @@ def test_login_whoami_status_logout(dev_server: Server, capsys: pytest.CaptureFi
         "namespace": "owner:1000001",
         "controlPlane": dev_server.url,
         "reachable": True,
+        "credential": "valid",
     }
     assert main(["status"]) == 0
     text = capsys.readouterr().out
@@ -104,12 +105,12 @@ def test_status_of_an_unreachable_control_plane(
         s.bind(("127.0.0.1", 0))
         stored["url"] = f"http://127.0.0.1:{s.getsockname()[1]}"
     credential_path().write_text(json.dumps(stored))
-    assert main(["status", "--json"]) == 0
+    assert main(["status", "--json"]) == 1  # unreachable: a non-zero exit (issue 12)
     report = json.loads(capsys.readouterr().out)
-    assert (report["enrolled"], report["reachable"]) == (True, False)
+    assert (report["enrolled"], report["reachable"], report["credential"]) == (True, False, "not checked")
     stored["expiresAt"] = 1
     credential_path().write_text(json.dumps(stored))
-    assert main(["status"]) == 0
+    assert main(["status"]) == 1
     text = capsys.readouterr().out
     assert "  Identity:      expired (was vega-dev)" in text
     assert "  Reachable:     no (" in text
@@ -128,6 +129,38 @@ def test_revoked_credential_is_refused_by_the_server(
 
     with pytest.raises(AuthError, match="revoked"):
         dev_server.auth.owner(credential)
+    # status and doctor ask the server: a revoked credential is "invalid", not "enrolled"
+    assert main(["status", "--json"]) == 1
+    report = json.loads(capsys.readouterr().out)
+    assert (report["enrolled"], report["reachable"], report["credential"]) == (False, True, "invalid")
+    assert main(["status"]) == 1
+    text = capsys.readouterr().out
+    assert "  Identity:      invalid (the control plane refused vega-dev's credential)" in text
+    assert f"vega login --url {dev_server.url}" in text
+
+
+def test_status_agrees_with_whoami_on_a_corrupt_credential(
+    dev_server: Server, capsys: pytest.CaptureFixture[str]
+) -> None:
+    assert main(["login", "--url", dev_server.url]) == 0
+    capsys.readouterr()
+    credential_path().write_text("{corrupt")
+    assert main(["whoami"]) == 1
+    capsys.readouterr()
+    assert main(["status", "--url", dev_server.url]) == 1
+    text = capsys.readouterr().out
+    assert "  Identity:      invalid (the credential file is unreadable)" in text
+    assert f"  Control plane: {dev_server.url}" in text
+
+
+def test_status_of_a_tampered_credential(dev_server: Server, capsys: pytest.CaptureFixture[str]) -> None:
+    assert main(["login", "--url", dev_server.url]) == 0
+    capsys.readouterr()
+    stored = json.loads(credential_path().read_text())
+    stored["credential"] = stored["credential"][:-4] + "AAAA"
+    credential_path().write_text(json.dumps(stored))
+    assert main(["status", "--json"]) == 1
+    assert json.loads(capsys.readouterr().out)["credential"] == "invalid"
 
 
 def test_login_refuses_plaintext_urls(capsys: pytest.CaptureFixture[str]) -> None:

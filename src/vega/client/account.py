@@ -15,6 +15,7 @@ from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Literal
 
 import httpx2
 
@@ -32,8 +33,10 @@ from vega.errors import ConfigError, FormatError, NetworkError, VegaError
 
 __all__ = [
     "AccountContext",
+    "CredentialCheck",
     "LoginResult",
     "StatusReport",
+    "check_credential",
     "discover_github",
     "login",
     "logout",
@@ -208,6 +211,40 @@ def whoami(settings: Settings, now_ms: int) -> Credential:
     return load_credential(settings.credential_path, now_ms)
 
 
+CredentialCheck = Literal["valid", "invalid", "not checked"]
+"""What the control plane said of a credential: it signed it and it stands, it refused it, or it
+could not be asked (unreachable, or a control plane without ``GET /api/owner/whoami``)."""
+
+
+def check_credential(http: Http, url: str, cred: Credential) -> CredentialCheck:
+    """Ask the control plane at ``url`` whether ``cred`` is valid there now (docs/server-api.md).
+
+    Only a 401 or 403 from ``GET <url>/api/owner/whoami`` makes a credential ``invalid``: a
+    control plane without the endpoint (404, the original), an error or no answer is
+    ``not checked``, never valid.
+    """
+    if cred.url.rstrip("/") != url.rstrip("/"):
+        return "not checked"
+    try:
+        resp = http.get(
+            f"{url}/api/owner/whoami",
+            {"authorization": f"Bearer {cred.credential}", "accept": "application/json"},
+        )
+    except (NetworkError, ConfigError):
+        return "not checked"
+    if resp.status in (401, 403):
+        return "invalid"
+    if not resp.ok:
+        return "not checked"
+    try:
+        obj = resp.json()
+    except FormatError:
+        return "not checked"
+    if isinstance(obj, dict) and obj.get("userId") == cred.user_id:
+        return "valid"
+    return "invalid" if isinstance(obj, dict) else "not checked"
+
+
 @dataclass(frozen=True, slots=True, kw_only=True)
 class StatusReport:
     """Identity and connectivity (cli.md §6)."""
@@ -217,19 +254,30 @@ class StatusReport:
     expired: bool
     """Whether that credential has expired."""
     control_plane: str
-    """The credential's URL, else the default."""
+    """``--url``, else ``$VEGA_URL``, else the credential's URL, else the default."""
     reachable: bool
     """Whether ``GET <control plane>/nix-cache-info`` answered 2xx."""
     latency_ms: int
     """How long that probe took."""
+    corrupt: bool = False
+    """A credential file exists but cannot be read (``vega whoami`` fails on it too)."""
+    check: CredentialCheck = "not checked"
+    """What the control plane said of the credential."""
 
     @property
     def enrolled(self) -> bool:
-        """A credential is present and not expired."""
-        return self.credential is not None and not self.expired
+        """A credential is present, not expired, and not refused by the control plane."""
+        return self.credential is not None and not self.expired and self.check != "invalid"
+
+    @property
+    def credential_state(self) -> str:
+        """``missing``, ``corrupt``, ``expired``, or the control plane's verdict."""
+        if self.credential is None:
+            return "corrupt" if self.corrupt else "missing"
+        return "expired" if self.expired else self.check
 
     def to_json(self) -> dict[str, object]:
-        """The ``--json`` object of cli.md §6."""
+        """The ``--json`` object of cli.md §6, plus ``credential`` (its state)."""
         cred = self.credential
         return {
             "enrolled": self.enrolled,
@@ -238,13 +286,22 @@ class StatusReport:
             "controlPlane": self.control_plane,
             "reachable": self.reachable,
             "latencyMs": self.latency_ms,
+            "credential": self.credential_state,
         }
 
 
 def status(ctx: AccountContext) -> StatusReport:
-    """Lenient credential load and a reachability probe, timed; never raises for the server's sake."""
-    cred = load_credential_lenient(ctx.settings.credential_path)
-    url = cred.url if cred else DEFAULT_URL
+    """Lenient credential load, a timed reachability probe, then the credential asked of the server.
+
+    Never raises for the server's sake.
+    """
+    path = ctx.settings.credential_path
+    cred = load_credential_lenient(path)
+    try:
+        corrupt = cred is None and path.exists()
+    except OSError:
+        corrupt = True
+    url = ctx.settings.url or (cred.url if cred else DEFAULT_URL)
     probe = Http(
         ctx.http.client,
         HttpLimits(timeout_s=ctx.settings.status_timeout_s, tries=1, max_body_bytes=64 * 1024),
@@ -257,10 +314,16 @@ def status(ctx: AccountContext) -> StatusReport:
     except (NetworkError, ConfigError):
         reachable = False
     latency_ms = max(0, round((ctx.monotonic() - start) * 1000))
+    expired = cred.is_expired(ctx.now_ms()) if cred else False
+    check: CredentialCheck = "not checked"
+    if cred is not None and not expired and reachable:
+        check = check_credential(probe, url, cred)
     return StatusReport(
         credential=cred,
-        expired=cred.is_expired(ctx.now_ms()) if cred else False,
+        expired=expired,
         control_plane=url,
         reachable=reachable,
         latency_ms=latency_ms,
+        corrupt=corrupt,
+        check=check,
     )

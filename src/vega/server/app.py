@@ -50,7 +50,15 @@ from vega.server.store import Store
 
 __all__ = ["CAPABILITIES", "create_app", "identity_for", "log_signer", "promotion_policy"]
 
-CAPABILITIES = ("api-info", "repro-queue", "log-checkpoint", "log-tiles", "log-lookup", "metrics")
+CAPABILITIES = (
+    "api-info",
+    "repro-queue",
+    "log-checkpoint",
+    "log-tiles",
+    "log-lookup",
+    "metrics",
+    "owner-whoami",
+)
 """Optional endpoints this server has (``/api/info``)."""
 
 
