@@ -302,3 +302,21 @@ _CRED = Credential(credential="v1.c.s", login="octocat", user_id="583231", expir
 )
 def test_check_credential(status: int, body: bytes, url: str, want: str) -> None:
     assert account.check_credential(_answering(status, body), url, _CRED) == want
+
+
+def test_login_to_a_wrong_url_blames_the_control_plane_not_github(world: tuple[World, TestClient]) -> None:
+    """issue 12: ``vega login --url <server>/wrong`` names the URL, and never starts the device flow."""
+    w, client = world
+    ctx = w.context(client)
+    wrong = account.AccountContext(
+        settings=load_settings({"HOME": str(w.tmp)}, url=f"{URL}/wrong"),
+        http=ctx.http,
+        now_ms=ctx.now_ms,
+        sleep=ctx.sleep,
+        monotonic=ctx.monotonic,
+    )
+    with pytest.raises(ConfigError) as e:
+        account.login(wrong, lambda code: None)
+    assert e.value.message == f"{URL}/wrong is not a Vega control plane (its /nix-cache-info answered 404)"
+    assert not any("github.com" in seen for seen in w.seen)
+    assert not wrong.settings.credential_path.exists()

@@ -96,6 +96,8 @@ def discover_github(http: Http, url: str) -> GitHubEndpoint:
     """
     resp = http.get(f"{url}/api/info", {"accept": "application/json"})
     github: object = None
+    if not resp.ok:
+        _require_binary_cache(http, url)
     if resp.ok:
         try:
             info = resp.json()
@@ -115,6 +117,27 @@ def discover_github(http: Http, url: str) -> GitHubEndpoint:
             next_steps=["vega login --url https://vega-cache.dev"],
         ) from None
     return GitHubEndpoint(safe, client_id if isinstance(client_id, str) and client_id else GITHUB_CLIENT_ID)
+
+
+def _require_binary_cache(http: Http, url: str) -> None:
+    """Without ``/api/info`` (the original has none), ``url`` must at least be a binary cache.
+
+    So that ``vega login --url https://host/wrong`` blames the URL, not GitHub.
+
+    Raises:
+        ConfigError: ``<url>/nix-cache-info`` is not a Nix cache-info answer.
+    """
+    info = http.get(f"{url}/nix-cache-info")
+    if info.ok and b"StoreDir:" in info.body:
+        return
+    answer = f"answered {info.status}" if not info.ok else "is not a Nix binary cache"
+    raise ConfigError(
+        f"{url} is not a Vega control plane (its /nix-cache-info {answer})",
+        next_steps=[
+            "check the URL: it is the server's root, e.g. https://cache.example.org",
+            f"curl -sS {url}/nix-cache-info",
+        ],
+    )
 
 
 def login(ctx: AccountContext, on_code: Callable[[DeviceCode], None]) -> LoginResult:
