@@ -144,8 +144,10 @@ def test_status_agrees_with_whoami_on_a_corrupt_credential(
 ) -> None:
     assert main(["login", "--url", dev_server.url]) == 0
     capsys.readouterr()
-    credential_path().write_text("{corrupt")
+    for path in [credential_path(), *credential_path().parent.glob("credentials/*.json")]:
+        path.write_text("{corrupt")
     assert main(["whoami"]) == 1
+    assert main(["whoami", "--url", dev_server.url]) == 1
     capsys.readouterr()
     assert main(["status", "--url", dev_server.url]) == 1
     text = capsys.readouterr().out
@@ -200,3 +202,48 @@ def test_simulated_ci_job_mints_a_token_the_server_accepts(dev_server: Server) -
     identity = dev_server.auth.oidc(jwt)
     assert (identity.tenant, identity.sha, identity.is_reproducer) == ("alice/hello", sha, False)
     assert identity.job_workflow_ref == "alice/hello/.github/workflows/vega.yml@refs/heads/main"
+
+
+def test_several_control_planes_keep_their_own_credentials(
+    dev_server: Server, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """issue 12: logging in to a second server keeps the first; --url selects; whoami --all lists."""
+    from tests.e2e.conftest import dev_server_at
+
+    with dev_server_at(tmp_path / "second") as second:
+        assert main(["login", "--url", dev_server.url]) == 0
+        assert main(["login", "--url", second.url]) == 0
+        capsys.readouterr()
+
+        assert main(["whoami", "--json"]) == 0  # the current one is the last login
+        assert json.loads(capsys.readouterr().out)["controlPlane"] == second.url
+        assert main(["whoami", "--json", "--url", dev_server.url]) == 0
+        first = json.loads(capsys.readouterr().out)
+        assert first["controlPlane"] == dev_server.url
+        assert main(["whoami", "--all", "--json"]) == 0
+        listed = json.loads(capsys.readouterr().out)
+        assert [c["controlPlane"] for c in listed] == [second.url, dev_server.url]
+        assert main(["whoami", "--all"]) == 0
+        text = capsys.readouterr().out
+        assert "Enrolled with 2 control plane(s)" in text
+
+        # The first credential is still the first server's own: it accepts it.
+        assert main(["status", "--json", "--url", dev_server.url]) == 0
+        report = json.loads(capsys.readouterr().out)
+        assert (report["controlPlane"], report["credential"]) == (dev_server.url, "valid")
+
+        with socket.socket() as s:
+            s.bind(("127.0.0.1", 0))
+            never = f"http://127.0.0.1:{s.getsockname()[1]}"
+        assert main(["whoami", "--url", never]) == 1
+        assert capsys.readouterr().err.startswith(f"error: not enrolled with {never}")
+
+        assert main(["logout", "--url", dev_server.url]) == 0
+        assert main(["whoami", "--url", dev_server.url]) == 1
+        assert main(["whoami", "--json"]) == 0  # the second (current) one stays
+        capsys.readouterr()
+        assert main(["logout", "--all"]) == 0
+        assert main(["whoami", "--all", "--json"]) == 1
+        assert json.loads(capsys.readouterr().out.splitlines()[-1]) == []
+        for path in credential_path().parent.rglob("*"):
+            assert not path.is_file(), path

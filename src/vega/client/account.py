@@ -21,10 +21,12 @@ import httpx2
 
 from vega.client.credentials import (
     Credential,
-    load_credential,
+    all_credentials,
+    credential_for,
+    forget_credential,
     load_credential_lenient,
-    remove_credential,
-    save_credential,
+    remember_credential,
+    stored_path,
 )
 from vega.client.github import DeviceCode, GitHubEndpoint, poll_for_token, request_device_code
 from vega.client.http import Http, HttpLimits, require_safe_url, safe_error
@@ -172,8 +174,7 @@ def login(ctx: AccountContext, on_code: Callable[[DeviceCode], None]) -> LoginRe
     except NetworkError as e:
         raise NetworkError(f"enrollment failed ({e.message})", next_steps=_LOGIN) from e
     del token
-    path = ctx.settings.credential_path
-    save_credential(path, credential)
+    path = remember_credential(ctx.settings.config_dir, credential)
     return LoginResult(credential, path)
 
 
@@ -216,22 +217,30 @@ def _enroll(http: Http, url: str, github_token: str) -> Credential:
     )
 
 
-def logout(settings: Settings) -> bool:
-    """Delete the credential file; False when there was none (no server call, cli.md §4).
+def logout(settings: Settings, *, everywhere: bool = False) -> bool:
+    """Delete the credential of ``settings.url`` (else the current one), or every one.
+
+    No server call (cli.md §4). False when there was nothing to remove.
 
     Raises:
-        ConfigError: the file exists but could not be removed.
+        ConfigError: a file exists but could not be removed.
     """
-    return remove_credential(settings.credential_path)
+    if not everywhere:
+        return forget_credential(settings.config_dir, settings.url)
+    removed = False
+    for cred in all_credentials(settings.config_dir):
+        removed |= forget_credential(settings.config_dir, cred.url)
+    removed |= forget_credential(settings.config_dir, None)
+    return removed
 
 
 def whoami(settings: Settings, now_ms: int) -> Credential:
-    """The stored credential, strictly loaded (cli.md §5; no network).
+    """The credential of ``settings.url`` (else the current one), strictly loaded (no network).
 
     Raises:
         ConfigError: not enrolled, malformed, invalid URL or expired (cli.md §1.5 texts).
     """
-    return load_credential(settings.credential_path, now_ms)
+    return credential_for(settings.config_dir, settings.url, now_ms)
 
 
 CredentialCheck = Literal["valid", "invalid", "not checked"]
@@ -319,6 +328,8 @@ def status(ctx: AccountContext) -> StatusReport:
     Never raises for the server's sake.
     """
     path = ctx.settings.credential_path
+    if ctx.settings.url is not None and stored_path(ctx.settings.config_dir, ctx.settings.url).exists():
+        path = stored_path(ctx.settings.config_dir, ctx.settings.url)
     cred = load_credential_lenient(path)
     try:
         corrupt = cred is None and path.exists()
