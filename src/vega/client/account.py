@@ -116,7 +116,7 @@ def discover_github(http: Http, url: str) -> GitHubEndpoint:
     except ConfigError:
         raise ConfigError(
             f"the control plane advertises a GitHub that is not https: {gh_url[:200]!r}",
-            next_steps=["vega login --url https://vega-cache.dev"],
+            next_steps=[f"ask the operator of {url} to advertise an https GitHub in /api/info"],
         ) from None
     return GitHubEndpoint(safe, client_id if isinstance(client_id, str) and client_id else GITHUB_CLIENT_ID)
 
