@@ -27,7 +27,17 @@ __all__ = ["COMMANDS", "PLANNED", "VegaArgumentParser", "build_parser", "entry",
 
 log = logging.getLogger(__name__)
 
-COMMANDS: tuple[str, ...] = ("nar", "login", "logout", "whoami", "status", "verify", "doctor", "push")
+COMMANDS: tuple[str, ...] = (
+    "nar",
+    "login",
+    "logout",
+    "whoami",
+    "status",
+    "verify",
+    "doctor",
+    "push",
+    "cache",
+)
 """Subcommand modules under ``vega.cli.commands``, registered in this order (help sorts them)."""
 
 PLANNED: dict[str, str] = {

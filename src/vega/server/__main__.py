@@ -68,6 +68,7 @@ _CONFIG_TEMPLATE = """\
 # quorum = 2                 # distinct owners that must agree
 # min_reproductions = 1      # reproducer-lane matches required
 # settling_s = 600           # seconds agreement must stand before promotion
+# orphan_retention_s = 604800  # delete NAR objects nothing needs after this long (0: never)
 # reproducer_workflows = ["vega-org/vega/.github/workflows/reproduce.yml"]
 # oidc_issuers = ["https://token.actions.githubusercontent.com"]
 # github_url = "https://github.com"
@@ -193,6 +194,11 @@ def _serve(settings: ServerSettings, out: TextIO, run: Callable[..., None]) -> i
                 app.state.service.sweep()
             except Exception:
                 log.exception("promotion sweep failed")
+            if settings.orphan_retention_s > 0:
+                try:
+                    app.state.service.collect_orphans(settings.orphan_retention_s * 1000)
+                except Exception:
+                    log.exception("orphan sweep failed")
 
     thread = threading.Thread(target=sweeper, name="vega-sweeper", daemon=True)
     thread.start()

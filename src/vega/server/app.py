@@ -58,6 +58,7 @@ CAPABILITIES = (
     "log-lookup",
     "metrics",
     "owner-whoami",
+    "namespace-admin",
 )
 """Optional endpoints this server has (``/api/info``)."""
 
@@ -226,6 +227,8 @@ def create_app(
         Route("/api/cache/upload/nar/{name}", g(h.upload), methods=["PUT"]),
         Route("/api/cache/attest", g(h.attest), methods=["POST"]),
         Route("/api/cache/push", g(h.push), methods=["POST"]),
+        Route("/api/cache/namespace", g(h.namespace_list), methods=["GET"]),
+        Route("/api/cache/delete", g(h.namespace_delete), methods=["POST"]),
         Route("/api/repro/queue", g(h.repro_queue), methods=["GET"]),
         Route("/api/repro/dispatch-failed", g(h.dispatch_failed), methods=["POST"]),
         *log_routes(log),
