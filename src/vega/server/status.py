@@ -88,6 +88,8 @@ class StatusRules(ServiceCore):
             raise ServiceError("only a reproducer workflow may report reproduction failures", status=403)
         now = self.now()
         with self.store.lock_path(body.hash) as tx:
-            self.store.add_dispatch_failure(tx, body.hash, identity.attester_id, body.reason, now)
+            self.store.add_dispatch_failure(
+                tx, body.hash, identity.attester_id, body.reason, now, body.diagnosis, body.excerpt
+            )
             if body.reason == "unresolvable":
                 self.store.retire_repro(tx, body.hash, "unresolvable", now)

@@ -147,6 +147,7 @@ class _Job:
     job_workflow_ref: str
     run_id: str
     run_attempt: str
+    runner_environment: str = "self-hosted"
 
 
 class DevIdentity:
@@ -284,6 +285,7 @@ class DevIdentity:
         run_attempt: str = "1",
         repository_id: str | None = None,
         repository_owner_id: str | None = None,
+        runner_environment: str = "self-hosted",
     ) -> str:
         """A request token for one simulated job (what ``ACTIONS_ID_TOKEN_REQUEST_TOKEN`` holds).
 
@@ -302,6 +304,14 @@ class DevIdentity:
         for name, value in (("run id", run), ("run attempt", run_attempt)):
             if not value.isdigit() or value.startswith("0"):
                 raise ConfigError(f"{name} must be a positive integer, got {value[:20]!r}")
+        if runner_environment not in ("self-hosted", "github-hosted"):
+            raise ConfigError(
+                f"runner environment must be self-hosted or github-hosted, got {runner_environment[:40]!r}"
+            )
+        if repository_owner_id is not None and (
+            not repository_owner_id.isdigit() or repository_owner_id.startswith("0")
+        ):
+            raise ConfigError(f"owner id must be a positive integer, got {repository_owner_id[:20]!r}")
         owner = repository.split("/", 1)[0]
         job = {
             "repository": repository,
@@ -312,6 +322,7 @@ class DevIdentity:
             "job_workflow_ref": workflow_ref,
             "run_id": run,
             "run_attempt": run_attempt,
+            "runner_environment": runner_environment,
             "exp": int(self._now()) + self.settings.request_token_ttl_s,
         }
         return self._seal("ci", job)
@@ -337,7 +348,7 @@ class DevIdentity:
         if payload is None:
             message = "request token is not valid"
             raise AuthError(message, status=401, error=message)
-        job = _Job(**{k: str(payload[k]) for k in _Job.__dataclass_fields__})
+        job = _Job(**{k: str(payload[k]) for k in _Job.__dataclass_fields__ if k in payload})
         now = int(self._now())
         owner = job.repository.split("/", 1)[0]
         claims = {
@@ -363,7 +374,7 @@ class DevIdentity:
             "job_workflow_sha": job.sha,
             "event_name": "push",
             "ref_type": "branch",
-            "runner_environment": "self-hosted",
+            "runner_environment": job.runner_environment,
             "iss": self.issuer,
             "iat": now,
             "nbf": now,
@@ -506,6 +517,8 @@ class DevIdentity:
                 ref=str(fields.get("ref") or "refs/heads/main"),
                 run_id=str(fields["runId"]) if fields.get("runId") else None,
                 run_attempt=str(fields.get("runAttempt") or "1"),
+                repository_owner_id=str(fields["ownerId"]) if fields.get("ownerId") else None,
+                runner_environment=str(fields.get("runnerEnvironment") or "self-hosted"),
             )
         except ConfigError as e:
             return JSONResponse({"error": e.message}, status_code=400)
@@ -670,6 +683,12 @@ def ci_token_command(
     parser.add_argument("--ref", default="refs/heads/main")
     parser.add_argument("--run-id", default=None)
     parser.add_argument("--run-attempt", default="1")
+    parser.add_argument(
+        "--owner-id", default=None, help="repository_owner_id (default: stable per owner name)"
+    )
+    parser.add_argument(
+        "--runner-environment", default="self-hosted", choices=("self-hosted", "github-hosted")
+    )
     args = parser.parse_args(list(argv))
     state_dir = args.state_dir or (args.data_dir / "dev-identity" if args.data_dir else default_state_dir)
     if state_dir is None:
@@ -687,6 +706,8 @@ def ci_token_command(
             ref=args.ref,
             run_id=args.run_id,
             run_attempt=args.run_attempt,
+            repository_owner_id=args.owner_id,
+            runner_environment=args.runner_environment,
         )
     except ConfigError as e:
         sys.stderr.write(f"error: {e.message}\n")
