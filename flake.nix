@@ -56,7 +56,7 @@
           pyproject = true;
           src = lib.cleanSource ./.;
           build-system = [ py.hatchling ];
-          dependencies = [ py.cryptography py.zstandard httpx2 py.rich ];
+          dependencies = [ py.cryptography py.zstandard httpx2 py.rich py."ruamel-yaml" ];
           # agent.md §1: zstd on PATH; nix is the runner's own.
           makeWrapperArgs = [ "--prefix" "PATH" ":" (lib.makeBinPath [ pkgs.zstd ]) ];
           doCheck = false; # the suite needs a Nix store and PostgreSQL: it runs in .ci/run

@@ -56,7 +56,7 @@
                 inherit (a) pname version dependencies makeWrapperArgs meta;
                 srcHasPackage = builtins.pathExists "${a.src}/src/vega/__init__.py";
               };
-          } // genAttrs [ "hatchling" "cryptography" "zstandard" "rich" "anyio" "idna" "h11" "truststore" "typing-extensions" ] leaf;
+          } // genAttrs [ "hatchling" "cryptography" "zstandard" "rich" "anyio" "idna" "h11" "truststore" "typing-extensions" "ruamel-yaml" ] leaf;
         in
         {
           stdenv.hostPlatform.system = system;

@@ -13,6 +13,7 @@ Spec: issue 13 (flake.nix); agent.md §1 (flake apps with zstd on PATH).
 from __future__ import annotations
 
 import json
+import re
 import shutil
 import subprocess
 import tomllib
@@ -92,9 +93,14 @@ def test_the_flake_shows_and_checks_with_every_output(nix: NixRunner, tmp_path: 
     assert wrapper[:3] == ["--prefix", "PATH", ":"]
     assert wrapper[3].endswith("-zstd/bin")
     assert value("packages.x86_64-linux.vega.srcHasPackage") is True
-    deps = value("packages.x86_64-linux.vega.dependencies")
-    assert isinstance(deps, list)
-    assert len(deps) == 4
+    # The runtime dependencies are pyproject.toml's, no more, no fewer.
+    got = flake_cmd(
+        nix, f"{flake}#packages.x86_64-linux.vega.dependencies", "eval", "--json", "--apply", "map (d: d.pname)"
+    )
+    assert got.returncode == 0, got.stderr
+    wanted = tomllib.loads((ROOT / "pyproject.toml").read_text())["project"]["dependencies"]
+    names = {re.match(r"[A-Za-z0-9_.-]+", d).group(0).replace(".", "-").lower() for d in wanted}  # type: ignore[union-attr]
+    assert set(json.loads(got.stdout)) == names
 
 
 def test_the_stand_in_refuses_what_nixpkgs_would_refuse(nix: NixRunner, tmp_path: Path) -> None:
