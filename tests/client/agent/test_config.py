@@ -33,7 +33,10 @@ reproduce: false
 """
     )
     assert c == VegaConfig(
-        builds=(BuildDecl("packages.x86_64-linux.app"), BuildDecl("packages.aarch64-linux.app", ("aarch64-linux",))),
+        builds=(
+            BuildDecl("packages.x86_64-linux.app"),
+            BuildDecl("packages.aarch64-linux.app", ("aarch64-linux",)),
+        ),
         dev_shells=("default", "ci.x"),
         include=("checks.*.*",),
         exclude=("checks.x86_64-linux.slow",),
@@ -155,7 +158,9 @@ def test_resolve_builds_without_a_config() -> None:
     assert resolve_builds(None, ".#packages.x.app", "/ws", lambda: "x", list, notes.append) == [
         Build(".#packages.x.app", "packages.x.app")
     ]
-    assert resolve_builds(None, "github:o/r", "/ws", lambda: "x", list, notes.append) == [Build("github:o/r", "")]
+    assert resolve_builds(None, "github:o/r", "/ws", lambda: "x", list, notes.append) == [
+        Build("github:o/r", "")
+    ]
 
 
 def test_resolve_builds_with_a_config() -> None:

@@ -53,7 +53,10 @@ def test_locked_installable_examples_of_the_spec() -> None:
         locked_installable("github:owner/repo", "packages.x86_64-linux.hello", REV)
         == f"github:owner/repo/{REV}#packages.x86_64-linux.hello"
     )
-    assert locked_installable("git+https://e.com/r?ref=main", "x", "ddd") == "git+https://e.com/r?ref=main&rev=ddd#x"
+    assert (
+        locked_installable("git+https://e.com/r?ref=main", "x", "ddd")
+        == "git+https://e.com/r?ref=main&rev=ddd#x"
+    )
     assert locked_installable("git+https://e.com/r", "x", "a b/c") == "git+https://e.com/r?rev=a%20b%2Fc#x"
     assert locked_installable("github:o/r", "x", REV, "sub/d") == f"github:o/r/{REV}?dir=sub/d#x"
 

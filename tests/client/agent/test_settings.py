@@ -58,9 +58,20 @@ def test_a_child_environment_never_holds_the_oidc_variables() -> None:
 
 def test_defaults() -> None:
     s = attest_settings(None, {"VEGA_URL": URL + "/"}, "/cwd")
-    assert (s.url, s.audience, s.installable, s.workspace, s.repository) == (URL, URL + "/", ".#", "/cwd", None)
+    assert (s.url, s.audience, s.installable, s.workspace, s.repository) == (
+        URL,
+        URL + "/",
+        ".#",
+        "/cwd",
+        None,
+    )
     assert (s.skip_upstream, s.upstream, s.reuse_cache) == (False, "https://cache.nixos.org", False)
-    assert (s.extra_substituters, s.extra_trusted_public_keys, s.exclude, s.max_nar_bytes) == ((), (), (), None)
+    assert (s.extra_substituters, s.extra_trusted_public_keys, s.exclude, s.max_nar_bytes) == (
+        (),
+        (),
+        (),
+        None,
+    )
     assert (s.build_timeout_s, s.stall_warn_s, s.nar_stall_s, s.nix_store) == (None, 300.0, 600.0, None)
     assert (s.limits.http_timeout_s, s.limits.stall_s, s.limits.cap_s) == (120.0, 300.0, 0.0)
 
@@ -96,7 +107,12 @@ def test_every_input_is_read() -> None:
     assert (s.skip_upstream, s.upstream, s.reuse_cache) == (True, "https://up.example", True)
     assert s.extra_substituters == ("https://a", "https://b")
     assert s.extra_trusted_public_keys == ("k:1", "k:2")
-    assert (s.build_timeout_s, s.upload_concurrency, s.stall_warn_s, s.nar_stall_s) == (120.0, "8", 10.0, 11.0)
+    assert (s.build_timeout_s, s.upload_concurrency, s.stall_warn_s, s.nar_stall_s) == (
+        120.0,
+        "8",
+        10.0,
+        11.0,
+    )
     assert (s.limits.http_timeout_s, s.limits.stall_s, s.limits.cap_s) == (7.5, 9.0, 30.0)
     assert (s.exclude, s.max_nar_bytes, s.nix_store) == (("*.erofs", "big-*"), 2 << 30, "/tmp/storeB")
 
@@ -111,7 +127,9 @@ def test_flags_are_on_only_for_exactly_true(value: str) -> None:
     ("minutes", "ms", "seconds"),
     [("", "", None), ("0", "1500", 1.5), ("abc", "2000", 2.0), ("1.5", "99", 90.0), ("-1", "-5", None)],
 )
-def test_the_build_timeout_falls_back_from_minutes_to_ms(minutes: str, ms: str, seconds: float | None) -> None:
+def test_the_build_timeout_falls_back_from_minutes_to_ms(
+    minutes: str, ms: str, seconds: float | None
+) -> None:
     s = attest({"VEGA_BUILD_TIMEOUT_MINUTES": minutes, "VEGA_BUILD_TIMEOUT_MS": ms})
     assert s.build_timeout_s == seconds  # type: ignore[attr-defined]
 
@@ -131,7 +149,9 @@ def test_the_build_timeout_falls_back_from_minutes_to_ms(minutes: str, ms: str, 
         ("VEGA_STALL_WARN_SECONDS", "junk", "warn", 300.0),
     ],
 )
-def test_seconds_values_fall_back_to_their_defaults(name: str, value: str, field: str, expected: float) -> None:
+def test_seconds_values_fall_back_to_their_defaults(
+    name: str, value: str, field: str, expected: float
+) -> None:
     s = attest({name: value})
     got = {
         "http": s.limits.http_timeout_s,  # type: ignore[attr-defined]
@@ -195,7 +215,12 @@ def test_nix_store_must_be_an_absolute_directory(value: str) -> None:
         attest({"VEGA_NIX_STORE": value})
 
 
-REPRO = {"VEGA_URL": URL, "VEGA_ATTR": "packages.x86_64-linux.app", "VEGA_FLAKE_REF": "github:o/r", "VEGA_REV": "a" * 40}
+REPRO = {
+    "VEGA_URL": URL,
+    "VEGA_ATTR": "packages.x86_64-linux.app",
+    "VEGA_FLAKE_REF": "github:o/r",
+    "VEGA_REV": "a" * 40,
+}
 
 
 def test_reproducer_inputs() -> None:

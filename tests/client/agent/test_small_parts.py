@@ -71,7 +71,10 @@ def test_the_watchdog_timer_is_a_daemon() -> None:
     [
         ("error: writing to file: No space left on device", "out-of-space"),
         ("error: nix build timed out after 5m", "timeout"),
-        ("error: access to absolute path '/home/u/secrets' is forbidden in pure eval mode", "impure-host-path"),
+        (
+            "error: access to absolute path '/home/u/secrets' is forbidden in pure eval mode",
+            "impure-host-path",
+        ),
         ("builder: line 1: /usr/bin/env: not found", "impure-host-path"),
         ("mkdir: can't create directory '/x': Permission denied", "sandbox-denied"),
         ("curl: (6) Could not resolve host: example.com", "network"),
