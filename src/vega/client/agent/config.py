@@ -120,7 +120,8 @@ def parse_config(text: str) -> VegaConfig:
     try:
         doc = yaml.load(io.StringIO(text))
     except YAMLError as e:
-        raise _fail(f"not valid YAML: {str(e).split(chr(10) + chr(10))[0][:300]}") from None
+        detail = " ".join(str(e).split("\n\nTo suppress")[0].split())
+        raise _fail(f"not valid YAML: {detail[:300]}") from None
     if not isinstance(doc, dict):
         raise _fail("vega.yaml must be a mapping")
     _unknown(doc.keys(), _ROOT_KEYS, "")

@@ -32,6 +32,7 @@ __all__ = [
     "redact_known_secrets",
     "scan_for_secrets",
     "scan_store_path",
+    "scan_tree",
 ]
 
 DETECTORS: Final[tuple[tuple[str, re.Pattern[str]], ...]] = (
@@ -137,7 +138,14 @@ def _files(root: str) -> Iterator[str]:
 
 
 def scan_store_path(root: str, shown_root: str | None = None) -> list[FileFinding]:
-    """Scan the tree at ``root``; file paths in findings are shown under ``shown_root`` (redacted).
+    """The findings of :func:`scan_tree`."""
+    return scan_tree(root, shown_root)[0]
+
+
+def scan_tree(root: str, shown_root: str | None = None) -> tuple[list[FileFinding], int]:
+    """Scan the tree at ``root``: the findings and how many files were scanned.
+
+    File paths in findings are shown under ``shown_root`` and redacted.
 
     Args:
         root: where the tree is on disk.
@@ -165,4 +173,4 @@ def scan_store_path(root: str, shown_root: str | None = None) -> list[FileFindin
         name = redact_known_secrets(shown)
         for finding in scan_for_secrets(text, MAX_FINDINGS - len(findings)):
             findings.append(FileFinding(name, finding))
-    return findings
+    return findings, scanned

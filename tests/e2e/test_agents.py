@@ -1,0 +1,145 @@
+"""The agents end to end: vega-attest as CI builder A, vega-reproduce as independent builder B.
+
+The real ``vega-server serve --dev`` (a process on loopback, SQLite), the real nix, the real
+console scripts. The example app (examples/agent-flake) is committed in a local git repository
+that stands in for ``github:example-org/app`` (``VEGA_GITHUB_MIRRORS``, docs/agents.md). Builder
+B builds in its own chroot store (``VEGA_NIX_STORE``), so it really builds everything again.
+Every nix process either agent starts goes through a wrapper that records its environment.
+
+Spec: issue 13 acceptance; agent.md §4, §10, §11.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import time
+from collections.abc import Iterator
+from pathlib import Path
+
+import httpx2
+import pytest
+
+from tests.conftest import NixRunner
+from tests.e2e.agents import (
+    APP_REPOSITORY,
+    ServerProcess,
+    app_repo,
+    nix_wrapper,
+    recorded,
+    run_agent,
+)
+
+pytestmark = [pytest.mark.nix, pytest.mark.slow]
+
+OIDC_VARS = ("ACTIONS_ID_TOKEN_REQUEST_URL", "ACTIONS_ID_TOKEN_REQUEST_TOKEN")
+
+
+@pytest.fixture
+def server(tmp_path: Path) -> Iterator[ServerProcess]:
+    proc = ServerProcess(tmp_path / "server", tmp_path / "server.log")
+    try:
+        yield proc
+    finally:
+        proc.stop()
+
+
+def system(nix: NixRunner) -> str:
+    return nix.text("nix", "eval", "--impure", "--raw", "--expr", "builtins.currentSystem")
+
+
+def lines_with(text: str, tag: str) -> list[str]:
+    return sorted(line.split()[1] for line in text.splitlines() if line.startswith(tag))
+
+
+def test_builder_a_attests_builder_b_reproduces_and_only_reproducible_outputs_are_promoted(
+    server: ServerProcess, nix: NixRunner, tmp_path: Path
+) -> None:
+    if system(nix) != "x86_64-linux":
+        pytest.skip("the example app's vega.yaml names x86_64-linux outputs")
+    repo, sha = app_repo(tmp_path / "app", f"agents e2e {time.time_ns()}")
+    calls = tmp_path / "nix-calls.jsonl"
+    path = f"{nix_wrapper(tmp_path / 'bin', calls)}:{os.environ['PATH']}"
+    base = dict(nix.env, PATH=path, HOME=str(tmp_path / "home"), NO_COLOR="1")
+
+    # Builder A: the repository's own CI job (vega.yaml declares lib, app, docs, stamp).
+    job_a = server.ci_env(APP_REPOSITORY, sha)
+    a = run_agent("vega-attest", [], base | job_a | {"GITHUB_WORKSPACE": str(repo)}, repo)
+    assert a.returncode == 0, a.stdout + a.stderr
+    assert "vega.yaml: building 4 declared output(s)." in a.stdout
+    tenant = lines_with(a.stdout, "[tenant]")
+    assert len(tenant) == 5  # lib twice (its own build, and app's closure) plus app, docs, stamp
+    assert "Done. 0/5 published to the shared cache." in a.stdout
+    assert f"extra-substituters = {server.url}/tenant/{APP_REPOSITORY}" in a.stdout
+    calls_a = len(recorded(calls))
+    assert calls_a >= 8  # 4 builds and 4 closures, at least
+
+    queue = httpx2.get(f"{server.url}/api/repro/queue").json()["candidates"]
+    by_name = {c["storePath"].split("-", 1)[1]: c for c in queue}
+    assert sorted(by_name) == ["example-app", "example-app-docs", "example-app-lib", "example-app-stamp"]
+    assert {c["flakeRef"] for c in queue} == {f"github:{APP_REPOSITORY}"}
+    assert {c["rev"] for c in queue} == {sha}
+
+    # Builder B: the reproducer's own identity, its own chroot store, the repo as github:example-org/app.
+    store_b = tmp_path / "store-b"
+    job_b = server.reproducer_env(sha)
+    b = run_agent(
+        "vega-reproduce",
+        ["--from-queue", "--max", "10"],
+        base
+        | job_b
+        | {"VEGA_NIX_STORE": str(store_b), "VEGA_GITHUB_MIRRORS": f"{APP_REPOSITORY}=git+file://{repo}"},
+        tmp_path,
+    )
+    assert b.returncode == 2, b.stdout + b.stderr  # one output diverged
+    out = b.stdout
+    stamp = by_name["example-app-stamp"]["storePath"]
+    assert lines_with(out, "[reproduced]") == sorted(
+        by_name[n]["storePath"] for n in ("example-app", "example-app-docs", "example-app-lib")
+    )
+    assert lines_with(out, "[DIVERGED]") == [stamp]
+    assert lines_with(out, "[shared]") == lines_with(out, "[reproduced]")
+    assert f"[pending] {stamp} (shared tier: diverged)" in out
+    assert "Queue done: 4 candidate(s), 1 diverged, 0 failed." in out
+    for c in queue:  # B really built: every output is in its own store
+        assert (store_b / c["storePath"].lstrip("/")).exists()
+
+    # The decisions: agreement for the reproducible outputs, diverged (never promoted) for stamp.
+    for name in ("example-app", "example-app-docs", "example-app-lib"):
+        status = httpx2.get(f"{server.url}/api/status/{by_name[name]['hash']}").json()
+        assert (status["verdict"], status["inSharedCache"]) == ("reproducible", True), name
+    status = httpx2.get(f"{server.url}/api/status/{by_name['example-app-stamp']['hash']}").json()
+    assert (status["verdict"], status["inSharedCache"]) == ("diverged", False)
+    assert httpx2.get(f"{server.url}/{by_name['example-app-stamp']['hash']}.narinfo").status_code == 404
+
+    # The log holds both fingerprints of the diverged output, and no promotion of it.
+    entries = httpx2.get(f"{server.url}/log/lookup/{by_name['example-app-stamp']['hash']}").json()["entries"]
+    leaves = [json.loads(e["data"]) for e in entries]
+    assert [leaf["event"] for leaf in leaves] == ["attestation", "attestation"]
+    assert len({leaf["fingerprint"] for leaf in leaves}) == 2
+    assert {leaf["lane"] for leaf in leaves} == {"gh-actions", "vega-repro"}
+
+    # A fresh Nix client substitutes the promoted app (and its lib) from the shared root.
+    fresh = tmp_path / "store-fresh"
+    app = by_name["example-app"]["storePath"]
+    done = subprocess.run(
+        ["nix", "copy", "--from", server.url, "--to", str(fresh), "--option", "trusted-public-keys",
+         server.shared_key, app],
+        env=dict(nix.env, XDG_CACHE_HOME=str(tmp_path / "nix-cache-fresh")),
+        capture_output=True,
+    )  # fmt: skip
+    assert done.returncode == 0, done.stderr.decode()
+    assert (fresh / app.lstrip("/") / "bin" / "app").exists()
+
+    # No nix process either agent started could see the OIDC request variables or the token.
+    calls_all = recorded(calls)
+    assert len(calls_all) > calls_a  # B ran nix too
+    tokens = (job_a["ACTIONS_ID_TOKEN_REQUEST_TOKEN"], job_b["ACTIONS_ID_TOKEN_REQUEST_TOKEN"])
+    for call in calls_all:
+        env = call["env"]
+        assert isinstance(env, dict)
+        assert not set(OIDC_VARS) & set(env), call["argv"]
+        assert not any(t in json.dumps(call) for t in tokens)
+    b_calls = [c for c in calls_all[calls_a:] if c["argv"][:1] == ["build"]]
+    assert b_calls and all("--store" in c["argv"] and "substituters" in c["argv"] for c in b_calls)  # type: ignore[operator]
