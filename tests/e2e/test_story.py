@@ -8,9 +8,11 @@ workflow). Against it, as a user and as CI would:
 2. ``vega push`` of a test flake's closure (scripts/demo-flake, fresh seed: a real build);
 3. the real ``nix copy --from <url>/tenant/owner:<id>`` with the key push printed, into a fresh store;
 4. ``vega verify`` in the owner namespace: scoped, signature-only, and it says so;
-5. three simulated CI jobs (tools/ci_attest.py; tokens from the server's dev OIDC issuer):
-   two repository owners, then a reproducer that rebuilds and compares; the decisions go
-   insufficient -> awaiting-repro -> agreement, and the build is promoted;
+5. three CI jobs with the real agents (tokens from the server's dev OIDC issuer; the flake is a
+   local git repository standing in for ``github:alice/hello``): ``vega-attest`` for two repository
+   owners, then ``vega-reproduce`` as the reproducer workflow, which rebuilds each output in its own
+   chroot store; the decisions go insufficient -> awaiting-repro -> agreement, and the build is
+   promoted;
 6. a full ``vega verify`` with the shared key passes every check (the whole closure too);
 7. the real ``nix copy --from <url>`` (the shared root) with the shared key, into a fresh store.
 
@@ -39,18 +41,17 @@ from pathlib import Path
 
 import httpx2
 import pytest
-from tools.ci_attest import attest_installable
 
 from tests.client.conftest import Recorder
 from tests.conftest import NixRunner
 from tests.e2e.test_verify import Result, squeeze
+from vega.cli.agent import attest_main, reproduce_main
 from vega.cli.commands.verify import execute
 from vega.cli.main import build_parser, main
 from vega.client.http import HttpLimits
 from vega.client.logstate import LogState, default_state_dir
 from vega.client.verify import VerifyContext
 from vega.core.signing import parse_public_key
-from vega.errors import NixError
 
 pytestmark = [pytest.mark.nix, pytest.mark.slow]
 
@@ -122,10 +123,12 @@ class ServerProcess:
     def log_size(self) -> int:
         return int(httpx2.get(f"{self.url}/log/sth").json()["size"])
 
-    def ci_env(self, repository: str, workflow: str = ".github/workflows/vega.yml") -> dict[str, str]:
+    def ci_env(
+        self, repository: str, workflow: str = ".github/workflows/vega.yml", sha: str = SHA
+    ) -> dict[str, str]:
         """The simulated job's environment, from the documented HTTP endpoint."""
         got = httpx2.post(
-            f"{self.url}/_dev/ci-token", json={"repository": repository, "sha": SHA, "workflow": workflow}
+            f"{self.url}/_dev/ci-token", json={"repository": repository, "sha": sha, "workflow": workflow}
         )
         assert got.status_code == 200, got.text
         env = got.json()
@@ -147,6 +150,49 @@ def servers(tmp_path: Path) -> Iterator[Callable[[Path], ServerProcess]]:
     finally:
         for server in started:
             server.stop()
+
+
+def git_commit(where: Path) -> str:
+    """Commit ``where`` in a fresh git repository (the stand-in for its GitHub repository); the sha."""
+    env = {"PATH": os.environ["PATH"], "HOME": str(where), "GIT_CONFIG_NOSYSTEM": "1"}
+    for argv in (
+        ["git", "init", "-q", "-b", "main"],
+        ["git", "add", "-A"],
+        ["git", "-c", "user.email=ci@example.org", "-c", "user.name=ci", "commit", "-qm", "hello"],
+    ):
+        subprocess.run(argv, cwd=where, env=env, check=True)
+    done = subprocess.run(["git", "rev-parse", "HEAD"], cwd=where, env=env, check=True, capture_output=True)
+    return done.stdout.decode().strip()
+
+
+def attest_job(
+    server: ServerProcess, nix: NixRunner, flake: Path, repository: str, workflow: str, sha: str
+) -> list[str]:
+    """``vega-attest <flake>#default`` in a CI job of ``repository``; its result lines."""
+    env = {**nix.env, **server.ci_env(repository, workflow, sha), "GITHUB_WORKSPACE": str(flake)}
+    out, err = io.StringIO(), io.StringIO()
+    code = attest_main([f"{flake}#default"], env, out, err)
+    assert code == 0, out.getvalue() + err.getvalue()
+    return [line for line in out.getvalue().splitlines() if line.startswith("[")]
+
+
+def reproduce_job(
+    server: ServerProcess, nix: NixRunner, flake: Path, store: Path, attr: str, sha: str
+) -> list[str]:
+    """``vega-reproduce`` of ``github:alice/hello`` at ``sha`` in the reproducer workflow, in ``store``."""
+    env = {
+        **nix.env,
+        **server.ci_env("vega-org/repro", ".github/workflows/reproduce.yml", sha),
+        "VEGA_FLAKE_REF": "github:alice/hello",
+        "VEGA_REV": sha,
+        "VEGA_ATTR": attr,
+        "VEGA_GITHUB_MIRRORS": f"alice/hello=git+file://{flake}",
+        "VEGA_NIX_STORE": str(store),
+    }
+    out, err = io.StringIO(), io.StringIO()
+    code = reproduce_main([], env, out, err)
+    assert code == 0, out.getvalue() + err.getvalue()
+    return [line for line in out.getvalue().splitlines() if line.startswith("[")]
 
 
 def cli(capsys: pytest.CaptureFixture[str], *argv: str) -> Result:
@@ -255,6 +301,7 @@ def test_issue_5_end_to_end_then_tampered(
     flake = tmp_path / "flake"
     shutil.copytree(FLAKE, flake)
     (flake / "seed.txt").write_text(f"e2e story {time.time_ns()}\n")
+    sha = git_commit(flake)
     installable = f"path:{flake}#default"
     pushed = cli(capsys, "push", "--json", "--no-skip-upstream", installable)
     assert pushed.code == 0, pushed.err
@@ -281,23 +328,26 @@ def test_issue_5_end_to_end_then_tampered(
     assert (status["verdict"], status["inSharedCache"]) == ("uncorroborated", False)
     assert httpx2.get(f"{server.url}/{hash_part}.narinfo").status_code == 404
 
-    # 5. two repository owners attest, then a reproducer rebuilds and compares
-    attr = "packages." + nix.text("nix", "eval", "--impure", "--raw", "--expr", "builtins.currentSystem")
-    attr += ".default"
+    # 5. two repository owners attest with vega-attest, then the reproducer rebuilds and compares
+    system = nix.text("nix", "eval", "--impure", "--raw", "--expr", "builtins.currentSystem")
     reasons = []
-    for repository, workflow, rebuild in (
-        ("alice/hello", ".github/workflows/vega.yml", False),
-        ("bob/hello", ".github/workflows/ci.yml", False),
-        ("vega-org/repro", ".github/workflows/reproduce.yml", True),
+    for repository, workflow in (
+        ("alice/hello", ".github/workflows/vega.yml"),
+        ("bob/hello", ".github/workflows/ci.yml"),
     ):
-        results = attest_installable(
-            installable, server.ci_env(repository, workflow), attr=attr, rebuild=rebuild, nix_env=nix.env
-        )
-        assert [p.absolute for p, _ in results][-1] == out_path  # dependencies first
-        assert len(results) == 2
-        top = results[-1][1]
-        reasons.append((top.decision.shared.reason, top.published_shared))
-    assert reasons == [("insufficient", False), ("awaiting-repro", False), ("agreement", True)]
+        lines = attest_job(server, nix, flake, repository, workflow, sha)
+        assert len(lines) == 2, lines  # the closure: the output and its dependency
+        (top,) = [line for line in lines if line.split()[1] == out_path]
+        reasons.append(top.rsplit("shared tier: ", 1)[1].rstrip(")"))
+    assert reasons == ["insufficient", "awaiting-repro"]
+    builder_b = tmp_path / "builder-b"  # the reproducer's own chroot store: a real second build
+    assert reproduce_job(server, nix, flake, builder_b, f"packages.{system}.greeting", sha)[-1].startswith(
+        "[shared]"
+    )
+    assert reproduce_job(server, nix, flake, builder_b, f"packages.{system}.default", sha) == [
+        f"[shared] {out_path} (agreement)"
+    ]
+    assert (builder_b / out_path.removeprefix("/")).exists()
     status = httpx2.get(f"{server.url}/api/status/{hash_part}").json()
     assert (status["verdict"], status["inSharedCache"]) == ("reproducible", True)
 
@@ -344,7 +394,7 @@ def test_issue_5_end_to_end_then_tampered(
     )
 
     # The log grows (another owner attests); the client verifies and remembers the larger log.
-    attest_installable(installable, server.ci_env("carol/hello"), attr=attr, nix_env=nix.env)
+    attest_job(server, nix, flake, "carol/hello", ".github/workflows/vega.yml", sha)
     grown = server.log_size()
     ok = cli(capsys, "verify", hash_part, "--url", url, "--public-key", shared)
     assert ok.code == 0, ok.out + ok.err
@@ -361,42 +411,7 @@ def test_issue_5_end_to_end_then_tampered(
     # Forked: the same backup grown past the remembered size with other entries.
     forked = servers(shutil.copytree(backup, tmp_path / "forked"))
     for repository in ("mallory/x", "mallory/y"):
-        attest_installable(installable, forked.ci_env(repository), attr=attr, nix_env=nix.env)
+        attest_job(forked, nix, flake, repository, ".github/workflows/vega.yml", sha)
     assert forked.log_size() > grown
     res = cli(capsys, "verify", hash_part, "--url", forked.url, "--public-key", shared)
     fails(res, "error: log fork or rollback detected: ", "is not consistent with the remembered size")
-
-
-NONDETERMINISTIC = """{
-  outputs = { self }: {
-    packages.x86_64-linux.default = derivation {
-      name = "vega-story-nondeterministic";
-      system = "x86_64-linux";
-      builder = "/bin/sh";
-      args = [ "-c" "cat /proc/sys/kernel/random/uuid > $out" ];
-    };
-  };
-}
-"""
-
-
-def test_the_reproducer_driver_refuses_a_build_that_does_not_rebuild_the_same(
-    nix: NixRunner, tmp_path: Path
-) -> None:
-    """tools/ci_attest --rebuild really rebuilds: different bytes fail before anything is uploaded."""
-    if nix.text("nix", "eval", "--impure", "--raw", "--expr", "builtins.currentSystem") != "x86_64-linux":
-        pytest.skip("the flake is written for x86_64-linux")
-    flake = tmp_path / "flake"
-    flake.mkdir()
-    (flake / "flake.nix").write_text(NONDETERMINISTIC.replace("vega-story", f"vega-story-{time.time_ns()}"))
-    nowhere = f"http://127.0.0.1:{free_port()}"  # never contacted: the rebuild fails first
-    environ = {
-        "ACTIONS_ID_TOKEN_REQUEST_URL": f"{nowhere}/token",
-        "ACTIONS_ID_TOKEN_REQUEST_TOKEN": "unused",
-        "VEGA_URL": nowhere,
-    }
-    installable = f"path:{flake}#default"
-    nix.run("nix", "build", "--no-link", installable)  # the first build is fine
-    with pytest.raises(NixError) as e:
-        attest_installable(installable, environ, rebuild=True, nix_env=nix.env)
-    assert "may not be deterministic" in e.value.message
