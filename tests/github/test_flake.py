@@ -95,7 +95,12 @@ def test_the_flake_shows_and_checks_with_every_output(nix: NixRunner, tmp_path: 
     assert value("packages.x86_64-linux.vega.srcHasPackage") is True
     # The runtime dependencies are pyproject.toml's, no more, no fewer.
     got = flake_cmd(
-        nix, f"{flake}#packages.x86_64-linux.vega.dependencies", "eval", "--json", "--apply", "map (d: d.pname)"
+        nix,
+        f"{flake}#packages.x86_64-linux.vega.dependencies",
+        "eval",
+        "--json",
+        "--apply",
+        "map (d: d.pname)",
     )
     assert got.returncode == 0, got.stderr
     wanted = tomllib.loads((ROOT / "pyproject.toml").read_text())["project"]["dependencies"]
