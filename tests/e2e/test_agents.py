@@ -26,10 +26,13 @@ from tests.e2e.agents import (
     APP_REPOSITORY,
     ServerProcess,
     app_repo,
+    ci_env,
     nix_wrapper,
     recorded,
     run_agent,
 )
+from tests.e2e.conftest import Server
+from tests.e2e.faultproxy import fault_proxy
 
 pytestmark = [pytest.mark.nix, pytest.mark.slow]
 
@@ -143,3 +146,78 @@ def test_builder_a_attests_builder_b_reproduces_and_only_reproducible_outputs_ar
         assert not any(t in json.dumps(call) for t in tokens)
     b_calls = [c for c in calls_all[calls_a:] if c["argv"][:1] == ["build"]]
     assert b_calls and all("--store" in c["argv"] and "substituters" in c["argv"] for c in b_calls)  # type: ignore[operator]
+
+
+def attest_in_process(env: dict[str, str], cwd: Path) -> tuple[int, str, str]:
+    """``vega-attest`` through its entry function, in this process (the environment is ``env``)."""
+    import io
+
+    from vega.cli.agent import attest_main
+
+    out, err = io.StringIO(), io.StringIO()
+    old = os.getcwd()
+    os.chdir(cwd)
+    try:
+        code = attest_main([], env, out, err)
+    finally:
+        os.chdir(old)
+    return code, out.getvalue(), err.getvalue()
+
+
+def test_retries_on_a_real_server_attest_every_output_exactly_once(
+    dev_server: Server, nix: NixRunner, tmp_path: Path
+) -> None:
+    """429/503/500/401 answers, a lost attest answer, an expired presigned URL and a stalled PUT."""
+    if system(nix) != "x86_64-linux":
+        pytest.skip("the example app's vega.yaml names x86_64-linux outputs")
+    repo, sha = app_repo(tmp_path / "app", f"faults {time.time_ns()}")
+    job = ci_env(dev_server.url, APP_REPOSITORY, sha, ".github/workflows/vega.yml")
+    faults = {
+        "upload-url": ["429", "expire", "500"],
+        "put": ["stall"],
+        "attest": ["429", "503", "lost", "pass", "401"],
+    }
+    with fault_proxy(dev_server.url, faults) as proxy:
+        env = dict(nix.env) | job | {
+            "VEGA_URL": proxy.url,
+            "VEGA_AUDIENCE": dev_server.url,  # the token is for the server; the proxy is the route
+            "GITHUB_WORKSPACE": str(repo),
+            "VEGA_UPLOAD_STALL_SECONDS": "1",
+            "VEGA_UPLOAD_CONCURRENCY": "2",
+        }
+        code, out, err = attest_in_process(env, repo)
+        assert code == 0, (out + err, proxy.seen)
+        assert not any(proxy.faults.values()), proxy.faults  # every fault was injected
+        kinds = [(k, f) for k, f, _ in proxy.seen]
+        for fault in (("put", "stall"), ("upload-url", "expire"), ("attest", "lost"), ("attest", "401")):
+            assert fault in kinds
+    assert "ACTIONS_ID_TOKEN_REQUEST_TOKEN" not in env  # taken out of the environment it was given
+    paths = sorted({line.split()[1] for line in out.splitlines() if line.startswith("[tenant]")})
+    assert len(paths) == 4  # lib, app, docs, stamp
+    assert set(proxy.attested) == set(paths)
+    assert sum(proxy.attested.values()) == 5  # lib answered twice (two builds), every other path once
+    for path in paths:
+        hash_part = path.removeprefix("/nix/store/")[:32]
+        entries = httpx2.get(f"{dev_server.url}/log/lookup/{hash_part}").json()["entries"]
+        assert [json.loads(e["data"])["event"] for e in entries] == ["attestation"], path
+    # The 401 forced exactly one fresh token: the attempts after it carry a different bearer.
+    assert len(set(proxy.bearers)) == 2
+    assert proxy.bearers[0] != proxy.bearers[-1]
+
+
+def test_a_second_run_resumes_uploads_and_re_attests(dev_server: Server, nix: NixRunner, tmp_path: Path) -> None:
+    if system(nix) != "x86_64-linux":
+        pytest.skip("the example app's vega.yaml names x86_64-linux outputs")
+    repo, sha = app_repo(tmp_path / "app", f"resume {time.time_ns()}")
+    (repo / "vega.yaml").write_text("builds: [packages.x86_64-linux.app]\n")
+    env = dict(nix.env) | {"GITHUB_WORKSPACE": str(repo)}
+    first = attest_in_process(env | ci_env(dev_server.url, APP_REPOSITORY, sha, "ci.yml"), repo)
+    assert first[0] == 0, first
+    assert "Resumed" not in first[1]
+    before = len(dev_server.requests)
+    second = attest_in_process(env | ci_env(dev_server.url, APP_REPOSITORY, sha, "ci.yml"), repo)
+    assert second[0] == 0, second
+    assert "Resumed: 2 NAR(s) already uploaded by a prior run; re-attested without re-uploading." in second[1]
+    again = dev_server.requests[before:]
+    assert not [r for r in again if r.startswith("PUT ")]
+    assert len([r for r in again if r == "POST /api/cache/attest"]) == 2
