@@ -26,10 +26,13 @@ from tests.e2e.agents import (
     APP_REPOSITORY,
     ServerProcess,
     app_repo,
+    ci_env,
     nix_wrapper,
     recorded,
     run_agent,
 )
+from tests.e2e.conftest import Server
+from tests.e2e.faultproxy import fault_proxy
 
 pytestmark = [pytest.mark.nix, pytest.mark.slow]
 
@@ -143,3 +146,190 @@ def test_builder_a_attests_builder_b_reproduces_and_only_reproducible_outputs_ar
         assert not any(t in json.dumps(call) for t in tokens)
     b_calls = [c for c in calls_all[calls_a:] if c["argv"][:1] == ["build"]]
     assert b_calls and all("--store" in c["argv"] and "substituters" in c["argv"] for c in b_calls)  # type: ignore[operator]
+
+
+def attest_in_process(env: dict[str, str], cwd: Path) -> tuple[int, str, str]:
+    """``vega-attest`` through its entry function, in this process (the environment is ``env``)."""
+    import io
+
+    from vega.cli.agent import attest_main
+
+    out, err = io.StringIO(), io.StringIO()
+    old = os.getcwd()
+    os.chdir(cwd)
+    try:
+        code = attest_main([], env, out, err)
+    finally:
+        os.chdir(old)
+    return code, out.getvalue(), err.getvalue()
+
+
+def test_retries_on_a_real_server_attest_every_output_exactly_once(
+    dev_server: Server, nix: NixRunner, tmp_path: Path
+) -> None:
+    """429/503/500/401 answers, a lost attest answer, an expired presigned URL and a stalled PUT."""
+    if system(nix) != "x86_64-linux":
+        pytest.skip("the example app's vega.yaml names x86_64-linux outputs")
+    repo, sha = app_repo(tmp_path / "app", f"faults {time.time_ns()}")
+    job = ci_env(dev_server.url, APP_REPOSITORY, sha, ".github/workflows/vega.yml")
+    faults = {
+        "upload-url": ["429", "expire", "500"],
+        "put": ["stall"],
+        "attest": ["429", "503", "lost", "pass", "401"],
+    }
+    with fault_proxy(dev_server.url, faults) as proxy:
+        env = dict(nix.env) | job | {
+            "VEGA_URL": proxy.url,
+            "VEGA_AUDIENCE": dev_server.url,  # the token is for the server; the proxy is the route
+            "GITHUB_WORKSPACE": str(repo),
+            "VEGA_UPLOAD_STALL_SECONDS": "1",
+            "VEGA_UPLOAD_CONCURRENCY": "2",
+        }
+        code, out, err = attest_in_process(env, repo)
+        assert code == 0, (out + err, proxy.seen)
+        assert not any(proxy.faults.values()), proxy.faults  # every fault was injected
+        kinds = [(k, f) for k, f, _ in proxy.seen]
+        for fault in (("put", "stall"), ("upload-url", "expire"), ("attest", "lost"), ("attest", "401")):
+            assert fault in kinds
+    assert "ACTIONS_ID_TOKEN_REQUEST_TOKEN" not in env  # taken out of the environment it was given
+    paths = sorted({line.split()[1] for line in out.splitlines() if line.startswith("[tenant]")})
+    assert len(paths) == 4  # lib, app, docs, stamp
+    assert set(proxy.attested) == set(paths)
+    assert sum(proxy.attested.values()) == 5  # lib answered twice (two builds), every other path once
+    for path in paths:
+        hash_part = path.removeprefix("/nix/store/")[:32]
+        entries = httpx2.get(f"{dev_server.url}/log/lookup/{hash_part}").json()["entries"]
+        assert [json.loads(e["data"])["event"] for e in entries] == ["attestation"], path
+    # The 401 forced exactly one fresh token: the attempts after it carry a different bearer.
+    assert len(set(proxy.bearers)) == 2
+    assert proxy.bearers[0] != proxy.bearers[-1]
+
+
+def test_a_second_run_resumes_uploads_and_re_attests(dev_server: Server, nix: NixRunner, tmp_path: Path) -> None:
+    if system(nix) != "x86_64-linux":
+        pytest.skip("the example app's vega.yaml names x86_64-linux outputs")
+    repo, sha = app_repo(tmp_path / "app", f"resume {time.time_ns()}")
+    (repo / "vega.yaml").write_text("builds: [packages.x86_64-linux.app]\n")
+    env = dict(nix.env) | {"GITHUB_WORKSPACE": str(repo)}
+    first = attest_in_process(env | ci_env(dev_server.url, APP_REPOSITORY, sha, "ci.yml"), repo)
+    assert first[0] == 0, first
+    assert "Resumed" not in first[1]
+    before = len(dev_server.requests)
+    second = attest_in_process(env | ci_env(dev_server.url, APP_REPOSITORY, sha, "ci.yml"), repo)
+    assert second[0] == 0, second
+    assert "Resumed: 2 NAR(s) already uploaded by a prior run; re-attested without re-uploading." in second[1]
+    again = dev_server.requests[before:]
+    assert not [r for r in again if r.startswith("PUT ")]
+    assert len([r for r in again if r == "POST /api/cache/attest"]) == 2
+
+
+# Secret-shaped strings are assembled at build time so no file of this repository holds one whole.
+LEAKY_FLAKE = """{
+  outputs = { self }: rec {
+    packages.x86_64-linux.dep = derivation {
+      name = "leaky-SEED-dep"; system = "x86_64-linux"; builder = "/bin/sh";
+      args = [ "-c" "mkdir -p $out; k=AKIA; echo \\"aws=\\${k}Z7QX2LMN4PRS6TUV\\" > $out/creds" ];
+    };
+    packages.x86_64-linux.leaky = derivation {
+      name = "leaky-SEED"; system = "x86_64-linux"; builder = "/bin/sh";
+      dep = packages.x86_64-linux.dep;
+      args = [ "-c" ''
+        mkdir -p $out/etc
+        t=ghp_; s=a1B2c3D4e5F6g7H8i9J0k1L2m3N4o5P6q7R8
+        echo "dep=$dep" > $out/etc/config
+        echo "token=$t$s" >> $out/etc/config
+        echo "$t$s" > "$out/$t$s"
+      '' ];
+    };
+  };
+}
+"""
+GH_TOKEN = "ghp_" + "a1B2c3D4e5F6g7H8i9J0k1L2m3N4o5P6q7R8"
+AWS_KEY = "AKIA" + "Z7QX2LMN4PRS6TUV"
+
+
+def leaky_repo(where: Path, vega_yaml: str) -> Path:
+    where.mkdir()
+    (where / "flake.nix").write_text(LEAKY_FLAKE.replace("SEED", str(time.time_ns())))
+    (where / "vega.yaml").write_text(vega_yaml)
+    return where
+
+
+def test_the_secret_scan_warns_redacted_on_every_novel_path(dev_server: Server, nix: NixRunner, tmp_path: Path) -> None:
+    if system(nix) != "x86_64-linux":
+        pytest.skip("x86_64-linux flake")
+    repo = leaky_repo(tmp_path / "leaky", "builds: [packages.x86_64-linux.leaky]\n")
+    env = dict(nix.env) | ci_env(dev_server.url, "example-org/leaky", "a" * 40, "ci.yml")
+    code, out, err = attest_in_process(env | {"GITHUB_WORKSPACE": str(repo)}, repo)
+    assert code == 0, out + err
+    warnings = [line for line in err.splitlines() if line.startswith("::warning::")]
+    kinds = sorted(line.split()[1] for line in warnings)
+    assert kinds == ["aws-access-key", "github-token", "github-token"]  # the dependency is scanned too
+    assert any("/etc/config:2 (ghp_a1\u2026)" in line for line in warnings)
+    assert any("/ghp_a1\u2026:1 (ghp_a1\u2026)" in line for line in warnings)  # the file's name is redacted
+    for text in (out, err):
+        assert GH_TOKEN not in text and AWS_KEY not in text
+    assert len([line for line in out.splitlines() if line.startswith("[tenant]")]) == 2  # still published
+
+
+def test_secret_scan_deny_fails_before_anything_is_uploaded(dev_server: Server, nix: NixRunner, tmp_path: Path) -> None:
+    if system(nix) != "x86_64-linux":
+        pytest.skip("x86_64-linux flake")
+    repo = leaky_repo(tmp_path / "leaky", "builds: [packages.x86_64-linux.leaky]\nsecret-scan: deny\n")
+    env = dict(nix.env) | ci_env(dev_server.url, "example-org/leaky", "a" * 40, "ci.yml")
+    before = len(dev_server.requests)
+    code, out, err = attest_in_process(env | {"GITHUB_WORKSPACE": str(repo)}, repo)
+    assert code == 1
+    assert "error: secret scan: 3 possible secret(s) in paths about to be published; nothing was uploaded" in err
+    assert GH_TOKEN not in out + err
+    sent = dev_server.requests[before:]
+    assert not [r for r in sent if r.startswith(("POST /api/cache", "PUT "))], sent
+
+
+FAILING_FLAKE = """{
+  outputs = { self }: {
+    packages.x86_64-linux.impure = derivation {
+      name = "impure-SEED"; system = "x86_64-linux"; builder = "/bin/sh";
+      args = [ "-c" "/usr/bin/env true > $out" ];
+    };
+  };
+}
+"""
+
+
+def test_a_failed_reproduction_is_reported_with_its_class_and_a_redacted_excerpt(
+    server: ServerProcess, nix: NixRunner, tmp_path: Path
+) -> None:
+    import io
+    import sqlite3
+
+    from vega.cli.agent import reproduce_main
+
+    if system(nix) != "x86_64-linux":
+        pytest.skip("x86_64-linux flake")
+    repo, sha = app_repo(tmp_path / "app", "x", {"flake.nix": FAILING_FLAKE.replace("SEED", str(time.time_ns()))})
+    mirror = {"VEGA_GITHUB_MIRRORS": f"{APP_REPOSITORY}=git+file://{repo}"}
+    hash_part = "0" * 31 + "1"
+    results = []
+    for attr in ("packages.x86_64-linux.impure", "packages.x86_64-linux.missing"):
+        env = dict(nix.env) | server.reproducer_env(sha) | mirror | {
+            "VEGA_FLAKE_REF": f"github:{APP_REPOSITORY}",
+            "VEGA_ATTR": attr,
+            "VEGA_REV": sha,
+            "VEGA_HASH": f" {hash_part} ",
+            "VEGA_NIX_STORE": str(tmp_path / "store-b"),
+        }
+        out, err = io.StringIO(), io.StringIO()
+        results.append((reproduce_main([], env, out, err), out.getvalue(), err.getvalue()))
+    (code1, out1, err1), (code2, out2, err2) = results
+    assert code1 == 1, out1 + err1
+    assert f"Reported build-failed for {hash_part} (impure-host-path)" in out1
+    assert "error: reproduction of git+file://" in err1
+    assert code2 == 1, out2 + err2
+    assert f"Reported unresolvable for {hash_part} (eval)" in out2
+    db = sqlite3.connect(tmp_path / "server" / "server.db")
+    rows = db.execute("SELECT reason, diagnosis, excerpt FROM cache_dispatch_failures ORDER BY reason").fetchall()
+    db.close()
+    assert [(r[0], r[1]) for r in rows] == [("build-failed", "impure-host-path"), ("unresolvable", "eval")]
+    assert "/usr/bin/env" in rows[0][2] and len(rows[0][2].encode()) <= 2048
+    assert "does not provide attribute" in rows[1][2]

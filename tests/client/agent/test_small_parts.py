@@ -97,8 +97,7 @@ def test_the_excerpt_is_redacted_before_it_is_cut() -> None:
     assert secret not in text and jwt not in text and "x" * 10 not in text
     assert text.endswith("token ghp_xx\u2026 and [redacted]")
     assert text.startswith("\u2026")
-    short = excerpt("warming up\nerror: boom\n")
-    assert short == "error: boom"
+    assert excerpt("warming up\nerror: boom\n") == "warming up\nerror: boom"
     assert excerpt("no error word here") == "no error word here"
     assert len(excerpt("é" * 3000).encode()) <= 2048  # never cut inside a character
 

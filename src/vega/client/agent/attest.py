@@ -176,7 +176,7 @@ def cache_build(
     except NixError as e:
         if settings.build_timeout_s is not None and e.returncode == -signal.SIGTERM:
             raise VegaError(f"nix build timed out after {settings.build_timeout_s / 60:g}m") from None
-        raise VegaError(f"nix build exited with code {e.returncode}: {e.stderr_tail[-400:]}") from None
+        raise VegaError(f"nix build exited with code {e.returncode}") from None  # its log went to stderr
     closure = session.nix.closure(outputs)
     top = {p.absolute for p in outputs}
     out.line(f"Closure has {len(closure)} path(s).")

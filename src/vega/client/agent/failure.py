@@ -2,9 +2,9 @@
 
 The class is read from the failing build's log (nix's stderr), first match wins:
 ``out-of-space``, ``timeout``, ``impure-host-path``, ``sandbox-denied``, ``network``, ``eval``,
-else ``other``. The excerpt starts at the first ``error:`` line (else the tail), has the known
-secret shapes and the job's own tokens redacted **before** it is cut to 2,048 UTF-8 bytes (so
-truncation can never leave half a secret visible), and keeps its end (the cause is usually last).
+else ``other``. The excerpt is the end of the log (the build's own output and nix's ``error:`` lines), with
+the known secret shapes and the job's own tokens redacted **before** it is cut to 2,048 UTF-8
+bytes (so truncation can never leave half a secret visible).
 
 Spec: changes-0.19.md, last section; agent.md §8 (redaction).
 """
@@ -74,8 +74,7 @@ def classify_failure(log: str) -> FailureClass:
 
 def excerpt(log: str, secrets: Sequence[str] = (), limit: int = MAX_EXCERPT_BYTES) -> str:
     """A redacted excerpt of at most ``limit`` UTF-8 bytes (redaction first, then the cut)."""
-    start = log.find("error:")
-    text = log[start:] if start >= 0 else log
+    text = log
     for secret in secrets:
         if secret:
             text = text.replace(secret, "[redacted]")

@@ -137,7 +137,10 @@ def reproduce_one(session: Session, mirrors: Mirrors, control_plane: str, target
         )
     except NixError as e:
         _report(session, target, installable, e)
-        raise VegaError(f"reproduction of {installable} failed: {e.message}") from None
+        raise VegaError(
+            f"reproduction of {installable} failed: {e.argv[1] if len(e.argv) > 1 else 'nix'}"
+            f" exited with code {e.returncode}"
+        ) from None
     expected_hash = _expected_nar_hash(target.expect_nar_hash) if target.expect_nar_hash else None
     outcome = ReproOutcome(outputs=len(infos))
     for info in infos:
