@@ -19,7 +19,9 @@ def test_the_example_is_exactly_what_init_renders_for_the_default_attr() -> None
     assert render_workflow(DEFAULT_ATTR).encode() == EXAMPLE.read_bytes()
 
 
-@pytest.mark.parametrize("attr", [DEFAULT_ATTR, "packages.aarch64-linux.my-app", "checks.x86_64-linux.t^out,dev"])
+@pytest.mark.parametrize(
+    "attr", [DEFAULT_ATTR, "packages.aarch64-linux.my-app", "checks.x86_64-linux.t^out,dev"]
+)
 def test_the_rendered_workflow_keeps_the_tested_invariants(attr: str) -> None:
     text = render_workflow(attr)
     uses = re.findall(r"^\s*-?\s*uses:\s*(\S+)", text, re.MULTILINE)
@@ -84,7 +86,10 @@ def test_init_refuses_to_overwrite_without_force(tmp_path: Path, capsys: pytest.
     assert "vega init --print" in err
     assert target.read_text() == "# mine\n"
 
-    assert main(["init", "--dir", str(tmp_path), "--force", "--attr", "packages.x86_64-linux.app", "--json"]) == 0
+    assert (
+        main(["init", "--dir", str(tmp_path), "--force", "--attr", "packages.x86_64-linux.app", "--json"])
+        == 0
+    )
     assert json.loads(capsys.readouterr().out) == {
         "written": str(target.absolute()),
         "attr": "packages.x86_64-linux.app",

@@ -141,7 +141,10 @@ def write_workflow(root: Path, attr: str = DEFAULT_ATTR, *, force: bool = False)
     if exists and not force:
         raise ConfigError(
             f"{WORKFLOW_PATH} already exists",
-            next_steps=["vega init --force    overwrite it", "vega init --print    show the workflow instead"],
+            next_steps=[
+                "vega init --force    overwrite it",
+                "vega init --print    show the workflow instead",
+            ],
         )
     if exists and (target.is_symlink() or not target.is_file()):
         raise ConfigError(f"{target} is not a regular file; refusing to replace it")

@@ -38,9 +38,7 @@ def register(sub: Any) -> None:
         examples=_EXAMPLES,
         run=run,
     )
-    p.add_argument(
-        "--attr", default=DEFAULT_ATTR, help=f"flake attribute to build (default: {DEFAULT_ATTR})"
-    )
+    p.add_argument("--attr", default=DEFAULT_ATTR, help=f"flake attribute to build (default: {DEFAULT_ATTR})")
     p.add_argument("--dir", default=".", help="repository root to write into (default: .)")
     p.add_argument("--force", action="store_true", help="overwrite an existing workflow file")
     p.add_argument("--print", action="store_true", help="write the workflow to stdout instead of a file")
