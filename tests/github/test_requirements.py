@@ -4,8 +4,8 @@ The action and the reproduce workflow install from it with ``pip --require-hashe
 that the file covers the package's runtime dependencies (read from pyproject.toml, so a new
 dependency without a regenerated lock fails here) and the build backend, each ``==``-pinned with
 at least one sha256. That the hashes are PyPI's own was checked when the file was generated
-(``pip download --require-hashes`` for CPython 3.12 on manylinux x86_64 and macOS arm64;
-docs/github.md), which needs the network and so is not part of the suite.
+(``pip download --require-hashes`` for CPython 3.12 on Linux x86_64 and aarch64, macOS arm64
+and Intel; docs/github.md), which needs the network and so is not part of the suite.
 
 Spec: issue 13 (dependencies pinned by hash); agent.md §2.
 """
