@@ -45,7 +45,7 @@ def test_the_repository_files_and_a_fresh_vega_init_pass_both_linters(tmp_path: 
     generated = tmp_path / ".github" / "workflows" / "vega-cache.yml"
     lint = actionlint(REPRODUCE, EXAMPLE, generated)
     assert lint.returncode == 0, lint.stdout + lint.stderr
-    audit = zizmor(ACTION, REPRODUCE, EXAMPLE, generated)
+    audit = zizmor(ACTION, REPRODUCE, ROOT / ".github" / "dependabot.yml", EXAMPLE, generated)
     assert audit.returncode == 0, audit.stdout + audit.stderr
     assert "No findings to report" in audit.stdout
 
