@@ -121,6 +121,11 @@ def app_repo(where: Path, seed: str, extra_files: Mapping[str, str] | None = Non
     (where / "seed.txt").write_text(f"{seed}\n")
     for name, text in (extra_files or {}).items():
         (where / name).write_text(text)
+    return where, app_repo_commit(where)
+
+
+def app_repo_commit(where: Path) -> str:
+    """Make ``where`` a git repository with everything in it committed; the commit's sha."""
     env = {"PATH": os.environ["PATH"], "HOME": str(where), "GIT_CONFIG_NOSYSTEM": "1"}
     for argv in (
         ["git", "init", "-q", "-b", "main"],
@@ -131,7 +136,7 @@ def app_repo(where: Path, seed: str, extra_files: Mapping[str, str] | None = Non
     sha = subprocess.run(
         ["git", "rev-parse", "HEAD"], cwd=where, env=env, check=True, capture_output=True, text=True
     ).stdout.strip()
-    return where, sha
+    return sha
 
 
 def nix_wrapper(bin_dir: Path, log: Path) -> Path:
