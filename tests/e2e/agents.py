@@ -17,6 +17,7 @@ import sys
 import time
 from collections.abc import Mapping
 from pathlib import Path
+from typing import Any
 
 import httpx2
 
@@ -148,7 +149,8 @@ def nix_wrapper(bin_dir: Path, log: Path) -> Path:
     script.write_text(
         "#!/bin/sh\n"
         f'"{sys.executable}" -c \'import json, os, sys; '
-        f'open(sys.argv[1], "a").write(json.dumps({{"argv": sys.argv[2:], "env": dict(os.environ)}}) + "\\n")\''
+        f'open(sys.argv[1], "a").write('
+        f'json.dumps({{"argv": sys.argv[2:], "env": dict(os.environ)}}) + "\\n")\''
         f' "{log}" "$@"\n'
         f'exec "{real}" "$@"\n'
     )
@@ -156,7 +158,7 @@ def nix_wrapper(bin_dir: Path, log: Path) -> Path:
     return bin_dir
 
 
-def recorded(log: Path) -> list[dict[str, object]]:
+def recorded(log: Path) -> list[dict[str, Any]]:
     """What the wrapper recorded."""
     if not log.exists():
         return []

@@ -306,10 +306,14 @@ def test_issue_5_end_to_end_then_tampered(
     assert sorted(c["storePath"] for c in candidates) == sorted(
         nix.text("nix", "path-info", "-r", installable).split()
     )
-    repro_env = dict(nix.env) | server.reproducer_env(sha) | {
-        "VEGA_NIX_STORE": str(tmp_path / "store-reproducer"),
-        "VEGA_GITHUB_MIRRORS": f"alice/hello=git+file://{flake}",
-    }
+    repro_env = (
+        dict(nix.env)
+        | server.reproducer_env(sha)
+        | {
+            "VEGA_NIX_STORE": str(tmp_path / "store-reproducer"),
+            "VEGA_GITHUB_MIRRORS": f"alice/hello=git+file://{flake}",
+        }
+    )
     repro_out, repro_err = io.StringIO(), io.StringIO()
     assert reproduce_main(["--from-queue"], repro_env, repro_out, repro_err) == 0, repro_err.getvalue()
     assert f"[reproduced] {out_path}" in repro_out.getvalue()
