@@ -14,8 +14,6 @@ from vega.core.api import (
     AttestBody,
     AttestResult,
     DispatchFailedBody,
-    is_safe_attr,
-    is_safe_dir,
     ErrorBody,
     InfoResponse,
     KeyResponse,
@@ -25,6 +23,8 @@ from vega.core.api import (
     StatusResponse,
     UploadUrlRequest,
     UploadUrlResponse,
+    is_safe_attr,
+    is_safe_dir,
     nar_url_for,
     parse_nar_url,
     parse_sha256,
@@ -169,8 +169,11 @@ def test_simple_messages_round_trip() -> None:
 
 def test_the_sanitisers() -> None:
     assert is_safe_attr("packages.x86_64-linux.hello^out,dev")
-    assert not is_safe_attr("") and not is_safe_attr("a" * 256) and not is_safe_attr("a..b")
-    assert is_safe_dir("sub/host") and is_safe_dir("a.b")
+    assert not is_safe_attr("")
+    assert not is_safe_attr("a" * 256)
+    assert not is_safe_attr("a..b")
+    assert is_safe_dir("sub/host")
+    assert is_safe_dir("a.b")
     for bad in ("", "/abs", "a/../b", "./a", "a/", "a" * 256, "a b"):
         assert not is_safe_dir(bad), bad
 

@@ -17,6 +17,7 @@ import sys
 import time
 from collections.abc import Mapping
 from pathlib import Path
+from typing import Any
 
 import httpx2
 
@@ -121,6 +122,11 @@ def app_repo(where: Path, seed: str, extra_files: Mapping[str, str] | None = Non
     (where / "seed.txt").write_text(f"{seed}\n")
     for name, text in (extra_files or {}).items():
         (where / name).write_text(text)
+    return where, app_repo_commit(where)
+
+
+def app_repo_commit(where: Path) -> str:
+    """Make ``where`` a git repository with everything in it committed; the commit's sha."""
     env = {"PATH": os.environ["PATH"], "HOME": str(where), "GIT_CONFIG_NOSYSTEM": "1"}
     for argv in (
         ["git", "init", "-q", "-b", "main"],
@@ -131,7 +137,7 @@ def app_repo(where: Path, seed: str, extra_files: Mapping[str, str] | None = Non
     sha = subprocess.run(
         ["git", "rev-parse", "HEAD"], cwd=where, env=env, check=True, capture_output=True, text=True
     ).stdout.strip()
-    return where, sha
+    return sha
 
 
 def nix_wrapper(bin_dir: Path, log: Path) -> Path:
@@ -143,7 +149,8 @@ def nix_wrapper(bin_dir: Path, log: Path) -> Path:
     script.write_text(
         "#!/bin/sh\n"
         f'"{sys.executable}" -c \'import json, os, sys; '
-        f'open(sys.argv[1], "a").write(json.dumps({{"argv": sys.argv[2:], "env": dict(os.environ)}}) + "\\n")\''
+        f'open(sys.argv[1], "a").write('
+        f'json.dumps({{"argv": sys.argv[2:], "env": dict(os.environ)}}) + "\\n")\''
         f' "{log}" "$@"\n'
         f'exec "{real}" "$@"\n'
     )
@@ -151,7 +158,7 @@ def nix_wrapper(bin_dir: Path, log: Path) -> Path:
     return bin_dir
 
 
-def recorded(log: Path) -> list[dict[str, object]]:
+def recorded(log: Path) -> list[dict[str, Any]]:
     """What the wrapper recorded."""
     if not log.exists():
         return []

@@ -76,7 +76,9 @@ class FaultProxy:
                 status = 0
                 if fault in ("429", "503", "500", "401"):
                     status = int(fault)
-                    self._send(status, json.dumps({"error": f"injected {fault}"}).encode(), {"retry-after": "0"})
+                    self._send(
+                        status, json.dumps({"error": f"injected {fault}"}).encode(), {"retry-after": "0"}
+                    )
                 elif fault == "stall":
                     with proxy.lock:
                         proxy.seen.append((kind, fault, -1))

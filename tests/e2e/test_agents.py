@@ -33,6 +33,7 @@ from tests.e2e.agents import (
 )
 from tests.e2e.conftest import Server
 from tests.e2e.faultproxy import fault_proxy
+from vega.errors import VegaError
 
 pytestmark = [pytest.mark.nix, pytest.mark.slow]
 
@@ -145,7 +146,8 @@ def test_builder_a_attests_builder_b_reproduces_and_only_reproducible_outputs_ar
         assert not set(OIDC_VARS) & set(env), call["argv"]
         assert not any(t in json.dumps(call) for t in tokens)
     b_calls = [c for c in calls_all[calls_a:] if c["argv"][:1] == ["build"]]
-    assert b_calls and all("--store" in c["argv"] and "substituters" in c["argv"] for c in b_calls)  # type: ignore[operator]
+    assert b_calls
+    assert all("--store" in c["argv"] and "substituters" in c["argv"] for c in b_calls)
 
 
 def attest_in_process(env: dict[str, str], cwd: Path) -> tuple[int, str, str]:
@@ -178,13 +180,17 @@ def test_retries_on_a_real_server_attest_every_output_exactly_once(
         "attest": ["429", "503", "lost", "pass", "401"],
     }
     with fault_proxy(dev_server.url, faults) as proxy:
-        env = dict(nix.env) | job | {
-            "VEGA_URL": proxy.url,
-            "VEGA_AUDIENCE": dev_server.url,  # the token is for the server; the proxy is the route
-            "GITHUB_WORKSPACE": str(repo),
-            "VEGA_UPLOAD_STALL_SECONDS": "1",
-            "VEGA_UPLOAD_CONCURRENCY": "2",
-        }
+        env = (
+            dict(nix.env)
+            | job
+            | {
+                "VEGA_URL": proxy.url,
+                "VEGA_AUDIENCE": dev_server.url,  # the token is for the server; the proxy is the route
+                "GITHUB_WORKSPACE": str(repo),
+                "VEGA_UPLOAD_STALL_SECONDS": "1",
+                "VEGA_UPLOAD_CONCURRENCY": "2",
+            }
+        )
         code, out, err = attest_in_process(env, repo)
         assert code == 0, (out + err, proxy.seen)
         assert not any(proxy.faults.values()), proxy.faults  # every fault was injected
@@ -205,7 +211,9 @@ def test_retries_on_a_real_server_attest_every_output_exactly_once(
     assert proxy.bearers[0] != proxy.bearers[-1]
 
 
-def test_a_second_run_resumes_uploads_and_re_attests(dev_server: Server, nix: NixRunner, tmp_path: Path) -> None:
+def test_a_second_run_resumes_uploads_and_re_attests(
+    dev_server: Server, nix: NixRunner, tmp_path: Path
+) -> None:
     if system(nix) != "x86_64-linux":
         pytest.skip("the example app's vega.yaml names x86_64-linux outputs")
     repo, sha = app_repo(tmp_path / "app", f"resume {time.time_ns()}")
@@ -255,7 +263,9 @@ def leaky_repo(where: Path, vega_yaml: str) -> Path:
     return where
 
 
-def test_the_secret_scan_warns_redacted_on_every_novel_path(dev_server: Server, nix: NixRunner, tmp_path: Path) -> None:
+def test_the_secret_scan_warns_redacted_on_every_novel_path(
+    dev_server: Server, nix: NixRunner, tmp_path: Path
+) -> None:
     if system(nix) != "x86_64-linux":
         pytest.skip("x86_64-linux flake")
     repo = leaky_repo(tmp_path / "leaky", "builds: [packages.x86_64-linux.leaky]\n")
@@ -268,11 +278,14 @@ def test_the_secret_scan_warns_redacted_on_every_novel_path(dev_server: Server, 
     assert any("/etc/config:2 (ghp_a1\u2026)" in line for line in warnings)
     assert any("/ghp_a1\u2026:1 (ghp_a1\u2026)" in line for line in warnings)  # the file's name is redacted
     for text in (out, err):
-        assert GH_TOKEN not in text and AWS_KEY not in text
+        assert GH_TOKEN not in text
+        assert AWS_KEY not in text
     assert len([line for line in out.splitlines() if line.startswith("[tenant]")]) == 2  # still published
 
 
-def test_secret_scan_deny_fails_before_anything_is_uploaded(dev_server: Server, nix: NixRunner, tmp_path: Path) -> None:
+def test_secret_scan_deny_fails_before_anything_is_uploaded(
+    dev_server: Server, nix: NixRunner, tmp_path: Path
+) -> None:
     if system(nix) != "x86_64-linux":
         pytest.skip("x86_64-linux flake")
     repo = leaky_repo(tmp_path / "leaky", "builds: [packages.x86_64-linux.leaky]\nsecret-scan: deny\n")
@@ -280,7 +293,9 @@ def test_secret_scan_deny_fails_before_anything_is_uploaded(dev_server: Server, 
     before = len(dev_server.requests)
     code, out, err = attest_in_process(env | {"GITHUB_WORKSPACE": str(repo)}, repo)
     assert code == 1
-    assert "error: secret scan: 3 possible secret(s) in paths about to be published; nothing was uploaded" in err
+    assert (
+        "error: secret scan: 3 possible secret(s) in paths about to be published; nothing was uploaded" in err
+    )
     assert GH_TOKEN not in out + err
     sent = dev_server.requests[before:]
     assert not [r for r in sent if r.startswith(("POST /api/cache", "PUT "))], sent
@@ -307,18 +322,25 @@ def test_a_failed_reproduction_is_reported_with_its_class_and_a_redacted_excerpt
 
     if system(nix) != "x86_64-linux":
         pytest.skip("x86_64-linux flake")
-    repo, sha = app_repo(tmp_path / "app", "x", {"flake.nix": FAILING_FLAKE.replace("SEED", str(time.time_ns()))})
+    repo, sha = app_repo(
+        tmp_path / "app", "x", {"flake.nix": FAILING_FLAKE.replace("SEED", str(time.time_ns()))}
+    )
     mirror = {"VEGA_GITHUB_MIRRORS": f"{APP_REPOSITORY}=git+file://{repo}"}
     hash_part = "0" * 31 + "1"
     results = []
     for attr in ("packages.x86_64-linux.impure", "packages.x86_64-linux.missing"):
-        env = dict(nix.env) | server.reproducer_env(sha) | mirror | {
-            "VEGA_FLAKE_REF": f"github:{APP_REPOSITORY}",
-            "VEGA_ATTR": attr,
-            "VEGA_REV": sha,
-            "VEGA_HASH": f" {hash_part} ",
-            "VEGA_NIX_STORE": str(tmp_path / "store-b"),
-        }
+        env = (
+            dict(nix.env)
+            | server.reproducer_env(sha)
+            | mirror
+            | {
+                "VEGA_FLAKE_REF": f"github:{APP_REPOSITORY}",
+                "VEGA_ATTR": attr,
+                "VEGA_REV": sha,
+                "VEGA_HASH": f" {hash_part} ",
+                "VEGA_NIX_STORE": str(tmp_path / "store-b"),
+            }
+        )
         out, err = io.StringIO(), io.StringIO()
         results.append((reproduce_main([], env, out, err), out.getvalue(), err.getvalue()))
     (code1, out1, err1), (code2, out2, err2) = results
@@ -328,8 +350,118 @@ def test_a_failed_reproduction_is_reported_with_its_class_and_a_redacted_excerpt
     assert code2 == 1, out2 + err2
     assert f"Reported unresolvable for {hash_part} (eval)" in out2
     db = sqlite3.connect(tmp_path / "server" / "server.db")
-    rows = db.execute("SELECT reason, diagnosis, excerpt FROM cache_dispatch_failures ORDER BY reason").fetchall()
+    rows = db.execute(
+        "SELECT reason, diagnosis, excerpt FROM cache_dispatch_failures ORDER BY reason"
+    ).fetchall()
     db.close()
     assert [(r[0], r[1]) for r in rows] == [("build-failed", "impure-host-path"), ("unresolvable", "eval")]
-    assert "/usr/bin/env" in rows[0][2] and len(rows[0][2].encode()) <= 2048
+    assert "/usr/bin/env" in rows[0][2]
+    assert len(rows[0][2].encode()) <= 2048
     assert "does not provide attribute" in rows[1][2]
+
+
+def test_include_exclude_and_the_0_19_exclusions(dev_server: Server, nix: NixRunner, tmp_path: Path) -> None:
+    """vega.yaml include/exclude (flake show), VEGA_EXCLUDE and VEGA_MAX_NAR_BYTES, every skip logged."""
+    if system(nix) != "x86_64-linux":
+        pytest.skip("the example app names x86_64-linux outputs")
+    repo, sha = app_repo(
+        tmp_path / "app",
+        f"include {time.time_ns()}",
+        {"vega.yaml": 'include: ["packages.x86_64-linux.*"]\nexclude: ["*.*.stamp", "*.*.default"]\n'},
+    )
+    env = dict(nix.env) | ci_env(dev_server.url, APP_REPOSITORY, sha, "ci.yml")
+    env |= {"GITHUB_WORKSPACE": str(repo), "VEGA_EXCLUDE": "example-app-docs, nomatch-*"}
+    code, out, err = attest_in_process(env, repo)
+    assert code == 0, out + err
+    assert "vega.yaml: building 3 declared output(s)." in out  # app, docs, lib (flake show order)
+    assert [line.split("#")[1].split()[0] for line in out.splitlines() if line.startswith("Building ")] == [
+        "packages.x86_64-linux.app",
+        "packages.x86_64-linux.docs",
+        "packages.x86_64-linux.lib",
+    ]
+    assert "Excluded 1 path(s) (" in out
+    assert "(VEGA_EXCLUDE example-app-docs)" in out
+    assert "::warning::VEGA_EXCLUDE pattern nomatch-* matched no path of this build" in err
+    assert "an output of this build: it is not attested and loses its provenance" in err
+    assert not [line for line in out.splitlines() if "example-app-docs" in line and line.startswith("[")]
+
+    # A size limit below every NAR: nothing is published, and the run still succeeds.
+    (repo / "vega.yaml").write_text("builds: [packages.x86_64-linux.lib]\n")
+    env = dict(nix.env) | ci_env(dev_server.url, APP_REPOSITORY, sha, "ci.yml")
+    env |= {"GITHUB_WORKSPACE": str(repo), "VEGA_MAX_NAR_BYTES": "1"}
+    code, out, err = attest_in_process(env, repo)
+    assert code == 0, out + err
+    assert "> VEGA_MAX_NAR_BYTES)" in out
+    assert "Done. 0/0 published to the shared cache." in out
+    env["VEGA_MAX_NAR_BYTES"] = "lots"
+    code, out, err = attest_in_process(
+        dict(env) | ci_env(dev_server.url, APP_REPOSITORY, sha, "ci.yml"), repo
+    )
+    assert code == 1
+    assert "error: VEGA_MAX_NAR_BYTES: expected a number of bytes" in err
+
+
+def test_a_foreign_installable_is_warned_about_and_a_plaintext_url_refused(
+    dev_server: Server, nix: NixRunner, tmp_path: Path
+) -> None:
+    if system(nix) != "x86_64-linux":
+        pytest.skip("the example app names x86_64-linux outputs")
+    repo, sha = app_repo(tmp_path / "app", f"foreign {time.time_ns()}")
+    (repo / "vega.yaml").unlink()
+    elsewhere = tmp_path / "ws"
+    elsewhere.mkdir()
+    env = (
+        dict(nix.env)
+        | ci_env(dev_server.url, APP_REPOSITORY, sha, "ci.yml")
+        | {"GITHUB_WORKSPACE": str(elsewhere)}
+    )
+    import io
+
+    from vega.cli.agent import attest_main
+
+    out, err = io.StringIO(), io.StringIO()
+    assert attest_main([f"path:{repo}#packages.x86_64-linux.docs"], env, out, err) == 0, err.getvalue()
+    assert "::warning::path:" in err.getvalue()
+    assert "cannot be reproduced unless the repository's own flake builds that attribute" in err.getvalue()
+    assert "Build .#packages.x86_64-linux.docs instead." in err.getvalue()
+    # A non-loopback http control plane is refused before any token is minted.
+    env = ci_env(dev_server.url, APP_REPOSITORY, sha, "ci.yml") | {"VEGA_URL": "http://vega.example"}
+    before = len(dev_server.requests)
+    out, err = io.StringIO(), io.StringIO()
+    assert attest_main([], env, out, err) == 1
+    assert "control plane must be a valid https URL" in err.getvalue()
+    assert dev_server.requests[before:] == []
+    assert attest_main(["--impure"], {"VEGA_URL": dev_server.url}, out, err) == 1
+    assert "refusing installable that looks like a flag: --impure" in err.getvalue()
+
+
+def test_the_token_provider_caches_refreshes_and_forces(dev_server: Server) -> None:
+    from vega.client.agent.oidc import TokenProvider, jwt_exp
+    from vega.client.agent.settings import OidcRequest
+    from vega.client.http import Http
+    from vega.errors import ConfigError
+
+    job = ci_env(dev_server.url, APP_REPOSITORY, "a" * 40, "ci.yml")
+    now = [time.time()]
+    with httpx2.Client() as client:
+        request = OidcRequest(job["ACTIONS_ID_TOKEN_REQUEST_URL"], job["ACTIONS_ID_TOKEN_REQUEST_TOKEN"])
+        tokens = TokenProvider(Http(client), request, dev_server.url, lambda: now[0])
+        first = tokens.get()
+        assert tokens.get() == first
+        assert tokens.mints == 1
+        exp = jwt_exp(first)
+        assert exp is not None
+        now[0] = exp - 61
+        assert tokens.get() == first
+        assert tokens.mints == 1
+        now[0] = exp - 59  # within a minute of expiry: refreshed
+        tokens.get()
+        assert tokens.mints == 2
+        tokens(True)  # the forced re-mint after a 401
+        assert tokens.mints == 3
+        assert request.token in tokens.secrets()
+        bad = TokenProvider(Http(client), OidcRequest(request.url, "forged.token"), dev_server.url, time.time)
+        with pytest.raises(VegaError, match="OIDC token request failed"):
+            bad.get()
+    with pytest.raises(ConfigError, match="ACTIONS_ID_TOKEN_REQUEST_URL and ACTIONS_ID_TOKEN_REQUEST_TOKEN"):
+        TokenProvider(Http(httpx2.Client()), OidcRequest(None, None), "x", time.time)

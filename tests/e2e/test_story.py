@@ -8,11 +8,11 @@ workflow). Against it, as a user and as CI would:
 2. ``vega push`` of a test flake's closure (scripts/demo-flake, fresh seed: a real build);
 3. the real ``nix copy --from <url>/tenant/owner:<id>`` with the key push printed, into a fresh store;
 4. ``vega verify`` in the owner namespace: scoped, signature-only, and it says so;
-5. three CI jobs with the real agents (tokens from the server's dev OIDC issuer; the flake is a
-   local git repository standing in for ``github:alice/hello``): ``vega-attest`` for two repository
-   owners, then ``vega-reproduce`` as the reproducer workflow, which rebuilds each output in its own
-   chroot store; the decisions go insufficient -> awaiting-repro -> agreement, and the build is
-   promoted;
+5. the real CI agents (tokens from the server's dev OIDC issuer): ``vega-attest`` as two
+   repository owners' jobs, then ``vega-reproduce --from-queue`` as the reproducer workflow,
+   rebuilding in its own chroot store from the committed flake (a local git repository standing
+   in for ``github:<owner>/<repo>``); the decisions go insufficient -> awaiting-repro ->
+   agreement, and the build is promoted;
 6. a full ``vega verify`` with the shared key passes every check (the whole closure too);
 7. the real ``nix copy --from <url>`` (the shared root) with the shared key, into a fresh store.
 
@@ -44,8 +44,10 @@ import pytest
 
 from tests.client.conftest import Recorder
 from tests.conftest import NixRunner
+from tests.e2e.agents import REPRO_WORKFLOW, app_repo_commit, ci_env
+from tests.e2e.test_agents import attest_in_process
 from tests.e2e.test_verify import Result, squeeze
-from vega.cli.agent import attest_main, reproduce_main
+from vega.cli.agent import reproduce_main
 from vega.cli.commands.verify import execute
 from vega.cli.main import build_parser, main
 from vega.client.http import HttpLimits
@@ -57,8 +59,6 @@ pytestmark = [pytest.mark.nix, pytest.mark.slow]
 
 ROOT = Path(__file__).resolve().parent.parent.parent
 FLAKE = ROOT / "scripts" / "demo-flake"
-SHA = "0123456789abcdef0123456789abcdef01234567"
-REPRO_WORKFLOW = "vega-org/repro/.github/workflows/reproduce.yml"
 FAILED = "Verification failed. Do not trust this build."
 
 
@@ -124,16 +124,16 @@ class ServerProcess:
         return int(httpx2.get(f"{self.url}/log/sth").json()["size"])
 
     def ci_env(
-        self, repository: str, workflow: str = ".github/workflows/vega.yml", sha: str = SHA
+        self, repository: str, sha: str, workflow: str = ".github/workflows/vega.yml"
     ) -> dict[str, str]:
         """The simulated job's environment, from the documented HTTP endpoint."""
-        got = httpx2.post(
-            f"{self.url}/_dev/ci-token", json={"repository": repository, "sha": sha, "workflow": workflow}
-        )
-        assert got.status_code == 200, got.text
-        env = got.json()
+        env = ci_env(self.url, repository, sha, workflow)
         assert env["VEGA_URL"] == self.url
-        return {str(k): str(v) for k, v in env.items()}
+        return env
+
+    def reproducer_env(self, sha: str) -> dict[str, str]:
+        """The reproducer workflow's job: the pinned workflow on a GitHub-hosted runner."""
+        return ci_env(self.url, "vega-org/repro", sha, REPRO_WORKFLOW, runner_environment="github-hosted")
 
 
 @pytest.fixture
@@ -150,49 +150,6 @@ def servers(tmp_path: Path) -> Iterator[Callable[[Path], ServerProcess]]:
     finally:
         for server in started:
             server.stop()
-
-
-def git_commit(where: Path) -> str:
-    """Commit ``where`` in a fresh git repository (the stand-in for its GitHub repository); the sha."""
-    env = {"PATH": os.environ["PATH"], "HOME": str(where), "GIT_CONFIG_NOSYSTEM": "1"}
-    for argv in (
-        ["git", "init", "-q", "-b", "main"],
-        ["git", "add", "-A"],
-        ["git", "-c", "user.email=ci@example.org", "-c", "user.name=ci", "commit", "-qm", "hello"],
-    ):
-        subprocess.run(argv, cwd=where, env=env, check=True)
-    done = subprocess.run(["git", "rev-parse", "HEAD"], cwd=where, env=env, check=True, capture_output=True)
-    return done.stdout.decode().strip()
-
-
-def attest_job(
-    server: ServerProcess, nix: NixRunner, flake: Path, repository: str, workflow: str, sha: str
-) -> list[str]:
-    """``vega-attest <flake>#default`` in a CI job of ``repository``; its result lines."""
-    env = {**nix.env, **server.ci_env(repository, workflow, sha), "GITHUB_WORKSPACE": str(flake)}
-    out, err = io.StringIO(), io.StringIO()
-    code = attest_main([f"{flake}#default"], env, out, err)
-    assert code == 0, out.getvalue() + err.getvalue()
-    return [line for line in out.getvalue().splitlines() if line.startswith("[")]
-
-
-def reproduce_job(
-    server: ServerProcess, nix: NixRunner, flake: Path, store: Path, attr: str, sha: str
-) -> list[str]:
-    """``vega-reproduce`` of ``github:alice/hello`` at ``sha`` in the reproducer workflow, in ``store``."""
-    env = {
-        **nix.env,
-        **server.ci_env("vega-org/repro", ".github/workflows/reproduce.yml", sha),
-        "VEGA_FLAKE_REF": "github:alice/hello",
-        "VEGA_REV": sha,
-        "VEGA_ATTR": attr,
-        "VEGA_GITHUB_MIRRORS": f"alice/hello=git+file://{flake}",
-        "VEGA_NIX_STORE": str(store),
-    }
-    out, err = io.StringIO(), io.StringIO()
-    code = reproduce_main([], env, out, err)
-    assert code == 0, out.getvalue() + err.getvalue()
-    return [line for line in out.getvalue().splitlines() if line.startswith("[")]
 
 
 def cli(capsys: pytest.CaptureFixture[str], *argv: str) -> Result:
@@ -301,7 +258,6 @@ def test_issue_5_end_to_end_then_tampered(
     flake = tmp_path / "flake"
     shutil.copytree(FLAKE, flake)
     (flake / "seed.txt").write_text(f"e2e story {time.time_ns()}\n")
-    sha = git_commit(flake)
     installable = f"path:{flake}#default"
     pushed = cli(capsys, "push", "--json", "--no-skip-upstream", installable)
     assert pushed.code == 0, pushed.err
@@ -328,26 +284,42 @@ def test_issue_5_end_to_end_then_tampered(
     assert (status["verdict"], status["inSharedCache"]) == ("uncorroborated", False)
     assert httpx2.get(f"{server.url}/{hash_part}.narinfo").status_code == 404
 
-    # 5. two repository owners attest with vega-attest, then the reproducer rebuilds and compares
+    # 5. the real agents: two repository owners' CI jobs attest (vega-attest), then the reproducer
+    #    workflow rebuilds every candidate in its own chroot store (vega-reproduce --from-queue).
     system = nix.text("nix", "eval", "--impure", "--raw", "--expr", "builtins.currentSystem")
+    attr = f"packages.{system}.default"
+    (flake / "vega.yaml").write_text(f"builds: [packages.{system}.greeting, {attr}]\n")
+    sha = app_repo_commit(flake)  # the committed flake stands in for github:<owner>/<repo> at sha
+
+    def attest_as(at: ServerProcess, repository: str, workflow: str = ".github/workflows/vega.yml") -> str:
+        env = dict(nix.env) | at.ci_env(repository, sha, workflow) | {"GITHUB_WORKSPACE": str(flake)}
+        code, out, err = attest_in_process(env, flake)
+        assert code == 0, out + err
+        return out
+
     reasons = []
-    for repository, workflow in (
-        ("alice/hello", ".github/workflows/vega.yml"),
-        ("bob/hello", ".github/workflows/ci.yml"),
-    ):
-        lines = attest_job(server, nix, flake, repository, workflow, sha)
-        assert len(lines) == 2, lines  # the closure: the output and its dependency
-        (top,) = [line for line in lines if line.split()[1] == out_path]
-        reasons.append(top.rsplit("shared tier: ", 1)[1].rstrip(")"))
-    assert reasons == ["insufficient", "awaiting-repro"]
-    builder_b = tmp_path / "builder-b"  # the reproducer's own chroot store: a real second build
-    assert reproduce_job(server, nix, flake, builder_b, f"packages.{system}.greeting", sha)[-1].startswith(
-        "[shared]"
+    for repository, workflow in (("alice/hello", ".github/workflows/vega.yml"), ("bob/hello", "ci.yml")):
+        out = attest_as(server, repository, workflow)
+        line = next(x for x in out.splitlines() if x.endswith(")") and f" {out_path} " in x)
+        reasons.append(line.rsplit(": ", 1)[-1].rstrip(")"))
+    candidates = httpx2.get(f"{server.url}/api/repro/queue").json()["candidates"]
+    assert sorted(c["storePath"] for c in candidates) == sorted(
+        nix.text("nix", "path-info", "-r", installable).split()
     )
-    assert reproduce_job(server, nix, flake, builder_b, f"packages.{system}.default", sha) == [
-        f"[shared] {out_path} (agreement)"
-    ]
-    assert (builder_b / out_path.removeprefix("/")).exists()
+    repro_env = (
+        dict(nix.env)
+        | server.reproducer_env(sha)
+        | {
+            "VEGA_NIX_STORE": str(tmp_path / "store-reproducer"),
+            "VEGA_GITHUB_MIRRORS": f"alice/hello=git+file://{flake}",
+        }
+    )
+    repro_out, repro_err = io.StringIO(), io.StringIO()
+    assert reproduce_main(["--from-queue"], repro_env, repro_out, repro_err) == 0, repro_err.getvalue()
+    assert f"[reproduced] {out_path}" in repro_out.getvalue()
+    assert f"[shared] {out_path} (agreement)" in repro_out.getvalue()
+    reasons.append("agreement")
+    assert reasons == ["insufficient", "awaiting-repro", "agreement"]
     status = httpx2.get(f"{server.url}/api/status/{hash_part}").json()
     assert (status["verdict"], status["inSharedCache"]) == ("reproducible", True)
 
@@ -394,7 +366,7 @@ def test_issue_5_end_to_end_then_tampered(
     )
 
     # The log grows (another owner attests); the client verifies and remembers the larger log.
-    attest_job(server, nix, flake, "carol/hello", ".github/workflows/vega.yml", sha)
+    attest_as(server, "carol/hello")
     grown = server.log_size()
     ok = cli(capsys, "verify", hash_part, "--url", url, "--public-key", shared)
     assert ok.code == 0, ok.out + ok.err
@@ -411,7 +383,7 @@ def test_issue_5_end_to_end_then_tampered(
     # Forked: the same backup grown past the remembered size with other entries.
     forked = servers(shutil.copytree(backup, tmp_path / "forked"))
     for repository in ("mallory/x", "mallory/y"):
-        attest_job(forked, nix, flake, repository, ".github/workflows/vega.yml", sha)
+        attest_as(forked, repository)
     assert forked.log_size() > grown
     res = cli(capsys, "verify", hash_part, "--url", forked.url, "--public-key", shared)
     fails(res, "error: log fork or rollback detected: ", "is not consistent with the remembered size")

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from typing import Any
+
 import pytest
 
 from vega.client.agent.config import (
@@ -57,7 +59,7 @@ def test_secret_scan_modes_and_defaults() -> None:
 @pytest.mark.parametrize("word", ["yes", "no", "on", "off", "y", "True1"])
 def test_yaml_1_1_booleans_are_strings_and_so_rejected(word: str) -> None:
     """YAML 1.2 core schema: ``on`` is a string, so a boolean key rejects it."""
-    with pytest.raises(ConfigError, match="vega.yaml: reuse-cache must be a boolean"):
+    with pytest.raises(ConfigError, match=r"vega\.yaml: reuse-cache must be a boolean"):
         parse_config(f"builds: [a]\nreuse-cache: {word}")
 
 
@@ -99,7 +101,8 @@ def test_yaml_1_2_strings_stay_strings_in_attrs() -> None:
 def test_invalid_configs_name_the_key(text: str, message: str) -> None:
     with pytest.raises(ConfigError, match=message) as e:
         parse_config(text)
-    assert "Try" not in e.value.message and e.value.next_steps
+    assert "Try" not in e.value.message
+    assert e.value.next_steps
 
 
 def test_the_first_error_wins_in_spec_order() -> None:
@@ -191,8 +194,8 @@ exclude: ["*.*.slow", "devShells.*.nothing"]
 
 
 def test_resolve_builds_asks_nix_only_when_needed() -> None:
-    def never() -> str:
+    def never() -> Any:
         raise AssertionError("not needed")
 
     config = parse_config("builds: [a]")
-    assert resolve_builds(config, ".#", "/ws", never, never, print) == [Build("/ws#a", "a")]  # type: ignore[arg-type]
+    assert resolve_builds(config, ".#", "/ws", never, never, print) == [Build("/ws#a", "a")]

@@ -90,7 +90,8 @@ def test_a_file_named_after_a_token_is_shown_redacted(tmp_path: Path) -> None:
     gh = SAMPLES["github-token"]
     (tmp_path / gh).write_text(SAMPLES["aws-access-key"])
     (finding,) = scan_store_path(str(tmp_path))
-    assert gh not in finding.file and gh not in finding.message()
+    assert gh not in finding.file
+    assert gh not in finding.message()
     assert finding.file.endswith("ghp_a1\u2026")
     assert finding.message().startswith(f"possible aws-access-key in {finding.file}:1 (AKIAZ7\u2026). ")
     assert "secret-scan: false" in finding.message()

@@ -225,8 +225,9 @@ REPRO = {
 
 def test_reproducer_inputs() -> None:
     s = reproduce_settings(
-        REPRO | {"VEGA_DIR": "sub/dir", "VEGA_EXPECT_STORE_PATH": "/nix/store/x", "VEGA_EXPECT_NARHASH": "sha256:x",
-                 "VEGA_HASH": "  h  ", "VEGA_GITHUB_MIRRORS": "o/r=git+file:///srv/r"},
+        REPRO | {"VEGA_DIR": "sub/dir", "VEGA_EXPECT_STORE_PATH": "/nix/store/x",
+                 "VEGA_EXPECT_NARHASH": "sha256:x", "VEGA_HASH": "  h  ",
+                 "VEGA_GITHUB_MIRRORS": "o/r=git+file:///srv/r"},
         from_queue=False,
     )  # fmt: skip
     assert s.target == Target(

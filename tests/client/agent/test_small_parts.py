@@ -60,7 +60,8 @@ def test_the_watchdog_reports_only_after_the_window_and_with_rates() -> None:
 def test_the_watchdog_timer_is_a_daemon() -> None:
     dog = Watchdog(300, io.StringIO(), lambda: 0.0, interval=3600)
     dog.start()
-    assert dog._thread is not None and dog._thread.daemon
+    assert dog._thread is not None
+    assert dog._thread.daemon
     dog.stop()
     dog._thread.join(timeout=5)
     assert not dog._thread.is_alive()
@@ -94,7 +95,9 @@ def test_the_excerpt_is_redacted_before_it_is_cut() -> None:
     log = "noise\nerror: failed\n" + ("padding line\n" * 300) + f"token {secret} and {jwt}\n"
     text = excerpt(log, (jwt,))
     assert len(text.encode()) <= 2048
-    assert secret not in text and jwt not in text and "x" * 10 not in text
+    assert secret not in text
+    assert jwt not in text
+    assert "x" * 10 not in text
     assert text.endswith("token ghp_xx\u2026 and [redacted]")
     assert text.startswith("\u2026")
     assert excerpt("warming up\nerror: boom\n") == "warming up\nerror: boom"
@@ -107,7 +110,8 @@ def test_a_secret_split_by_the_cut_is_still_redacted() -> None:
     secret = "AKIA" + "ABCDEFGHIJKLMNOP"
     text = excerpt("error: " + secret + " " + "y" * 2039)
     assert "MNOP" not in text
-    assert text.startswith("\u2026") and len(text.encode()) <= 2048
+    assert text.startswith("\u2026")
+    assert len(text.encode()) <= 2048
 
 
 def test_jwt_exp() -> None:
