@@ -26,6 +26,7 @@ from tests.e2e.agents import (
     APP_REPOSITORY,
     ServerProcess,
     app_repo,
+    app_repo_commit,
     ci_env,
     nix_wrapper,
     recorded,
@@ -86,14 +87,23 @@ def test_builder_a_attests_builder_b_reproduces_and_only_reproducible_outputs_ar
     assert {c["rev"] for c in queue} == {sha}
 
     # Builder B: the reproducer's own identity, its own chroot store, the repo as github:example-org/app.
+    # Its nix.conf names the control plane as a substituter: the rebuild must not use it.
     store_b = tmp_path / "store-b"
+    empty_cache = tmp_path / "empty-cache"
+    empty_cache.mkdir()
+    (empty_cache / "nix-cache-info").write_text("StoreDir: /nix/store\n")
+    nix_conf_b = f"{nix.env['NIX_CONFIG']}\nextra-substituters = {server.url} file://{empty_cache}"
     job_b = server.reproducer_env(sha)
     b = run_agent(
         "vega-reproduce",
         ["--from-queue", "--max", "10"],
         base
         | job_b
-        | {"VEGA_NIX_STORE": str(store_b), "VEGA_GITHUB_MIRRORS": f"{APP_REPOSITORY}=git+file://{repo}"},
+        | {
+            "NIX_CONFIG": nix_conf_b,
+            "VEGA_NIX_STORE": str(store_b),
+            "VEGA_GITHUB_MIRRORS": f"{APP_REPOSITORY}=git+file://{repo}",
+        },
         tmp_path,
     )
     assert b.returncode == 2, b.stdout + b.stderr  # one output diverged
@@ -145,9 +155,12 @@ def test_builder_a_attests_builder_b_reproduces_and_only_reproducible_outputs_ar
         assert isinstance(env, dict)
         assert not set(OIDC_VARS) & set(env), call["argv"]
         assert not any(t in json.dumps(call) for t in tokens)
-    b_calls = [c for c in calls_all[calls_a:] if c["argv"][:1] == ["build"]]
-    assert b_calls
-    assert all("--store" in c["argv"] and "substituters" in c["argv"] for c in b_calls)
+    b_calls = [c["argv"] for c in calls_all[calls_a:] if c["argv"][:1] == ["build"]]
+    assert len(b_calls) == 4
+    for argv in b_calls:
+        assert argv[argv.index("--store") + 1] == str(store_b)
+        assert argv[argv.index("substituters") + 1] == f"file://{empty_cache}"  # never the control plane
+        assert argv[argv.index("sandbox") + 1] == "true"
 
 
 def attest_in_process(env: dict[str, str], cwd: Path) -> tuple[int, str, str]:
@@ -465,3 +478,111 @@ def test_the_token_provider_caches_refreshes_and_forces(dev_server: Server) -> N
             bad.get()
     with pytest.raises(ConfigError, match="ACTIONS_ID_TOKEN_REQUEST_URL and ACTIONS_ID_TOKEN_REQUEST_TOKEN"):
         TokenProvider(Http(httpx2.Client()), OidcRequest(None, None), "x", time.time)
+
+
+def test_skip_upstream_reuse_cache_and_extra_substituters(
+    dev_server: Server, nix: NixRunner, tmp_path: Path
+) -> None:
+    """A first job publishes; a second one skips what the 'upstream' serves and reuses the tenant."""
+    if system(nix) != "x86_64-linux":
+        pytest.skip("the example app names x86_64-linux outputs")
+    repo, sha = app_repo(tmp_path / "app", f"upstream {time.time_ns()}")
+    (repo / "vega.yaml").write_text("builds: [packages.x86_64-linux.app]\nreuse-cache: true\n")
+    env = dict(nix.env) | {"GITHUB_WORKSPACE": str(repo)}
+    first = attest_in_process(env | ci_env(dev_server.url, APP_REPOSITORY, sha, "ci.yml"), repo)
+    assert first[0] == 0, first
+    tenant = f"{dev_server.url}/tenant/{APP_REPOSITORY}"
+    empty_cache = tmp_path / "empty-cache"
+    empty_cache.mkdir()
+    (empty_cache / "nix-cache-info").write_text("StoreDir: /nix/store\n")
+    second_env = (
+        env
+        | ci_env(dev_server.url, APP_REPOSITORY, sha, "ci.yml")
+        | {
+            "VEGA_SKIP_UPSTREAM": "true",
+            "VEGA_UPSTREAM": tenant + "/",  # stands in for cache.nixos.org: it serves both paths now
+            "VEGA_EXTRA_SUBSTITUTERS": f"file://{empty_cache}",
+            "VEGA_EXTRA_TRUSTED_PUBLIC_KEYS": "extra-1:" + "A" * 43 + "=",
+        }
+    )
+    code, out, err = attest_in_process(second_env, repo)
+    assert code == 0, out + err
+    assert f"Reusing prior pushes from {tenant}" in out
+    assert f"Extra substituters: file://{empty_cache}" in out
+    assert f"Skipping 2 path(s) in {tenant}." in out
+    assert "Done. 0/0 published to the shared cache." in out
+
+
+SUBFLAKE_LINK = "linked"
+
+
+def test_a_sub_flake_is_attested_with_its_dir_and_reproduced_after_the_containment_check(
+    server: ServerProcess, nix: NixRunner, tmp_path: Path
+) -> None:
+    import io
+
+    from vega.cli.agent import reproduce_main
+
+    if system(nix) != "x86_64-linux":
+        pytest.skip("the example app names x86_64-linux outputs")
+    root = tmp_path / "mono"
+    root.mkdir()
+    (root / "README").write_text("a monorepo with the app in sub/app\n")
+    app_repo(root / "sub" / "app", f"subflake {time.time_ns()}")
+    import shutil
+
+    shutil.rmtree(root / "sub" / "app" / ".git")
+    (root / SUBFLAKE_LINK).symlink_to("sub/app")
+    sha = app_repo_commit(root)
+    env = dict(nix.env) | server.ci_env(APP_REPOSITORY, sha) | {"GITHUB_WORKSPACE": str(root)}
+    code, out, err = attest_in_process_argv(["./sub/app#packages.x86_64-linux.docs"], env, root)
+    assert code == 0, out + err
+    assert "::warning::" not in err  # an own sub-flake: no foreign warning
+    (candidate,) = httpx2.get(f"{server.url}/api/repro/queue").json()["candidates"]
+    assert (candidate["dir"], candidate["attr"]) == ("sub/app", "packages.x86_64-linux.docs")
+
+    mirror = {
+        "VEGA_GITHUB_MIRRORS": f"{APP_REPOSITORY}=git+file://{root}",
+        "VEGA_NIX_STORE": str(tmp_path / "b"),
+    }
+    repro_env = dict(nix.env) | server.reproducer_env(sha) | mirror
+    out_b, err_b = io.StringIO(), io.StringIO()
+    assert reproduce_main(["--from-queue"], dict(repro_env), out_b, err_b) == 0, err_b.getvalue()
+    assert f"?rev={sha}&dir=sub/app#packages.x86_64-linux.docs ..." in out_b.getvalue()
+    assert "(agreement)" in out_b.getvalue()
+
+    # A dir that is a symlink in the source tree is refused before anything is built.
+    single = (
+        repro_env
+        | server.reproducer_env(sha)
+        | {
+            "VEGA_FLAKE_REF": f"github:{APP_REPOSITORY}",
+            "VEGA_ATTR": "packages.x86_64-linux.docs",
+            "VEGA_REV": sha,
+            "VEGA_DIR": SUBFLAKE_LINK,
+        }
+    )
+    out_c, err_c = io.StringIO(), io.StringIO()
+    assert reproduce_main([], single, out_c, err_c) == 1
+    assert f"error: subflake dir '{SUBFLAKE_LINK}': '{SUBFLAKE_LINK}' is a symlink" in err_c.getvalue()
+    assert "Reproducing" not in out_c.getvalue()
+    single |= server.reproducer_env(sha) | {"VEGA_REV": "main", "VEGA_DIR": "sub/app"}
+    assert reproduce_main([], single, out_c, err_c) == 1
+    assert "error: subflake dir 'sub/app' needs a canonical github:<owner>/<repo> ref and a 40-hex rev" in (
+        err_c.getvalue()
+    )
+
+
+def attest_in_process_argv(argv: list[str], env: dict[str, str], cwd: Path) -> tuple[int, str, str]:
+    import io
+
+    from vega.cli.agent import attest_main
+
+    out, err = io.StringIO(), io.StringIO()
+    old = os.getcwd()
+    os.chdir(cwd)
+    try:
+        code = attest_main(argv, env, out, err)
+    finally:
+        os.chdir(old)
+    return code, out.getvalue(), err.getvalue()

@@ -66,6 +66,7 @@ __all__ = [
     "attest_body",
     "check_substitutable",
     "fetch_key",
+    "host_config_lines",
     "pack_nar",
     "plan",
     "probe_all",
@@ -586,6 +587,17 @@ def _upload_all(
     )
     upload_pipeline(deps.uploader, novel, options, deps.work_dir, hooks)
     return pushed, (last[0] if last else None)
+
+
+def host_config_lines(substituter: str, public_key: str) -> list[str]:
+    """The host-config block printed after a push or an agent run (cli.md §9 step 5)."""
+    return [
+        "Add to nix.conf (or nix.settings in your NixOS configuration):",
+        f"  extra-substituters = {substituter}",
+        f"  extra-trusted-public-keys = {public_key}",
+        "  (the control plane alone serves only the globally reproduced shared tier;"
+        " these builds come from the tenant path)",
+    ]
 
 
 def fetch_key(http: Http, substituter: str) -> str | None:

@@ -35,6 +35,7 @@ from vega.client.push import (
     PushOptions,
     attest_body,
     fetch_key,
+    host_config_lines,
     probe_all,
     upload_pipeline,
 )
@@ -42,7 +43,7 @@ from vega.core.api import AttestResult, nar_url_for
 from vega.core.hashes import NixHash
 from vega.errors import ConfigError, NixError, VegaError
 
-__all__ = ["AttestRun", "host_config_lines", "load_config", "run_attest"]
+__all__ = ["AttestRun", "cache_build", "load_config", "run_attest"]
 
 
 def load_config(workspace: str) -> VegaConfig | None:
@@ -59,17 +60,6 @@ def load_config(workspace: str) -> VegaConfig | None:
     except (OSError, UnicodeDecodeError) as e:
         raise ConfigError(f"vega.yaml: cannot read {path}: {e}") from None
     return parse_config(text)
-
-
-def host_config_lines(substituter: str, public_key: str) -> list[str]:
-    """The host-config block (cli.md §9 step 5)."""
-    return [
-        "Add to nix.conf (or nix.settings in your NixOS configuration):",
-        f"  extra-substituters = {substituter}",
-        f"  extra-trusted-public-keys = {public_key}",
-        "  (the control plane alone serves only the globally reproduced shared tier;"
-        " these builds come from the tenant path)",
-    ]
 
 
 @dataclass(slots=True)
