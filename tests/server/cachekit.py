@@ -103,6 +103,7 @@ class Harness:
     """A control plane in process: TestClient, clock, keys, dev identities."""
 
     def __init__(self, db: Database, tmp: Path, **settings: Any) -> None:
+        self.db = db
         self.clock = Clock()
         self.keys = ServerKeys(
             shared=generate_secret_key("vega-cache-1", b"\x01" * 32),

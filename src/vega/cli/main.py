@@ -29,6 +29,7 @@ log = logging.getLogger(__name__)
 
 COMMANDS: tuple[str, ...] = (
     "nar",
+    "init",
     "login",
     "logout",
     "whoami",
@@ -45,7 +46,6 @@ PLANNED: dict[str, str] = {
     "dashboard": "open the web dashboard (cli.md §17)",
     "diff": "diagnose a divergent build (cli.md §11)",
     "gate": "gate a closure against its lock file (cli.md §12)",
-    "init": "write the CI workflow into a repository (cli.md §2)",
     "mcp": "the MCP server for AI coding agents (cli.md §14)",
     "report": "report a build problem (cli.md §8)",
     "trust": "trust another builder, within a scope (cli.md §15)",

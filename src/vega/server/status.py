@@ -107,6 +107,8 @@ class StatusRules(ServiceCore):
         with self.store.lock_path(body.hash) as tx:
             if not self.store.is_queued(tx, body.hash):
                 raise ServiceError(f"no open reproduction candidate {body.hash}", status=404)
-            self.store.add_dispatch_failure(tx, body.hash, identity.attester_id, body.reason, now)
+            self.store.add_dispatch_failure(
+                tx, body.hash, identity.attester_id, body.reason, now, body.diagnosis, body.excerpt
+            )
             if body.reason == "unresolvable":
                 self.store.retire_repro(tx, body.hash, "unresolvable", now)

@@ -159,6 +159,7 @@ def execute(
 
 
 def _epilogue(report: PushReport, environ: Mapping[str, str], out: TextIO, err: TextIO) -> int:
+    from vega.client.push import host_config_lines
 
     grey = style.use_colour(out, environ)
 
@@ -173,16 +174,8 @@ def _epilogue(report: PushReport, environ: Mapping[str, str], out: TextIO, err: 
     style.info(dim("  Anyone who trusts your namespace's key can substitute them (the lines below)."), out)
     if report.public_key is not None:
         style.info("", out)
-        style.info(dim("Add to nix.conf (or nix.settings in your NixOS configuration):"), out)
-        style.info(dim(f"  extra-substituters = {report.substituter}"), out)
-        style.info(dim(f"  extra-trusted-public-keys = {report.public_key}"), out)
-        style.info(
-            dim(
-                "  (the control plane alone serves only the globally reproduced shared tier;"
-                " these builds come from the tenant path)"
-            ),
-            out,
-        )
+        for line in host_config_lines(report.substituter, report.public_key):
+            style.info(dim(line), out)
     style.info("", out)
     if report.check.ok:
         style.success(

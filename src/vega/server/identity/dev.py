@@ -531,8 +531,8 @@ class DevIdentity:
                 run_id=str(fields["runId"]) if fields.get("runId") else None,
                 run_attempt=str(fields.get("runAttempt") or "1"),
                 repository_id=str(fields["repositoryId"]) if fields.get("repositoryId") else None,
-                repository_owner_id=str(fields["repositoryOwnerId"])
-                if fields.get("repositoryOwnerId")
+                repository_owner_id=str(fields.get("repositoryOwnerId") or fields["ownerId"])
+                if fields.get("repositoryOwnerId") or fields.get("ownerId")
                 else None,
                 job_workflow_sha=str(fields["workflowSha"]) if fields.get("workflowSha") else None,
                 runner_environment=str(fields.get("runnerEnvironment") or "github-hosted"),

@@ -89,6 +89,16 @@ MIGRATIONS: tuple[Migration, ...] = (
             "CREATE INDEX cache_promotions_nar ON cache_promotions (nar_hash)",
         ),
     ),
+    Migration(
+        # A component of its own so it never collides with another ``cache`` version.
+        "repro",
+        1,
+        (
+            # The failure's class and a redacted excerpt (changes-0.19.md), both optional.
+            "ALTER TABLE cache_dispatch_failures ADD COLUMN diagnosis TEXT",
+            "ALTER TABLE cache_dispatch_failures ADD COLUMN excerpt TEXT",
+        ),
+    ),
 )
 """The ``cache`` component's schema."""
 
@@ -517,7 +527,14 @@ class Store:
         )
 
     def add_dispatch_failure(
-        self, tx: Tx, hash_part: str, attester_id: str, reason: str, now_ms: int
+        self,
+        tx: Tx,
+        hash_part: str,
+        attester_id: str,
+        reason: str,
+        now_ms: int,
+        diagnosis: str | None = None,
+        excerpt: str | None = None,
     ) -> bool:
         """Record one reproducer's failure report; False when this run already reported it."""
         if tx.fetchone(
@@ -526,15 +543,27 @@ class Store:
         ):
             return False
         tx.execute(
-            "INSERT INTO cache_dispatch_failures (hash_part, attester_id, reason, reported_at_ms)"
-            " VALUES (?, ?, ?, ?)",
-            (hash_part, attester_id, reason, now_ms),
+            "INSERT INTO cache_dispatch_failures"
+            " (hash_part, attester_id, reason, reported_at_ms, diagnosis, excerpt) VALUES (?, ?, ?, ?, ?, ?)",
+            (hash_part, attester_id, reason, now_ms, diagnosis, excerpt),
         )
         if reason == "build-failed":
             tx.execute(
                 "UPDATE cache_repro_queue SET attempts = attempts + 1 WHERE hash_part = ?", (hash_part,)
             )
         return True
+
+    def dispatch_failures(self, tx: Tx, hash_part: str) -> list[tuple[str, str | None, str | None]]:
+        """``(reason, diagnosis, excerpt)`` of every failure report for ``hash_part``, oldest first."""
+        rows = tx.fetchall(
+            "SELECT reason, diagnosis, excerpt FROM cache_dispatch_failures WHERE hash_part = ?"
+            " ORDER BY reported_at_ms, attester_id",
+            (hash_part,),
+        )
+        return [
+            (str(r[0]), None if r[1] is None else str(r[1]), None if r[2] is None else str(r[2]))
+            for r in rows
+        ]
 
     # -- metrics ------------------------------------------------------------------
 
