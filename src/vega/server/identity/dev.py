@@ -55,6 +55,7 @@ import binascii
 import hashlib
 import hmac
 import inspect
+import ipaddress
 import json
 import os
 import re
@@ -78,7 +79,6 @@ from starlette.routing import Route
 
 from vega.errors import AuthError, ConfigError, FormatError
 from vega.server.identity.github import GitHubUser
-from vega.server.settings import is_loopback_host
 
 __all__ = [
     "DEV_BANNER",
@@ -435,7 +435,7 @@ class DevIdentity:
 
     def _is_own_host(self, host: str | None) -> bool:
         return host is not None and (
-            is_loopback_host(host) or host.lower() == (urlsplit(self.public_url).hostname or "")
+            _is_loopback_name(host) or host.lower() == (urlsplit(self.public_url).hostname or "")
         )
 
     def _foreign(self, request: Request) -> str | None:
@@ -639,6 +639,17 @@ class DevIdentity:
             "device": self.settings.device_expires_s,
             "user": _USER_TOKEN_TTL_S,
         }.get(kind, 0)
+
+
+def _is_loopback_name(host: str) -> bool:
+    """Whether a host name or address is loopback (``localhost``, 127/8, ``::1``)."""
+    host = host.strip("[]").lower()
+    if host == "localhost":
+        return True
+    try:
+        return ipaddress.ip_address(host).is_loopback
+    except ValueError:
+        return False
 
 
 def _stable_id(kind: str, name: str) -> str:
