@@ -46,6 +46,7 @@ import httpx2
 import vega
 from vega.client.cache import Runner, parse_trusted_keys, run_process
 from vega.client.credentials import format_expiry_date, load_credential_lenient
+from vega.client.deadline import new_client
 from vega.client.http import Http, HttpLimits, safe_error
 from vega.client.settings import DEFAULT_URL, Settings, system_clock_ms
 from vega.core.signing import (
@@ -186,7 +187,7 @@ def _zstandard_version() -> str | None:
 @contextmanager
 def open_doctor(settings: Settings) -> Iterator[DoctorContext]:
     """The real context: subprocesses, an ``httpx2.Client``, the system clocks."""
-    with httpx2.Client(headers={"user-agent": "vega-cli"}) as client:
+    with new_client(headers={"user-agent": "vega-cli"}) as client:
         yield DoctorContext(
             run=run_process,
             client=client,

@@ -55,6 +55,7 @@ from vega.client.cache import (
     select_trusted_key,
     signature_names,
 )
+from vega.client.deadline import new_client
 from vega.client.http import Http, HttpLimits, Response, require_safe_url
 from vega.client.logclient import LogClient
 from vega.client.logstate import LogState, default_state_dir
@@ -316,7 +317,7 @@ def open_context(
     home = Path(environ.get("HOME", "") or Path.home())
     trusted = load_trusted_keys(run, nix_conf_files(home)) if read_nix_keys else {}
     limits = limits or HttpLimits()
-    with httpx2.Client(timeout=limits.timeout_s, follow_redirects=False) as client:
+    with new_client(timeout=limits.timeout_s, follow_redirects=False) as client:
         yield VerifyContext(
             client=client,
             base_url=base,
