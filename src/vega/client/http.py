@@ -375,7 +375,7 @@ class Http:
                     )
                 yield chunk
         except (httpx2.HTTPError, httpx2.StreamError) as e:
-            raise _network_error("GET", url, e, deadline_s) from e
+            raise _network_error("GET", url, e, deadline_s, self._monotonic() - start) from e
 
     def _delay(self, attempt: int, retry_after: str | None) -> float:
         limits = self.limits
