@@ -51,10 +51,12 @@ def test_http_stream_has_a_whole_body_deadline() -> None:
     with serve_hostile(lambda r: drip("body")) as (url, _), new_client() as client:
         http = Http(client, HttpLimits(stream_timeout_s=TIMEOUT_S, tries=1), sleep=lambda s: None)
         start = time.monotonic()
-        with pytest.raises(NetworkError, match=r"timed out.*within 2s"):  # noqa: PT012
-            with http.get_stream(f"{url}/nar/x.nar", 10_000) as resp:
-                for _ in resp.iter_bytes():
-                    pass
+        with (
+            pytest.raises(NetworkError, match=r"timed out.*within 2s"),
+            http.get_stream(f"{url}/nar/x.nar", 10_000) as resp,
+        ):
+            for _ in resp.iter_bytes():
+                pass
         assert time.monotonic() - start < BOUND_S
 
 
