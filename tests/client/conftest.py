@@ -251,7 +251,8 @@ class CacheServer:
             return JSONResponse({"error": "unknown"}, status_code=404)
 
         def revocations(request: Request) -> Response:
-            return JSONResponse(self.revocations_body())
+            body = self.revocations_body()
+            return body if isinstance(body, Response) else JSONResponse(body)
 
         def tenant_key(request: Request) -> Response:
             from vega.core.signing import format_public_key
