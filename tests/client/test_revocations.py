@@ -18,7 +18,7 @@ from typing import Any
 import pytest
 from starlette.responses import Response
 
-from tests.client.conftest import SHARED, TENANT, UPSTREAM, Build, CacheServer
+from tests.client.conftest import BASE, SHARED, TENANT, UPSTREAM, Build, CacheServer
 from vega.cli.commands.verify import execute
 from vega.cli.main import build_parser
 from vega.client.verify import VerifyOptions, VerifyReport, verify_target
@@ -239,6 +239,7 @@ def test_a_revoked_upstream_path_fails_even_signature_only(server: CacheServer) 
     ctx = server.context(trusted=(SHARED.public, UPSTREAM.public))
     assert verify_target(ctx, build.hash, allow).exit_ok
     server.revoked_list.append(revocation(build))
+    ctx = server.context(trusted=(SHARED.public, UPSTREAM.public))  # a new run fetches the list again
     report = verify_target(ctx, build.hash, allow)
     assert not report.signature_only_ok
     assert not report.exit_ok
@@ -274,3 +275,14 @@ def test_public_key_flag_pins_the_shared_key(server: CacheServer) -> None:
     code, out, _ = cli(server, build.hash, "--public-key", format_public_key(SHARED.public), trusted=())
     assert code == 1
     assert "revoked: compromised builder" in out
+
+
+def test_the_list_is_fetched_once_per_run_and_judged_per_build(server: CacheServer) -> None:
+    from vega.client.verify import verify_many
+
+    builds = [server.add(f"t{n}", str(n).encode(), key=TENANT, tenant=True) for n in range(3)]
+    server.revoked_list.append(revocation(builds[1]))
+    ctx = server.context(trusted=(SHARED.public, TENANT.public), base=f"{BASE}/tenant/alice/hello")
+    reports = verify_many(ctx, [b.hash for b in builds])
+    assert [r.exit_ok for r in reports] == [True, False, True]
+    assert server.recorder.paths.count("/api/revocations") == 1

@@ -22,7 +22,8 @@ Spec: changes-0.19.md ("Revocation list"); cli.md §10.4-§10.5; issue 14.
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+import threading
+from collections.abc import Mapping, MutableMapping
 
 from vega.client.http import Http
 from vega.client.transparency import Check
@@ -33,6 +34,8 @@ from vega.errors import ConfigError, FormatError, NetworkError
 
 __all__ = ["fetch_revocation_status", "pinned_shared_key", "revocation_check"]
 
+_FETCHING = threading.Lock()
+
 
 def pinned_shared_key(public_key: PublicKey | None, trusted: Mapping[str, PublicKey]) -> PublicKey | None:
     """The user's own shared key: ``--public-key`` if it is ``vega-cache-1``, else the trusted one."""
@@ -42,14 +45,43 @@ def pinned_shared_key(public_key: PublicKey | None, trusted: Mapping[str, Public
 
 
 def fetch_revocation_status(
-    http: Http, root_url: str, key: PublicKey | None, info: NarInfo, now_ms: int
+    http: Http,
+    root_url: str,
+    key: PublicKey | None,
+    info: NarInfo,
+    now_ms: int,
+    fetched: MutableMapping[str, object] | None = None,
 ) -> RevocationStatus:
-    """What the list at ``root_url`` says about ``info``'s build; never raises."""
+    """What the list at ``root_url`` says about ``info``'s build; never raises.
+
+    Args:
+        http: bounded HTTP.
+        root_url: the control-plane origin (the list is global, not per tenant).
+        key: the user's pinned shared key (:func:`pinned_shared_key`); None: not asked.
+        info: the build's narinfo.
+        now_ms: the client's clock.
+        fetched: answers already fetched in this run, by ``root_url`` (a closure asks once);
+            the list is judged afresh for every build.
+    """
     if key is None:
         return RevocationStatus(
             status="unknown",
             detail=f"revocation list not checked: no pinned {SHARED_KEY_NAME} key to authenticate it",
         )
+    if fetched is None:
+        body = _fetch(http, root_url)
+    else:
+        with _FETCHING:  # concurrent verifications of a closure wait for the one fetch
+            body = fetched.get(root_url)
+            if body is None:
+                body = fetched[root_url] = _fetch(http, root_url)
+    if isinstance(body, RevocationStatus):
+        return body
+    return assess(body, key, now_ms, info.store_path.hash_part, fingerprint(info))
+
+
+def _fetch(http: Http, root_url: str) -> object:
+    """The parsed list, or the "unknown" status saying why there is none."""
     try:
         resp = http.get(f"{root_url}/api/revocations", {"accept": "application/json"})
     except (NetworkError, ConfigError) as e:
@@ -57,10 +89,9 @@ def fetch_revocation_status(
     if not resp.ok:
         return RevocationStatus(status="unknown", detail=f"revocation list unreachable (HTTP {resp.status})")
     try:
-        body = resp.json()
+        return resp.json()
     except FormatError:
         return RevocationStatus(status="unknown", detail="revocation list is malformed: not JSON")
-    return assess(body, key, now_ms, info.store_path.hash_part, fingerprint(info))
 
 
 def revocation_check(status: RevocationStatus, *, shared_scope: bool, log_check: Check | None) -> Check:

@@ -139,6 +139,8 @@ class VerifyContext:
     """Bases found to lack ``/log/lookup`` during this run, so later paths skip the probe."""
     now_ms: Callable[[], int] = system_clock_ms
     """Wall clock, epoch milliseconds (the revocation list's 6-hour freshness rule)."""
+    revocation_lists: dict[str, object] = field(default_factory=dict, repr=False, compare=False)
+    """Signed revocation lists fetched during this run, by control-plane origin (asked once)."""
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
@@ -477,7 +479,7 @@ def _check_revocation_list(run: _Run, info: NarInfo) -> None:
         return
     key = pinned_shared_key(run.options.public_key, run.ctx.trusted_keys)
     root = control_plane_root(run.report.base_url)
-    status = fetch_revocation_status(run.http, root, key, info, run.ctx.now_ms())
+    status = fetch_revocation_status(run.http, root, key, info, run.ctx.now_ms(), run.ctx.revocation_lists)
     k = next(i for i, c in enumerate(run.checks) if c.name == "revocation")
     check = revocation_check(status, shared_scope=t is not None, log_check=run.checks[k] if t else None)
     run.checks[k] = check
