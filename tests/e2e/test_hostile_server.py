@@ -26,6 +26,7 @@ from tests.conftest import NixRunner
 from tests.hostile import Reply, Request, serve_hostile
 from vega.cli.main import main
 from vega.client import doctor
+from vega.client.settings import Settings
 from vega.core.narinfo import format_narinfo
 from vega.core.safetext import is_safe_text
 from vega.core.signing import format_public_key
@@ -156,7 +157,7 @@ def test_doctor_renders_server_strings_safely(
     real = doctor.open_doctor
 
     @contextlib.contextmanager
-    def redirected(settings):  # type: ignore[no-untyped-def]
+    def redirected(settings: Settings) -> Iterator[doctor.DoctorContext]:
         # GitHub is unreachable from here: its releases call goes to the hostile double.
         with real(settings) as ctx:
             yield replace(ctx, releases_url=f"{hostile}/releases/latest")
