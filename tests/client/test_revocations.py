@@ -286,3 +286,30 @@ def test_the_list_is_fetched_once_per_run_and_judged_per_build(server: CacheServ
     reports = verify_many(ctx, [b.hash for b in builds])
     assert [r.exit_ok for r in reports] == [True, False, True]
     assert server.recorder.paths.count("/api/revocations") == 1
+
+
+@pytest.mark.parametrize(
+    ("answer", "why"),
+    [
+        (None, "revocation list unreachable: GET http://cp.test/api/revocations failed"),
+        (b"<html>", "revocation list is malformed: not JSON"),
+    ],
+)
+def test_fetch_without_a_run_cache_and_its_failures(
+    server: CacheServer, answer: bytes | None, why: str
+) -> None:
+    import httpx2
+
+    from vega.client.http import Http, HttpLimits
+    from vega.client.revocations import fetch_revocation_status
+
+    def handler(request: httpx2.Request) -> httpx2.Response:
+        if answer is None:
+            raise httpx2.ConnectError("refused", request=request)
+        return httpx2.Response(200, content=answer)
+
+    build = server.add("x")
+    http = Http(httpx2.Client(transport=httpx2.MockTransport(handler)), HttpLimits(tries=1))
+    got = fetch_revocation_status(http, "http://cp.test", SHARED.public, build.info, 0)
+    assert got.status == "unknown"
+    assert got.detail.startswith(why)

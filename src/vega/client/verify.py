@@ -480,9 +480,13 @@ def _check_revocation_list(run: _Run, info: NarInfo) -> None:
     key = pinned_shared_key(run.options.public_key, run.ctx.trusted_keys)
     root = control_plane_root(run.report.base_url)
     status = fetch_revocation_status(run.http, root, key, info, run.ctx.now_ms(), run.ctx.revocation_lists)
-    k = next(i for i, c in enumerate(run.checks) if c.name == "revocation")
-    check = revocation_check(status, shared_scope=t is not None, log_check=run.checks[k] if t else None)
-    run.checks[k] = check
+    k = next((i for i, c in enumerate(run.checks) if c.name == "revocation"), None)
+    log_check = run.checks[k] if t is not None and k is not None else None
+    check = revocation_check(status, shared_scope=t is not None, log_check=log_check)
+    if k is None:
+        run.checks.append(check)
+    else:
+        run.checks[k] = check
     if t is not None and not check.ok:
         t = replace(t, revoked=True)
     run.report = replace(run.report, revocation=status, transparency=t)
