@@ -104,6 +104,8 @@ class ServerSettings:
     """Largest JSON request body."""
     narinfo_max_age_s: int = 60
     """Cache lifetime of served narinfo files."""
+    orphan_retention_s: int = 7 * 24 * 3600
+    """Age after which a NAR object nothing needs is deleted by the sweep; 0 keeps them all."""
     dev: bool = False
     """Development identity mode (loudly labelled; loopback only unless forced)."""
     dev_force: bool = False
@@ -165,6 +167,15 @@ def _check(s: ServerSettings) -> None:
     if url.query or url.fragment or url.username:
         raise ConfigError("public_url must not carry credentials, a query or a fragment")
     loopback = is_loopback_host(url.hostname)
+    if not s.public_url and not is_loopback_host(s.host):
+        raise ConfigError(
+            f"listening on {s.host} needs the https URL clients will use (public_url)",
+            next_steps=[
+                "vega-server serve --host 0.0.0.0 --public-url https://cache.example.org "
+                "(TLS terminated in front of vega-server; see docs/deployment.md)",
+                "or keep the default --host 127.0.0.1",
+            ],
+        )
     if url.scheme != "https" and not loopback:
         raise ConfigError(
             f"public_url {s.resolved_public_url!r} is not loopback, so it must be https",
@@ -178,7 +189,7 @@ def _check(s: ServerSettings) -> None:
     for name in ("port", "quorum", "upload_url_ttl_s", "max_upload_bytes", "max_nar_bytes", "max_json_bytes"):
         if int(getattr(s, name)) < (0 if name == "port" else 1):
             raise ConfigError(f"{name} must be positive, got {getattr(s, name)}")
-    for name in ("min_reproductions", "settling_s", "narinfo_max_age_s"):
+    for name in ("min_reproductions", "settling_s", "narinfo_max_age_s", "orphan_retention_s"):
         if int(getattr(s, name)) < 0:
             raise ConfigError(f"{name} must be non-negative, got {getattr(s, name)}")
     if s.github_client_secret is not None and not s.github_client_secret.strip():
@@ -193,6 +204,7 @@ _INTS = {"port", "quorum", "min_reproductions", "settling_s", "upload_url_ttl_s"
     "max_nar_bytes",
     "max_json_bytes",
     "narinfo_max_age_s",
+    "orphan_retention_s",
 }
 _BOOLS = {"dev", "dev_force"}
 _SECRET_FILE_KEYS = {"database_url_file": "database_url", "github_client_secret_file": "github_client_secret"}

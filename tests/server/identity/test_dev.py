@@ -306,7 +306,11 @@ def test_production_mode_has_no_dev_routes(tmp_path: Path, clock: FakeClock) -> 
         http=httpx2.Client(transport=httpx2.MockTransport(github)),
         now=clock,
     )
-    assert [r.path for r in authenticator.routes()] == ["/api/owner/enroll", "/api/owner/revoke"]
+    assert [r.path for r in authenticator.routes()] == [
+        "/api/owner/enroll",
+        "/api/owner/revoke",
+        "/api/owner/whoami",
+    ]
     assert authenticator.github_info() == {
         "url": "https://ghe.example.com",
         "apiUrl": "https://ghe.example.com/api/v3",

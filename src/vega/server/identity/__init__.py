@@ -241,6 +241,7 @@ class Authenticator:
         routes = [
             Route("/api/owner/enroll", self._enroll, methods=["POST"]),
             Route("/api/owner/revoke", self._revoke, methods=["POST"]),
+            Route("/api/owner/whoami", self._whoami, methods=["GET"]),
         ]
         if self.dev is not None:
             routes.extend(self.dev.routes())
@@ -252,6 +253,17 @@ class Authenticator:
         except VegaError as e:
             return _error(e)
         return JSONResponse(enrollment.to_json(), headers={"cache-control": "no-store"})
+
+    def _whoami(self, request: Request) -> Response:
+        """Whether the presented owner credential is valid here now (``vega status``, ``doctor``)."""
+        try:
+            owner = self.owner(bearer_token(request.headers.get("authorization")))
+        except VegaError as e:
+            return _error(e)
+        return JSONResponse(
+            {"login": owner.login, "userId": owner.user_id, "namespace": owner.namespace},
+            headers={"cache-control": "no-store"},
+        )
 
     def _revoke(self, request: Request) -> Response:
         try:
