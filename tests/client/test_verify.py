@@ -519,7 +519,7 @@ def test_legacy_server_still_verifies_and_says_so(server: CacheServer) -> None:
     assert report.transparency.scanned == 4
     assert "server lacks /log/lookup" in report.notices[0]
     assert server.recorder.paths[1:4] == [f"/log/lookup/{build.hash}", "/log/sth", "/log/entry/23"]
-    assert report.requests == 3 + 4 + 2  # narinfo, lookup, sth; 4 entries; inclusion, NAR
+    assert report.requests == 3 + 4 + 3  # narinfo, lookup, sth; 4 entries; inclusion, revocations, NAR
     server.filler(2, start=99)
     again = verify_target(server.context(), build.hash)
     assert again.exit_ok

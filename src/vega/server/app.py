@@ -12,6 +12,7 @@ Routes (protocol.md §11; additions in docs/server-api.md)::
     POST       /api/cache/attest                           OIDC
     POST       /api/cache/push                             owner
     GET        /api/repro/queue
+    GET        /api/revocations                            signed revocation list (changes-0.19.md)
     POST       /api/repro/dispatch-failed                  OIDC (reproducer)
     GET        /api/info, /healthz, /metrics
     GET        /log/...                                    the transparency log (mounted)
@@ -46,6 +47,7 @@ from vega.server.identity import IdentitySettings
 from vega.server.identity.dev import DevSettings
 from vega.server.log.log import Sequencer, TransparencyLog
 from vega.server.log.routes import log_routes
+from vega.server.revocations import revocations_endpoint
 from vega.server.service import CacheService, ServerKeys
 from vega.server.settings import ServerSettings
 from vega.server.store import Store
@@ -241,6 +243,7 @@ def create_app(
         Route("/api/cache/delete", g(h.namespace_delete), methods=["POST"]),
         Route("/api/repro/queue", g(h.repro_queue), methods=["GET"]),
         Route("/api/repro/dispatch-failed", g(h.dispatch_failed), methods=["POST"]),
+        Route("/api/revocations", g(revocations_endpoint(store, keys.shared, now)), methods=["GET"]),
         *log_routes(log),
         *auth.routes(),
         *extra_routes,
