@@ -28,7 +28,7 @@ from __future__ import annotations
 
 import json
 import math
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from decimal import Decimal
 from typing import Literal, cast, get_args
@@ -47,6 +47,7 @@ __all__ = [
     "RevocationLeaf",
     "SignedTreeHead",
     "encode_leaf",
+    "events_message",
     "js_number",
     "leaf_binds_narinfo",
     "parse_leaf",
@@ -190,6 +191,18 @@ def verify_sth(sth: SignedTreeHead, public_key: signing.PublicKey) -> None:
             f"tree head signature does not verify with key {public_key.name!r} "
             f"(size {js_number(sth.size)}, root {sth.root_hex[:64]})"
         )
+
+
+def events_message(store_hash: str, size: int, root: bytes, indexes: Sequence[int]) -> bytes:
+    """Return the message of a lookup's signed event statement (docs/log-api.md, ADR 0012).
+
+    ``vega-events:v1:<store-path hash>:<size>:<root hex>:<i1>,<i2>,...``: "in the tree of
+    ``size`` leaves with this root, the promotion and revocation entries of this build are
+    exactly these indexes". Signed with the STH key, so an omission is signed evidence against
+    the log. The prefix keeps it apart from STH messages and narinfo fingerprints (``1;...``).
+    """
+    listed = ",".join(str(i) for i in indexes)
+    return f"vega-events:v1:{store_hash}:{size}:{root.hex()}:{listed}".encode()
 
 
 # --- leaf events ------------------------------------------------------------------------------
