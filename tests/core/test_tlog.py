@@ -352,3 +352,12 @@ def test_leaf_binds_narinfo() -> None:
 @given(st.binary(max_size=200))
 def test_leaf_binds_never_raises(data: bytes) -> None:
     assert not tlog.leaf_binds_narinfo(data, SP, NH, FP)
+
+
+def test_events_message_names_build_tree_and_indexes() -> None:
+    """ADR 0012: the lookup's signed list of promotions and revocations."""
+    h = "0" * 32
+    assert tlog.events_message(h, 10, b"\xab" * 32, [3, 7]) == (
+        f"vega-events:v1:{h}:10:{'ab' * 32}:3,7".encode()
+    )
+    assert tlog.events_message(h, 0, b"\x00" * 32, []).endswith(b":")
