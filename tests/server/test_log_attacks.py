@@ -53,6 +53,15 @@ class Client:
 
 @pytest.fixture
 def harness(database: Database, tmp_path: Path) -> Iterator[Harness]:
+    """A control plane without the per-path rate limit (to show the lookup holds up without it)."""
+    h = Harness(database, tmp_path / "cp", attest_path_per_hour=0)
+    with h.client:
+        yield h
+
+
+@pytest.fixture
+def limited(database: Database, tmp_path: Path) -> Iterator[Harness]:
+    """A control plane with the default rate limits."""
     h = Harness(database, tmp_path / "cp")
     with h.client:
         yield h
@@ -105,3 +114,31 @@ def test_many_fingerprints_for_one_path_cannot_deny_verification(harness: Harnes
     assert not revoked.exit_ok
     assert checks(revoked)["revocation"][0] is False
     assert checks(revoked)["revocation"][1].startswith("revoked in the log")
+
+
+def test_attestations_per_owner_and_path_are_rate_limited(limited: Harness) -> None:
+    """The same flood against the default limits: 429 with Retry-After, and nothing logged."""
+    h = limited
+    burst = h.settings.attest_path_burst
+    token = h.ci_token("mallory/flood", run_id="666", owner_id="666")
+    h.upload(token, HELLO)
+    size = h.client.get("/log/sth").json()["size"]
+    for n in range(burst):
+        attest(h, token, HELLO.body(references=[f"{store_hash(f'ref-{n}')}-r"]))
+    refused = h.attest(token, HELLO.body(references=[f"{store_hash('one-more')}-r"]))
+    assert refused.status_code == 429
+    assert refused.json() == {"error": "too many attestations of this store path by this owner; retry later"}
+    assert refused.headers["retry-after"] == str(3600 // h.settings.attest_path_per_hour)
+    assert h.client.get("/log/sth").json()["size"] == size + burst
+    # another run of the same owner is the same owner
+    other_run = h.ci_token("mallory/other-repo", run_id="667", owner_id="666")
+    assert h.attest(other_run, HELLO.body(references=[f"{store_hash('other')}-r"])).status_code == 429
+    # other owners and other paths are not affected
+    assert h.attest(h.ci_token("alice/hello", run_id="1"), HELLO.body()).status_code == 200
+    other = Output("other", b"other nar " * 100)
+    h.upload(token, other)
+    attest(h, token, other.body())
+    # an hour later the bucket is full again (the server's clock)
+    h.clock.ms += 3_600_000
+    later = h.ci_token("mallory/flood", run_id="668", owner_id="666")
+    attest(h, later, HELLO.body(references=[f"{store_hash('later')}-r"]))
