@@ -142,3 +142,22 @@ def test_attestations_per_owner_and_path_are_rate_limited(limited: Harness) -> N
     h.clock.ms += 3_600_000
     later = h.ci_token("mallory/flood", run_id="668", owner_id="666")
     attest(h, later, HELLO.body(references=[f"{store_hash('later')}-r"]))
+
+
+def test_a_build_with_2000_references_is_attested_promoted_and_verified(
+    harness: Harness, tmp_path: Path
+) -> None:
+    """Issue 14/11: a fingerprint too long for one log entry ("102391 bytes exceeds 65535")."""
+    h = harness
+    refs = [f"{store_hash(f'dep-{k}')}-dependency-{k}" for k in range(2000)]
+    big = Output("big-root", b"nix-archive-1 big root " * 100, references=refs)
+    for repo, run, repro in (("alice/hello", "1", False), ("vega-org/vega", "2", True)):
+        token = h.ci_token(repo, run_id=run, reproducer=repro)
+        h.upload(token, big)
+        attest(h, token, big.body())
+    narinfo = h.client.get(f"/{big.hash_part}.narinfo")
+    assert narinfo.status_code == 200
+    assert len(narinfo.text) > 90_000  # its fingerprint (with /nix/store/ prefixes) exceeds 65535
+    report = Client(h, tmp_path).verify(big.store_path)
+    assert report.exit_ok, checks(report)
+    assert checks(report)["promotion"][0] is True
