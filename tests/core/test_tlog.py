@@ -375,10 +375,13 @@ def test_a_leaf_too_large_for_one_entry_is_compact_and_still_binds() -> None:
     data = tlog.encode_leaf(promotion)
     assert len(data) <= tlog.MAX_LEAF_BYTES
     digest = tlog.fingerprint_sha256(fp)
-    assert data == (
-        f'{{"v":1,"event":"promotion","storePath":"{SP}","fingerprintSha256":"{digest}",'
-        f'"narHash":"{NH}","agreedSince":1,"at":2}}'
-    ).encode()
+    assert (
+        data
+        == (
+            f'{{"v":1,"event":"promotion","storePath":"{SP}","fingerprintSha256":"{digest}",'
+            f'"narHash":"{NH}","agreedSince":1,"at":2}}'
+        ).encode()
+    )
     parsed = tlog.parse_leaf(data)
     assert parsed == PromotionLeaf(
         store_path=SP, fingerprint="", nar_hash=NH, agreed_since=1, at=2, fingerprint_sha256=digest
@@ -420,8 +423,8 @@ def test_leaves_that_fit_keep_the_original_shape() -> None:
             "fingerprintSha256 must be 64 lowercase hex digits",
         ),
         (
-            f'{{"v":1,"event":"promotion","storePath":"{SP}","fingerprint":"1;","fingerprintSha256":"{"a" * 64}",'
-            f'"narHash":"{NH}","at":1}}',
+            f'{{"v":1,"event":"promotion","storePath":"{SP}","fingerprint":"1;",'
+            f'"fingerprintSha256":"{"a" * 64}","narHash":"{NH}","at":1}}',
             "unexpected field 'fingerprintSha256'",
         ),
         (

@@ -8,8 +8,9 @@ New endpoints (one request each)::
     GET /log/checkpoint                                     the signed checkpoint note
 
 The original endpoints (protocol.md §5) are used only when a server lacks ``/log/lookup``
-(it answers 404, 405 or 501, with or without a JSON error body): ``/log/sth``, ``/log/entry/<i>`` (a newest-first linear scan, as
-the original client did) and ``/log/proof/inclusion/<i>?size=N``. Every response is narrowed
+(it answers 404, 405 or 501, with or without a JSON error body): ``/log/sth``,
+``/log/entry/<i>`` (a newest-first linear scan, as the original client did) and
+``/log/proof/inclusion/<i>?size=N``. Every response is narrowed
 into the frozen messages of :mod:`vega.core.logapi` (the server renders the same types); anything
 malformed is a :class:`~vega.errors.FormatError` naming the JSON path, and a non-2xx status an
 :class:`~vega.errors.ApiError` (safe-error text only).
@@ -148,4 +149,3 @@ class LogClient:
         what = f"log inclusion proof {index}"
         obj = self._object(self.http.get(self._url(f"/log/proof/inclusion/{index}?size={size}")), what)
         return InclusionAnswer.from_json(obj, f"{what}: ")
-

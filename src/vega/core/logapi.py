@@ -242,4 +242,6 @@ class LookupAnswer:
         entries = tuple(LookupEntry.from_json(item, f"{path}entries[{k}].") for k, item in enumerate(items))
         truncated = expect_bool(o, "truncated", path=path) if "truncated" in o else False
         events = EventStatement.from_json(o["events"], f"{path}events.") if "events" in o else None
-        return cls(checkpoint_note=note, sth=o.get("sth"), entries=entries, truncated=truncated, events=events)
+        return cls(
+            checkpoint_note=note, sth=o.get("sth"), entries=entries, truncated=truncated, events=events
+        )

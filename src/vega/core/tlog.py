@@ -44,10 +44,10 @@ from vega.core import signing
 from vega.errors import FormatError, VerificationError
 
 __all__ = [
+    "MAX_LEAF_BYTES",
     "AttestationLeaf",
     "BuildProvenance",
     "KeyAddedLeaf",
-    "MAX_LEAF_BYTES",
     "KeyRetiredLeaf",
     "Lane",
     "LeafEvent",

@@ -110,7 +110,9 @@ class AttestRateLimiter:
             states = [(b, k, *b.wait_ms(k, now)) for b, k in checks]
             wait = max((w for *_, w in states), default=0)
             if wait > 0:
-                which = "this store path" if any(b is self._path and w for b, _, _, w in states) else "any path"
+                which = (
+                    "this store path" if any(b is self._path and w for b, _, _, w in states) else "any path"
+                )
                 raise RateLimitedError(
                     f"too many attestations of {which} by this owner; retry later",
                     retry_after_s=max(1, math.ceil(wait / 1000)),

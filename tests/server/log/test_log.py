@@ -423,7 +423,9 @@ def test_too_many_events_give_no_statement(log: TransparencyLog) -> None:
 def test_events_logged_before_the_index_existed_are_indexed_at_open(database: Database) -> None:
     """Migration 2 adds the event index; a log written before it is backfilled once."""
     log = open_log(database)
-    log.append([entry(0, build=46), entry(1, build=46, event="attestation"), entry(2, build=46, event="revocation")])
+    log.append(
+        [entry(0, build=46), entry(1, build=46, event="attestation"), entry(2, build=46, event="revocation")]
+    )
     with database.transaction() as tx:
         tx.execute("DELETE FROM log_event_index")
         tx.execute("INSERT INTO log_event_backfill (pending) VALUES (1)")

@@ -32,8 +32,7 @@ import threading
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 
-from vega.core import checkpoint, merkle, nixbase32, note, tiles, tlog
-from vega.core import signing
+from vega.core import checkpoint, merkle, nixbase32, note, signing, tiles, tlog
 from vega.core.logapi import EventStatement, LookupEntry
 from vega.core.merkle import NodeId
 from vega.core.note import SignerKey

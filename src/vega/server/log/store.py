@@ -38,8 +38,8 @@ __all__ = [
     "MIGRATIONS",
     "StoredCheckpoint",
     "checkpoint_at",
-    "find_dedupe_keys",
     "event_indexes",
+    "find_dedupe_keys",
     "insert_checkpoint",
     "insert_event_index",
     "insert_index",
@@ -249,7 +249,7 @@ def read_level(tx: Tx, level: int, start: int, end: int) -> list[bytes]:
 
 
 def lookup_indexes(tx: Tx, store_hash: str, below: int, limit: int) -> list[int]:
-    """Return at most ``limit`` indexes below ``below`` of the leaves indexed under ``store_hash``, ascending."""
+    """Return at most ``limit`` indexes below ``below`` of the leaves indexed under ``store_hash``."""
     rows = tx.fetchall(
         "SELECT idx FROM log_store_index WHERE store_hash = ? AND idx < ? ORDER BY idx LIMIT ?",
         (store_hash, below, limit),

@@ -34,6 +34,11 @@ __all__ = [
 SHARED = ""
 """The namespace of the shared tier (the control-plane root)."""
 
+_V2_COLUMNS = (
+    "hash_part, attester_id, fingerprint, tenant, lane, owner_id, is_trust_root, weight, sig,"
+    " attested_at_ms, continent, flake_ref, attr, rev, dir, store_path, nar_hash, narinfo"
+)
+
 MIGRATIONS: tuple[Migration, ...] = (
     Migration(
         "cache",
@@ -94,8 +99,8 @@ MIGRATIONS: tuple[Migration, ...] = (
             " store_path TEXT NOT NULL, nar_hash TEXT NOT NULL, narinfo TEXT NOT NULL,"
             " fingerprint_key TEXT NOT NULL,"
             " PRIMARY KEY (hash_part, attester_id, fingerprint_key))",
-            "INSERT INTO cache_attestations_v3 (hash_part, attester_id, fingerprint, tenant, lane, owner_id, is_trust_root, weight, sig, attested_at_ms, continent, flake_ref, attr, rev, dir, store_path, nar_hash, narinfo, fingerprint_key)"
-            " SELECT hash_part, attester_id, fingerprint, tenant, lane, owner_id, is_trust_root, weight, sig, attested_at_ms, continent, flake_ref, attr, rev, dir, store_path, nar_hash, narinfo, fingerprint FROM cache_attestations",
+            f"INSERT INTO cache_attestations_v3 ({_V2_COLUMNS}, fingerprint_key)"  # noqa: S608 - constant columns
+            f" SELECT {_V2_COLUMNS}, fingerprint FROM cache_attestations",
             "DROP TABLE cache_attestations",
             "ALTER TABLE cache_attestations_v3 RENAME TO cache_attestations",
             "CREATE TABLE cache_rekey_pending (pending INTEGER NOT NULL)",
@@ -328,7 +333,8 @@ class Store:
         r = row.record
         key = (row.hash_part, r.attester_id, fingerprint_key(r.fingerprint))
         if tx.fetchone(
-            "SELECT 1 FROM cache_attestations WHERE hash_part = ? AND attester_id = ? AND fingerprint_key = ?",
+            "SELECT 1 FROM cache_attestations"
+            " WHERE hash_part = ? AND attester_id = ? AND fingerprint_key = ?",
             key,
         ):
             return False
