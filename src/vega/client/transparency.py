@@ -8,14 +8,17 @@ at most 3 requests to the log (normally 1 or 2), reporting each as a :class:`Che
                 (:mod:`vega.client.logstate`): a fork or rollback is a distinct, loud failure,
                 never retried;
 ``promotion``   a promotion leaf binds this narinfo and is proven included at that head;
-``revocation``  no revocation leaf for this build is in the log.
+``revocation``  no revocation leaf for this build is in the log: every entry of the build was
+                returned, or the lookup's signed list of its promotions and revocations (ADR
+                0012) verifies and matches the proven entries; otherwise "unknown", never clean.
 
 New endpoints: ``/log/lookup/<hash>`` (every entry of the build, proven at one checkpoint) and,
 when the log grew since last time, ``/log/proof/consistency``. A server without ``/log/lookup``
 gets the original algorithm (``/log/sth``, a newest-first scan of ``/log/entry/<i>``, and
 ``/log/proof/inclusion``), with the same remembered-checkpoint check, flagged ``legacy``.
 
-Spec: issue 3; cli.md §10.4 steps 3-5; protocol.md §2.7, §5; docs/log-api.md; ADR 0007.
+Spec: issue 3, issue 14; cli.md §10.4 steps 3-5; protocol.md §2.7, §5; docs/log-api.md;
+ADR 0007, 0012.
 """
 
 from __future__ import annotations
