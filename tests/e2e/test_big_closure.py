@@ -14,7 +14,7 @@ from __future__ import annotations
 
 import json
 import time
-from collections.abc import Callable
+from collections.abc import Iterator
 from pathlib import Path
 
 import httpx2
@@ -22,7 +22,7 @@ import pytest
 from tools.ci_attest import attest_installable
 
 from tests.conftest import NixRunner
-from tests.e2e.test_story import ServerProcess, cli, nix_copy, servers  # noqa: F401 - a fixture
+from tests.e2e.test_story import ServerProcess, cli, nix_copy
 
 pytestmark = [pytest.mark.nix, pytest.mark.slow]
 
@@ -48,8 +48,18 @@ FLAKE = """{
 """
 
 
+@pytest.fixture
+def server(tmp_path: Path) -> Iterator[ServerProcess]:
+    """The real ``vega-server serve --dev`` on loopback (as in test_story)."""
+    s = ServerProcess(tmp_path / "data", tmp_path / "server.log")
+    try:
+        yield s
+    finally:
+        s.stop()
+
+
 def test_a_root_with_2000_references_is_pushed_attested_verified_and_substituted(
-    servers: Callable[[Path], ServerProcess],
+    server: ServerProcess,
     nix: NixRunner,
     tmp_path: Path,
     monkeypatch: pytest.MonkeyPatch,
@@ -57,7 +67,6 @@ def test_a_root_with_2000_references_is_pushed_attested_verified_and_substituted
 ) -> None:
     monkeypatch.setenv("NIX_CONFIG", nix.env["NIX_CONFIG"])
     monkeypatch.setenv("NO_COLOR", "1")
-    server = servers(tmp_path / "data")
     system = nix.text("nix", "eval", "--impure", "--raw", "--expr", "builtins.currentSystem")
     flake = tmp_path / "flake"
     flake.mkdir()

@@ -14,6 +14,7 @@ from vega.core import checkpoint, merkle, tiles, tlog
 from vega.core.signing import is_valid_signature
 from vega.errors import FormatError, StorageError
 from vega.server.db import Database, open_database
+from vega.server.log import log as log_module
 from vega.server.log.log import (
     MAX_LOOKUP_BYTES,
     MAX_LOOKUP_ENTRIES,
@@ -420,16 +421,28 @@ def test_too_many_events_give_no_statement(log: TransparencyLog) -> None:
     assert len(found.entries) == MAX_LOOKUP_EVENTS + 1  # returned, but without a statement
 
 
-def test_events_logged_before_the_index_existed_are_indexed_at_open(database: Database) -> None:
-    """Migration 2 adds the event index; a log written before it is backfilled once."""
+def test_events_logged_before_the_index_existed_are_indexed_at_open(
+    database: Database, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Migration 2 adds the event index; a log written before it is backfilled once, in ranges."""
+    monkeypatch.setattr(log_module, "_BACKFILL_BATCH", 2)
     log = open_log(database)
+    a, b = store_hash(46), store_hash(47)
+    revocation = b'{"v":1,"event":"revocation","storePath":"/nix/store/x","reason":"r","at":1}'
     log.append(
-        [entry(0, build=46), entry(1, build=46, event="attestation"), entry(2, build=46, event="revocation")]
+        [
+            entry(0, build=46),
+            entry(1, build=46, event="attestation"),
+            entry(2, build=46, event="attestation"),
+            LogEntry(data=revocation, dedupe_key="both", store_hashes=(a, b)),  # index 3, two builds
+            entry(4, build=47),
+        ]
     )
     with database.transaction() as tx:
         tx.execute("DELETE FROM log_event_index")
         tx.execute("INSERT INTO log_event_backfill (pending) VALUES (1)")
-    assert open_log(database).lookup(store_hash(46)).events is not None
-    reopened = open_log(database).lookup(store_hash(46))
-    assert reopened.events is not None
-    assert reopened.events.indexes == (0, 2)
+    first = open_log(database).lookup(a).events
+    assert first is not None
+    assert first.indexes == (0, 3)
+    reopened = open_log(database)  # the backfill ran once: nothing is indexed twice
+    assert [reopened.lookup(h).events.indexes for h in (a, b)] == [(0, 3), (3, 4)]  # type: ignore[union-attr]

@@ -68,6 +68,7 @@ Only the control plane writes these (one per promoted fingerprint, one revocatio
 a real build has a handful; beyond this the lookup has no statement and clients answer "unknown".
 """
 _EVENT_KINDS = frozenset({"promotion", "revocation"})
+_BACKFILL_BATCH = 5000
 
 _LOCK_KEY = 0x766C6F67  # "vlog": the log's writer lock (PostgreSQL advisory lock id)
 # Dedupe keys longer than this are stored as "sha256:<hex>" of their UTF-8 bytes
@@ -171,8 +172,11 @@ class TransparencyLog:
                     store.insert_checkpoint(tx, self._issue(0, merkle.EMPTY_ROOT, now()))
         with db.lock(_LOCK_KEY) as tx:
             # Migration 2: index the promotions and revocations logged before it, once.
-            rows = store.take_event_backfill(tx)
-            store.insert_event_index(tx, [(h, i) for h, i, data in rows if _is_event(data)])
+            if store.take_event_backfill(tx):
+                size = store.stored_size(tx)
+                for start in range(0, size, _BACKFILL_BATCH):
+                    rows = store.indexed_leaves(tx, start, start + _BACKFILL_BATCH)
+                    store.insert_event_index(tx, [(h, i) for h, i, data in rows if _is_event(data)])
 
     # -- writes ---------------------------------------------------------------
 

@@ -40,6 +40,7 @@ __all__ = [
     "checkpoint_at",
     "event_indexes",
     "find_dedupe_keys",
+    "indexed_leaves",
     "insert_checkpoint",
     "insert_event_index",
     "insert_index",
@@ -185,18 +186,20 @@ def insert_event_index(tx: Tx, rows: Sequence[tuple[str, int]]) -> None:
     tx.executemany("INSERT INTO log_event_index (store_hash, idx) VALUES (?, ?)", rows)
 
 
-def take_event_backfill(tx: Tx) -> list[tuple[str, int, bytes]]:
-    """Claim the one-off backfill of ``log_event_index`` (migration 2); empty when none is pending.
+def take_event_backfill(tx: Tx) -> bool:
+    """Claim the one-off backfill of ``log_event_index`` (migration 2): True once, then False."""
+    return tx.execute("DELETE FROM log_event_backfill") > 0
 
-    Returns every ``(store-path hash, index, leaf bytes)`` row of ``log_store_index`` logged
-    before the migration, for the caller to index in the same transaction.
+
+def indexed_leaves(tx: Tx, start: int, end: int) -> list[tuple[str, int, bytes]]:
+    """Return the ``(store-path hash, index, leaf bytes)`` rows of leaves ``[start, end)``.
+
+    Read from ``log_store_index`` for the backfill, one range at a time.
     """
-    if tx.fetchone("SELECT pending FROM log_event_backfill") is None:
-        return []
-    tx.execute("DELETE FROM log_event_backfill")
     rows = tx.fetchall(
         "SELECT s.store_hash, s.idx, l.data FROM log_store_index s JOIN log_leaves l ON l.idx = s.idx"
-        " ORDER BY s.idx"
+        " WHERE s.idx >= ? AND s.idx < ?",
+        (start, end),
     )
     return [(str(h), int(i), bytes(d)) for h, i, d in rows]
 
