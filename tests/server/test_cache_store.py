@@ -172,7 +172,7 @@ def test_a_long_fingerprint_is_stored_and_deduplicated(store: Store) -> None:
         assert [r.record.fingerprint for r in store.attestations(tx, H)] == [long_fp, long_fp + "x"]
 
 
-def test_rows_copied_by_migration_3_are_rekeyed_once(database: Database) -> None:
+def test_rows_copied_by_the_fpkey_migration_are_rekeyed_once(database: Database) -> None:
     """A version-2 row keeps its fingerprint as key; the next open gives it the bounded key."""
     store = Store(database)
     long_fp = "1;" + "b" * 500
