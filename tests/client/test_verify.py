@@ -495,6 +495,7 @@ def test_truncated_lookup_cannot_rule_out_revocation(server: CacheServer) -> Non
     def change(body: bytes) -> bytes:
         obj = json.loads(body)
         obj["truncated"] = True
+        del obj["events"]  # no signed list of promotions and revocations
         return json.dumps(obj).encode()
 
     server.recorder.tamper["/log/lookup/"] = change
@@ -504,6 +505,60 @@ def test_truncated_lookup_cannot_rule_out_revocation(server: CacheServer) -> Non
         False,
         "the log returned only the oldest 1 entries for this build; a revocation cannot be ruled out",
     )
+
+
+def test_truncated_lookup_with_a_signed_event_list_rules_out_revocation(server: CacheServer) -> None:
+    build = promoted(server)
+
+    def change(body: bytes) -> bytes:
+        obj = json.loads(body)
+        obj["truncated"] = True
+        return json.dumps(obj).encode()
+
+    server.recorder.tamper["/log/lookup/"] = change
+    report = verify_target(server.context(), build.hash)
+    assert report.exit_ok
+    assert checks(report)["revocation"][0] is True
+
+
+@pytest.mark.parametrize(
+    ("tamper", "detail"),
+    [
+        (
+            lambda ev, entries: ev.update(signature="vega-cache-1:" + "A" * 86 + "=="),
+            "unknown: the log's list of promotions and revocations is not signed by vega-cache-1",
+        ),
+        (
+            lambda ev, entries: ev.update(indexes=[*ev["indexes"], 99]),
+            "unknown: the log's list of promotions and revocations is not signed by vega-cache-1",
+        ),
+        (
+            lambda ev, entries: entries.clear(),
+            "unknown: the log's signed list of promotions and revocations does not match the entries it sent",
+        ),
+        (
+            lambda ev, entries: entries[0].update(proofHex=["00" * 32] * len(entries[0]["proofHex"])),
+            "entries #20 have invalid inclusion proofs",
+        ),
+    ],
+    ids=["forged-signature", "index-added", "entries-withheld", "bad-proof"],
+)
+def test_an_event_list_that_does_not_hold_up_is_unknown_never_clean(
+    server: CacheServer, tamper: Any, detail: str
+) -> None:
+    build = promoted(server)
+    server.revoke(server.add("other", b"other"))  # unrelated: not in this build's list
+
+    def change(body: bytes) -> bytes:
+        obj = json.loads(body)
+        obj["truncated"] = True
+        tamper(obj["events"], obj["entries"])
+        return json.dumps(obj).encode()
+
+    server.recorder.tamper["/log/lookup/"] = change
+    report = verify_target(server.context(), build.hash)
+    assert not report.exit_ok
+    assert checks(report)["revocation"] == (False, detail)
 
 
 # -- the original's endpoints -----------------------------------------------------------------------

@@ -47,6 +47,7 @@ from vega.server.identity import IdentitySettings
 from vega.server.identity.dev import DevSettings
 from vega.server.log.log import Sequencer, TransparencyLog
 from vega.server.log.routes import log_routes
+from vega.server.ratelimit import AttestLimits, AttestRateLimiter
 from vega.server.revocations import revocations_endpoint
 from vega.server.service import CacheService, ServerKeys
 from vega.server.settings import ServerSettings
@@ -228,6 +229,15 @@ def create_app(
         max_json_bytes=settings.max_json_bytes,
         narinfo_max_age_s=settings.narinfo_max_age_s,
         uploads=uploads,
+        limiter=AttestRateLimiter(
+            AttestLimits(
+                path_burst=settings.attest_path_burst,
+                path_per_hour=settings.attest_path_per_hour,
+                owner_burst=settings.attest_owner_burst,
+                owner_per_hour=settings.attest_owner_per_hour,
+            ),
+            now,
+        ),
     )
     g = h.guarded
     routes: list[BaseRoute] = [

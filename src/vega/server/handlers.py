@@ -27,6 +27,7 @@ from vega.errors import AuthError, FormatError
 from vega.server.blobs import is_object_key
 from vega.server.errors import ServiceError, error_response
 from vega.server.http import UploadGate
+from vega.server.ratelimit import AttestRateLimiter
 from vega.server.service import Authenticator, CacheService, CiIdentity, OwnerPrincipal, check_tenant
 from vega.server.store import SHARED
 from vega.server.upload import ObjectDigest, UploadIngest
@@ -110,6 +111,7 @@ class Handlers:
         max_json_bytes: int,
         narinfo_max_age_s: int,
         uploads: UploadGate | None = None,
+        limiter: AttestRateLimiter | None = None,
     ) -> None:
         self.service = service
         self.auth = authenticator
@@ -119,6 +121,7 @@ class Handlers:
         self.max_json_bytes = max_json_bytes
         self.narinfo_cache = f"public, max-age={narinfo_max_age_s}"
         self.uploads = uploads or UploadGate(16)
+        self.limiter = limiter
 
     # -- helpers -------------------------------------------------------------------------
 
@@ -280,6 +283,8 @@ class Handlers:
         """``POST /api/cache/attest`` (OIDC)."""
         identity = await self._oidc(request)
         body = AttestBody.from_json(await self._json(request))
+        if self.limiter is not None:
+            self.limiter.charge(f"gh:{identity.repository_owner_id}", body.store_path.hash_part)
         result = await run_in_threadpool(self.service.attest, identity, body)
         self.metrics.inc(
             "vega_attestations_total", lane="vega-repro" if identity.is_reproducer else "gh-actions"
@@ -292,6 +297,8 @@ class Handlers:
         """``POST /api/cache/push`` (owner)."""
         owner = await self._owner(request)
         body = AttestBody.from_json(await self._json(request))
+        if self.limiter is not None:
+            self.limiter.charge(f"owner:{owner.user_id}", body.store_path.hash_part)
         result = await run_in_threadpool(self.service.push, owner, body)
         self.metrics.inc("vega_attestations_total", lane="owner")
         return JSONResponse(result.to_json())

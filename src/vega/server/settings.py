@@ -112,6 +112,14 @@ class ServerSettings:
     """Largest JSON request body."""
     narinfo_max_age_s: int = 60
     """Cache lifetime of served narinfo files."""
+    attest_path_burst: int = 16
+    """Attestations one owner may make of one store path at once (then 429; ADR 0012)."""
+    attest_path_per_hour: int = 16
+    """Refill rate of ``attest_path_burst`` (0: no per-path limit)."""
+    attest_owner_burst: int = 20_000
+    """Attestations one owner may make at once, over all paths."""
+    attest_owner_per_hour: int = 200_000
+    """Refill rate of ``attest_owner_burst`` (0: no per-owner limit)."""
     orphan_retention_s: int = 7 * 24 * 3600
     """Age after which a NAR object nothing needs is deleted by the sweep; 0 keeps them all."""
     dev: bool = False
@@ -224,7 +232,7 @@ def _check(s: ServerSettings) -> None:
     for repository in s.reproducer_self_hosted:
         if not _REPOSITORY.fullmatch(repository):
             raise ConfigError(f"reproducer_self_hosted: {repository[:200]!r} is not owner/repo")
-    for name in ("settling_s", "narinfo_max_age_s", "orphan_retention_s"):
+    for name in ("settling_s", "narinfo_max_age_s", "orphan_retention_s", *_RATE_LIMITS):
         if int(getattr(s, name)) < 0:
             raise ConfigError(f"{name} must be non-negative, got {getattr(s, name)}")
     if s.github_client_secret is not None and not s.github_client_secret.strip():
@@ -265,6 +273,8 @@ _INTS = {"port", "quorum", "min_reproductions", "settling_s", "upload_url_ttl_s"
     "orphan_retention_s",
 }
 _INTS |= set(_BOUNDS)
+_RATE_LIMITS = ("attest_path_burst", "attest_path_per_hour", "attest_owner_burst", "attest_owner_per_hour")
+_INTS |= set(_RATE_LIMITS)
 _BOOLS = {"dev", "dev_force"}
 _SECRET_FILE_KEYS = {"database_url_file": "database_url", "github_client_secret_file": "github_client_secret"}
 _PATHS = {"data_dir", "nar_dir", "signing_key_file", "log_key_file"}
