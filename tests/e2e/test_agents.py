@@ -586,3 +586,29 @@ def attest_in_process_argv(argv: list[str], env: dict[str, str], cwd: Path) -> t
     finally:
         os.chdir(old)
     return code, out.getvalue(), err.getvalue()
+
+
+SLOW_FLAKE = """{
+  outputs = { self }: {
+    packages.x86_64-linux.slow = derivation {
+      name = "slow-SEED"; system = "x86_64-linux"; builder = "/bin/sh";
+      args = [ "-c" "sleep 120; echo > $out" ];
+    };
+  };
+}
+"""
+
+
+def test_the_build_timer_stops_a_build_and_says_so(
+    dev_server: Server, nix: NixRunner, tmp_path: Path
+) -> None:
+    if system(nix) != "x86_64-linux":
+        pytest.skip("x86_64-linux flake")
+    repo = tmp_path / "slow"
+    repo.mkdir()
+    (repo / "flake.nix").write_text(SLOW_FLAKE.replace("SEED", str(time.time_ns())))
+    env = dict(nix.env) | ci_env(dev_server.url, "example-org/slow", "a" * 40, "ci.yml")
+    env |= {"GITHUB_WORKSPACE": str(repo), "VEGA_BUILD_TIMEOUT_MINUTES": "", "VEGA_BUILD_TIMEOUT_MS": "1500"}
+    code, out, err = attest_in_process_argv([f"path:{repo}#packages.x86_64-linux.slow"], env, repo)
+    assert code == 1
+    assert "error: nix build timed out after 0.025m" in err
