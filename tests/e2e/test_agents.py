@@ -609,6 +609,6 @@ def test_the_build_timer_stops_a_build_and_says_so(
     (repo / "flake.nix").write_text(SLOW_FLAKE.replace("SEED", str(time.time_ns())))
     env = dict(nix.env) | ci_env(dev_server.url, "example-org/slow", "a" * 40, "ci.yml")
     env |= {"GITHUB_WORKSPACE": str(repo), "VEGA_BUILD_TIMEOUT_MINUTES": "", "VEGA_BUILD_TIMEOUT_MS": "1500"}
-    code, out, err = attest_in_process_argv([f"path:{repo}#packages.x86_64-linux.slow"], env, repo)
+    code, _out, err = attest_in_process_argv([f"path:{repo}#packages.x86_64-linux.slow"], env, repo)
     assert code == 1
     assert "error: nix build timed out after 0.025m" in err
