@@ -183,10 +183,11 @@ def cache_build(
     resumed: list[str] = []
 
     def already_uploaded(file_hash: NixHash) -> bool:
-        if resume_base is None:
+        """agent.md §7.2: only a 200 for the compressed object skips the PUT; errors fail open."""
+        try:
+            return session.probe.head(f"{resume_base}/{nar_url_for(file_hash)}").status == 200
+        except VegaError:
             return False
-        hit = probe_all(session.probe, [f"{resume_base}/{nar_url_for(file_hash)}"])[0]
-        return hit
 
     def publish(info: PathInfo, packed: PackedNar) -> AttestResult:
         is_top = info.path.absolute in top

@@ -86,7 +86,7 @@ def _report(session: Session, target: Target, installable: str, error: NixError)
         return
     probe_log = ""
     try:
-        session.nix.run(
+        session.probe_nix.run(
             "eval", *session.nix.options, "--raw", "--no-write-lock-file", "--", f"{installable}.outPath"
         )
     except NixError as e:
