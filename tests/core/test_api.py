@@ -180,7 +180,9 @@ def test_the_sanitisers() -> None:
 
 def test_status_response() -> None:
     ok = {"verdict": "reproducible", "agree": 2, "inSharedCache": True, "tenants": ["o/r", "owner:5"]}
-    assert StatusResponse.from_json(ok).to_json() == ok
+    assert StatusResponse.from_json(ok).to_json() == {**ok, "diverged": False}
+    assert StatusResponse.from_json({**ok, "diverged": True}).diverged is True
+    assert StatusResponse.from_json({**ok, "diverged": "yes"}).diverged is False
     with pytest.raises(FormatError, match="verdict"):
         StatusResponse.from_json({**ok, "verdict": "great"})
     with pytest.raises(FormatError, match=r"tenants\[0\]"):

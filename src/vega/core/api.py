@@ -383,6 +383,9 @@ class StatusResponse:
     """Promoted into the shared tier."""
     tenants: tuple[str, ...]
     """Tenants that published it."""
+    diverged: bool = False
+    """More than one fingerprint was attested (a Vega extension; clients that do not know it
+    ignore it). Dissent never blocks a reproduced output, so it is shown here instead."""
 
     def __post_init__(self) -> None:
         if self.verdict not in VERDICTS:
@@ -398,6 +401,7 @@ class StatusResponse:
             "agree": self.agree,
             "inSharedCache": self.in_shared_cache,
             "tenants": list(self.tenants),
+            "diverged": self.diverged,
         }
 
     @classmethod
@@ -413,6 +417,7 @@ class StatusResponse:
             agree=_size(body, "agree"),
             in_shared_cache=_bool(body, "inSharedCache"),
             tenants=tuple(t if isinstance(t, str) else "" for t in tenants),
+            diverged=body.get("diverged") is True,
         )
 
 
