@@ -86,7 +86,7 @@ def _report(session: Session, target: Target, installable: str, error: NixError)
         return
     probe_log = ""
     try:
-        session.nix.run(
+        session.probe_nix.run(
             "eval", *session.nix.options, "--raw", "--no-write-lock-file", "--", f"{installable}.outPath"
         )
     except NixError as e:
@@ -95,7 +95,9 @@ def _report(session: Session, target: Target, installable: str, error: NixError)
         probe_log = ""
     unresolvable = _UNRESOLVABLE.search(probe_log) is not None
     reason: DispatchReason = "unresolvable" if unresolvable else "build-failed"
-    diagnosis: FailureClass = "eval" if unresolvable else classify_failure(error.stderr_tail)
+    diagnosis: FailureClass = (
+        "eval" if unresolvable else "timeout" if error.timed_out else classify_failure(error.stderr_tail)
+    )
     text = excerpt(probe_log if unresolvable else error.stderr_tail, session.tokens.secrets())
     body = DispatchFailedBody(target.hash, reason, diagnosis, text)
     suffix = ""
@@ -137,9 +139,9 @@ def reproduce_one(session: Session, mirrors: Mirrors, control_plane: str, target
         )
     except NixError as e:
         _report(session, target, installable, e)
+        what = "timed out" if e.timed_out else f"exited with code {e.returncode}"
         raise VegaError(
-            f"reproduction of {installable} failed: {e.argv[1] if len(e.argv) > 1 else 'nix'}"
-            f" exited with code {e.returncode}"
+            f"reproduction of {installable} failed: nix {e.argv[1] if len(e.argv) > 1 else ''} {what}"
         ) from None
     expected_hash = _expected_nar_hash(target.expect_nar_hash) if target.expect_nar_hash else None
     outcome = ReproOutcome(outputs=len(infos))
