@@ -90,6 +90,8 @@ class PathInfo:
     """Its references, in Nix's order (may include itself)."""
     deriver: StorePath | None = None
     """The ``.drv`` that built it, when Nix knows."""
+    ultimate: bool = False
+    """Built on this machine (Nix's ``ultimate``), not substituted from a cache."""
 
 
 def build_timeout_s(environ: Mapping[str, str]) -> float | None:
@@ -183,6 +185,7 @@ def _path_info(path_text: object, entry: Mapping[str, object], where: str) -> Pa
         nar_size=size,
         references=tuple(_store_path(r, f"{where}.references[{k}]") for k, r in enumerate(refs)),
         deriver=None if deriver is None else _store_path(deriver, f"{where}.deriver"),
+        ultimate=entry.get("ultimate") is True,
     )
 
 
