@@ -17,6 +17,7 @@ from hypothesis import strategies as st
 from vega.core.derivation import (
     Derivation,
     DerivationOutput,
+    derivation_bytes,
     derivation_path,
     format_derivation,
     hash_derivation_modulo,
@@ -24,7 +25,7 @@ from vega.core.derivation import (
     parse_derivation,
 )
 from vega.core.hashes import HashAlgorithm
-from vega.core.storepath import StorePath, parse_store_path
+from vega.core.storepath import StorePath, make_text_path, parse_store_path
 from vega.errors import FormatError
 
 DRVS = {
@@ -304,10 +305,43 @@ def test_malformed(text: str, message: str) -> None:
 def test_limits_and_encoding() -> None:
     with pytest.raises(FormatError, match="larger than 100 bytes"):
         parse_derivation(DRV_FOD, max_bytes=100)
-    with pytest.raises(FormatError, match="not UTF-8 at byte 3"):
+    with pytest.raises(FormatError, match=r"expected 'Derive\(' at offset 0"):
         parse_derivation(b"Der\xffive(")
     utf8 = DRV_FOD.replace("hello >", "h\u00e9llo \u2603 >")
     assert format_derivation(parse_derivation(utf8.encode())) == utf8
+    assert derivation_bytes(parse_derivation(utf8.encode())) == utf8.encode()
+
+
+@pytest.mark.parametrize(
+    "raw",
+    [
+        b"\xe4\xf6\xfc",  # Latin-1 "äöü", not UTF-8
+        b"\x80\x8a\x9f",  # CP1252 "€Šź" bytes, not UTF-8
+        b"\xc3\xa4 \xe4",  # UTF-8 and a stray Latin-1 byte together
+        b"\xed\xa0\x80",  # an encoded surrogate: not UTF-8 either
+    ],
+)
+def test_non_utf8_strings_read_and_write_byte_for_byte(raw: bytes) -> None:
+    """Nix strings are bytes: a .drv with Latin-1/CP1252 bytes parses and hashes those bytes."""
+    data = DRV_FOD.encode().replace(b"hello >", b"h" + raw + b" >")
+    drv = parse_derivation(data)
+    assert derivation_bytes(drv) == data
+    assert format_derivation(drv).encode("utf-8", "surrogateescape") == data
+    want = make_text_path("x.drv", data, drv.input_srcs)
+    assert derivation_path(drv, "x") == want
+    # Input-addressed: the modulo hash covers the same bytes (BASE's builder script holds them).
+    base = DRVS[BASE].encode().replace(b"newline", raw)
+    other = DRVS[BASE].encode().replace(b"newline", raw[::-1])
+    assert derivation_bytes(parse_derivation(base)) == base
+    assert hash_derivation_modulo(parse_derivation(base), resolver()) != hash_derivation_modulo(
+        parse_derivation(other), resolver()
+    )
+
+
+def test_a_surrogate_that_is_not_a_byte_is_refused_when_written() -> None:
+    drv = parse_derivation(DRV_FOD.replace("hello >", "h\ud800 >"))
+    with pytest.raises(FormatError, match=r"character '\\ud800' at offset \d+ is not text or a byte"):
+        derivation_bytes(drv)
 
 
 def test_output_kinds_refused_for_paths() -> None:
