@@ -338,6 +338,15 @@ def test_non_utf8_strings_read_and_write_byte_for_byte(raw: bytes) -> None:
     )
 
 
+def test_environment_sorts_by_bytes_as_nix_does() -> None:
+    """Nix's std::map orders by bytes: 0x80 (a CP1252 byte) sorts before "é" (0xC3 0xA9)."""
+    data = DRV_FOD.encode().replace(b'("builder",', b'("a\xc3\xa9","1"),("a\x80","2"),("builder",')
+    assert derivation_bytes(parse_derivation(data)) != data  # not in Nix's order
+    fixed = data.replace(b'("a\xc3\xa9","1"),("a\x80","2")', b'("a\x80","2"),("a\xc3\xa9","1")')
+    assert derivation_bytes(parse_derivation(data)) == fixed
+    assert derivation_bytes(parse_derivation(fixed)) == fixed
+
+
 def test_a_surrogate_that_is_not_a_byte_is_refused_when_written() -> None:
     drv = parse_derivation(DRV_FOD.replace("hello >", "h\ud800 >"))
     with pytest.raises(FormatError, match=r"character '\\ud800' at offset \d+ is not text or a byte"):

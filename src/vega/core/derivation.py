@@ -378,11 +378,12 @@ def _render(drv: Derivation, *, mask_outputs: bool, inputs: Iterable[tuple[str, 
     outputs = ",".join(
         f'("{name}","{"" if mask_outputs or out.path is None else out.path.absolute}",'
         f'"{out.hash_algo}","{out.hash}")'
-        for name, out in sorted(drv.outputs, key=lambda item: item[0])
+        for name, out in sorted(drv.outputs, key=lambda item: _encode(item[0]))
     )
     input_drvs = ",".join(f'("{key}",{_bare_list(sorted(names))})' for key, names in inputs)
     env = ",".join(
-        f"({_quote(key)},{_quote('' if key in masked else value)})" for key, value in sorted(drv.env)
+        f"({_quote(key)},{_quote('' if key in masked else value)})"
+        for key, value in sorted(drv.env, key=lambda item: _encode(item[0]))
     )
     return (
         f"Derive([{outputs}],[{input_drvs}],"
@@ -394,6 +395,8 @@ def _render(drv: Derivation, *, mask_outputs: bool, inputs: Iterable[tuple[str, 
 
 def format_derivation(drv: Derivation) -> str:
     """Write the ``.drv`` text exactly as Nix writes it (every list but the arguments sorted).
+
+    Sorted by bytes, as Nix's maps are: a name holding non-UTF-8 bytes sorts by those bytes.
 
     Args:
         drv: The derivation.
