@@ -800,3 +800,46 @@ def test_nix_copy_vectors_cover_every_compression_and_ca() -> None:
     assert any(i.ca is not None for i in infos)
     assert any(i.references == () for i in infos)
     assert any(len(i.references) == 2 for i in infos)
+
+
+# --- messages and edges the mutation run found untested ---------------------------------------------
+
+
+def test_bad_value_is_quoted_as_text_and_cut_at_120_characters() -> None:
+    long = "é" * 200
+    with pytest.raises(FormatError) as e:
+        narinfo.parse_narinfo(_with(NIX_TOP, "NarSize", long))
+    assert e.value.message == f'narinfo line 7: NarSize must be a non-negative integer, got "{"é" * 120}"'
+
+
+def test_second_references_list_of_only_a_tab_is_refused() -> None:
+    """Nix splits References on spaces only: a tab is a (bad) path, so the list is not empty."""
+    with pytest.raises(FormatError, match="a second References list"):
+        narinfo.parse_narinfo(NIX_TOP + "References: \t\n")
+
+
+def test_extra_lines_must_be_a_tuple() -> None:
+    with pytest.raises(FormatError, match=r"^extra_lines must be a tuple, got list$"):
+        _info(extra_lines=["Z: z"])
+
+
+def test_every_failing_trusted_signature_is_named() -> None:
+    a = signing.generate_secret_key("a-1", b"\x01" * 32)
+    b = signing.generate_secret_key("b-1", b"\x02" * 32)
+    info = _info(sigs=("a-1:" + "A" * 86 + "==", "b-1:" + "A" * 86 + "=="))
+    with pytest.raises(VerificationError) as e:
+        narinfo.verify_narinfo_signature(info, {"a-1": a.public, "b-1": b.public})
+    assert e.value.message.endswith("signature by a-1, b-1 does not verify")
+    untrusted = _info(sigs=("z-1:x:y", "y-1:abc"))
+    with pytest.raises(VerificationError) as e:
+        narinfo.verify_narinfo_signature(untrusted, {"a-1": a.public})
+    assert e.value.message.endswith("no signature by a trusted key (signed by y-1, z-1; trusted: a-1)")
+
+
+def test_write_refusals_say_exactly_what_is_missing() -> None:
+    with pytest.raises(FormatError) as e:
+        narinfo.format_narinfo(_info(file_hash=None))
+    assert e.value.message == "narinfo: refusing to write without a sha256 FileHash"
+    with pytest.raises(FormatError) as e:
+        narinfo.format_narinfo(_info(file_size=None))
+    assert e.value.message == "narinfo: refusing to write without a FileSize"
