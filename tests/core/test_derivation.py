@@ -444,10 +444,12 @@ EXACT_MESSAGES = [
     'derivation: expected a string at offset 160, found \'x86_64-linux,"/bin/sh",["-c","echo -n he\'',
     "derivation: expected ',' or ']' at offset 191, found 'echo -n hello > $out\"],[(\"builder\",\"/bin'",
     "derivation: expected a string at offset 15, found '/nix/store/v54vglapf03chw0pd4niqk8b5ba5l'",
-    "derivation: expected an absolute store path at offset 15, found '\"/tmp/v54vglapf03chw0pd4niqk8b5ba5lg8a-v'",
+    "derivation: expected an absolute store path at offset 15, "
+    "found '\"/tmp/v54vglapf03chw0pd4niqk8b5ba5lg8a-v'",
     "derivation: at offset 15: not a store path: '/nix/store/v54v-x'",
     "unknown hash algorithm 'sha257' (output 'out' at offset 15)",
-    "derivation: output hash '2cf24dba5fb0a30e26e83b2ac5b9e29e1b161e5c1fa7425e73043362938b9824' without an algorithm (output 'out' at offset 15)",
+    "derivation: output hash '2cf24dba5fb0a30e26e83b2ac5b9e29e1b161e5c1fa7425e73043362938b9824' "
+    "without an algorithm (output 'out' at offset 15)",
     "hash '2cf2' has wrong length for hash type 'sha256' (output 'out' at offset 15)",
     "derivation: a fixed output has no path (output 'out' at offset 15)",
     "derivation: a floating content-addressed output has a path (output 'out' at offset 15)",
