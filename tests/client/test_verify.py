@@ -18,6 +18,7 @@ from vega.client.verify import (
     verify_target,
 )
 from vega.core.compression import Compression
+from vega.core.narinfo import format_narinfo
 from vega.core.note import VerifierKey
 from vega.core.signing import generate_secret_key
 from vega.errors import ConfigError
@@ -266,6 +267,25 @@ def test_not_promoted_fails_with_a_note(server: CacheServer) -> None:
     assert report.signature_ok
     assert report.nar is not None
     assert report.nar.ok
+
+
+def test_another_builds_signed_narinfo_is_refused(server: CacheServer) -> None:
+    """issue 14 (mutation audit): asked for A, served B's correctly signed and promoted narinfo."""
+    a = promoted(server, "wanted")
+    b = promoted(server, "other", filler=2)
+    assert verify_target(server.context(), b.hash).exit_ok  # B itself verifies completely
+    server.recorder.serve[f"/{a.hash}.narinfo"] = (200, format_narinfo(b.info).encode())
+    report = verify_target(server.context(), a.hash)
+    assert not report.exit_ok
+    assert not report.verified
+    assert checks(report)["store-path"] == (
+        False,
+        f"asked for {a.hash}, the narinfo is for {b.path.absolute}",
+    )
+    # Everything else about B's narinfo is genuine: only the path comparison catches the swap.
+    assert all(ok for name, (ok, _) in checks(report).items() if name != "store-path")
+    allowed = verify_target(server.context(), a.hash, VerifyOptions(allow_signature_only=True))
+    assert not allowed.exit_ok
 
 
 # -- tampering: each piece fails with its own message -----------------------------------------------
@@ -622,6 +642,26 @@ def test_legacy_rollback_detected(server: CacheServer) -> None:
     report = verify_target(ctx, build.hash)
     assert checks(report)["checkpoint"][1].startswith("log fork or rollback detected: ")
     assert not report.exit_ok
+    # issue 14 (mutation audit): as on the new path, nothing after a fork is reported as checked.
+    why = "not checked: the log is not consistent with the remembered checkpoint"
+    assert checks(report)["promotion"] == (False, why)
+    assert checks(report)["revocation"] == (False, why)
+
+
+def test_legacy_rollback_without_the_build_reads_not_checked(server: CacheServer) -> None:
+    """A forked legacy log that lacks the build must not report "no revocation in the log"."""
+    build = promoted(server)
+    server.legacy = True
+    ctx = server.context()
+    assert verify_target(ctx, build.hash).exit_ok
+    server.new_log()
+    server.filler(2)
+    report = verify_target(ctx, build.hash)
+    assert not report.exit_ok
+    assert checks(report)["checkpoint"][1].startswith("log fork or rollback detected: ")
+    why = "not checked: the log is not consistent with the remembered checkpoint"
+    assert checks(report)["promotion"] == (False, why)
+    assert checks(report)["revocation"] == (False, why)
 
 
 def test_legacy_and_new_share_the_remembered_checkpoint(server: CacheServer) -> None:

@@ -342,6 +342,10 @@ def _check_log_legacy(run: _LogRun, logc: LogClient, info: NarInfo, key: PublicK
         )
         t = replace(t, log_id=head.origin)
         t = _remember(run, logc, head, t)
+        if not t.consistency_ok:
+            # As on the new path: after a fork nothing the log says is evidence (issue 14).
+            _fail_rest(run, "the log is not consistent with the remembered checkpoint")
+            return replace(t, note=fallback)
     else:
         run.checks.append(Check(name="checkpoint", ok=False, detail="the STH signature does not verify"))
     limit = min(max(run.max_scan, 0) or 10000, size)
