@@ -27,7 +27,18 @@ __all__ = ["COMMANDS", "VegaArgumentParser", "build_parser", "entry", "main"]
 
 log = logging.getLogger(__name__)
 
-COMMANDS: tuple[str, ...] = ("nar", "login", "logout", "whoami", "status", "verify", "doctor", "push")
+COMMANDS: tuple[str, ...] = (
+    "nar",
+    "login",
+    "logout",
+    "whoami",
+    "status",
+    "verify",
+    "doctor",
+    "push",
+    "assess",
+    "mcp",
+)
 """Subcommand modules under ``vega.cli.commands``, registered in this order (help sorts them)."""
 
 _EXAMPLES = """\
