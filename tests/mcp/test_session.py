@@ -279,6 +279,9 @@ def test_stdout_carries_protocol_frames_only(w: World, tmp_path: Path) -> None:
         if proc.poll() is None:
             proc.kill()
             proc.wait()
+        for stream in (proc.stdin, proc.stdout, proc.stderr):
+            if stream is not None:
+                stream.close()
     assert proc.returncode == 0, err
     assert rest.strip() == ""
     assert f"vega mcp: serving over stdio against {w.proxy.url}" in err
