@@ -226,7 +226,7 @@ def test_injection_in_a_store_path_name_is_marked_not_obeyed(w: World, tmp_path:
     assert verify.structured["verified"] is True  # the facts decide, not the text
     assert assess.structured is not None
     shown = assess.structured["evidence"]["paths"][0]["path"]
-    assert shown == INSTRUCTION_MARK + INJECTED.store_path + " [2J "  # ESC and BEL as spaces, RLO removed
+    assert shown == INSTRUCTION_MARK + INJECTED.store_path + "[2J"  # ESC, BEL and RLO removed
     for r in s.results:
         assert "\x1b" not in r.text
         assert "\u202e" not in r.text

@@ -17,12 +17,13 @@ Spec: mcp.md ยง5 (bounds, algorithm, the ``vega.verdict.v1`` envelope); cli.md ย
 from __future__ import annotations
 
 from collections.abc import Sequence
-from concurrent.futures import FIRST_COMPLETED, Future, ThreadPoolExecutor, wait
+from concurrent.futures import FIRST_COMPLETED, Future, wait
 from dataclasses import dataclass
+from functools import partial
 
 from vega.client.verify import VerifyReport
 from vega.mcp.sanitize import untrusted_text
-from vega.mcp.tools import ToolContext, risk_of, verify_path, worst
+from vega.mcp.tools import ToolContext, in_thread, risk_of, verify_path, worst
 
 __all__ = ["CLI_BOUNDS", "MCP_BOUNDS", "SCHEMA_VERSION", "AssessBounds", "assess_change"]
 
@@ -81,24 +82,20 @@ def assess_change(
     deadline = None if bounds.budget_s is None else start + bounds.budget_s
     results: dict[int, dict[str, object]] = {}
     timed_out = False
-    pool = ThreadPoolExecutor(max_workers=max(1, bounds.workers), thread_name_prefix="vega-assess")
-    try:
-        pending: dict[Future[dict[str, object]], int] = {}
-        queue = list(enumerate(capped))
-        queue.reverse()
-        while queue or pending:
-            if deadline is not None and ctx.clock() >= deadline:
-                timed_out = True
-                break
-            while queue and len(pending) < max(1, bounds.workers):
-                i, path = queue.pop()
-                pending[pool.submit(_path_result, ctx, path, bounds.nar_timeout_s)] = i
-            remaining = None if deadline is None else max(deadline - ctx.clock(), 0.0)
-            done, _ = wait(pending, timeout=remaining, return_when=FIRST_COMPLETED)
-            for fut in done:
-                results[pending.pop(fut)] = fut.result()
-    finally:
-        pool.shutdown(wait=False, cancel_futures=True)
+    pending: dict[Future[dict[str, object]], int] = {}
+    queue = list(enumerate(capped))
+    queue.reverse()
+    while queue or pending:
+        if deadline is not None and ctx.clock() >= deadline:
+            timed_out = True  # paths still running are abandoned (daemon threads), not assessed
+            break
+        while queue and len(pending) < max(1, bounds.workers):
+            i, path = queue.pop()
+            pending[in_thread(partial(_path_result, ctx, path, bounds.nar_timeout_s), "vega-assess")] = i
+        remaining = None if deadline is None else max(deadline - ctx.clock(), 0.0)
+        done, _ = wait(pending, timeout=remaining, return_when=FIRST_COMPLETED)
+        for fut in done:
+            results[pending.pop(fut)] = fut.result()
     assessed = [results[i] for i in sorted(results)]
     return _envelope(tool, unique, assessed, bounds, timed_out)
 

@@ -4,10 +4,12 @@ Every string that comes from the cache, the control plane, the caller or local c
 enters a tool result passes through :func:`untrusted` (mcp.md §6):
 
 1. a non-string becomes ``""``;
-2. each C0 control (U+0000-U+001F: ESC, CR, LF, TAB...), DEL and C1 control (U+0080-U+009F) becomes
-   one space; bidirectional controls and other invisible format characters (Unicode category
-   ``Cf``: U+200B-U+200F, U+202A-U+202E, U+2060-U+2069, U+FEFF, the tag block...) are removed, so
-   what an agent reads is what a person reading the same JSON sees;
+2. the client's one sanitiser, :func:`vega.core.safetext.safe_text` (issue 14): controls that stand
+   for white space (TAB, CR, LF, NEL, line separators) become one space; every other control (C0
+   such as ESC and BEL, DEL, C1), bidirectional override and isolate, and invisible format
+   character (Unicode ``Cf``: zero-width characters, the tag block...) is removed, so what an agent
+   reads is what a person reading the same JSON sees. (The original spaced every control; removing
+   the non-space ones is stricter and keeps one rule for terminal and agent.)
 3. longer than ``max_len`` UTF-16 code units (as the original measured) ⇒ the first ``max_len``
    units (never half a surrogate pair) and ``…[truncated]``.
 
@@ -16,17 +18,14 @@ the agent ("ignore previous instructions", "you must", chat-template tokens, pip
 instruction-like text reaches the agent unmarked. A marker changes no verdict: verdicts are computed
 from checked facts only, never from server text.
 
-NOTE: issue 14 gives the whole client one sanitiser (helper ``sec-client``); :func:`untrusted`
-follows the same rules so the two can be merged into one function when that lands.
-
 Spec: mcp.md §6; issue 9 (no instruction-like text reaches the agent unmarked); issue 14.
 """
 
 from __future__ import annotations
 
 import re
-import unicodedata
-from collections.abc import Iterable
+
+from vega.core.safetext import safe_text
 
 __all__ = [
     "INSTRUCTION_MARK",
@@ -66,23 +65,12 @@ _INSTRUCTION = re.compile(
 )
 
 
-def _cleaned(ch: str) -> str:
-    code = ord(ch)
-    if code < 0x20 or 0x7F <= code <= 0x9F:
-        return " "
-    if code < 0x80:
-        return ch
-    if unicodedata.category(ch) == "Cf":
-        return ""
-    return ch
-
-
 def _utf16_units(ch: str) -> int:
     return 2 if ord(ch) > 0xFFFF else 1
 
 
 def untrusted(value: object, max_len: int = 256) -> str:
-    """``value`` made safe to show: controls as spaces, invisible format characters removed, capped.
+    """``value`` made safe to show (:func:`vega.core.safetext.safe_text`), capped as mcp.md §6 says.
 
     Args:
         value: anything; a non-string is ``""``.
@@ -90,7 +78,7 @@ def untrusted(value: object, max_len: int = 256) -> str:
     """
     if not isinstance(value, str):
         return ""
-    text = "".join(_cleaned(ch) for ch in value)
+    text = safe_text(value, len(value) + 1)
     units = 0
     for i, ch in enumerate(text):
         units += _utf16_units(ch)

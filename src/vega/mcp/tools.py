@@ -24,7 +24,8 @@ import logging
 import math
 import time
 from collections.abc import Callable
-from concurrent.futures import ThreadPoolExecutor
+import threading
+from concurrent.futures import Future
 from concurrent.futures import TimeoutError as FutureTimeout
 from dataclasses import dataclass, field, replace
 from typing import TypeVar
@@ -39,6 +40,7 @@ __all__ = [
     "REPRODUCE_STATUSES",
     "ToolContext",
     "bounded",
+    "in_thread",
     "risk_of",
     "tool_error",
     "verify_output",
@@ -103,21 +105,37 @@ def tool_error(message: str, code: str | None = None, **extra: object) -> dict[s
     return out
 
 
+def in_thread(work: Callable[[], _T], name: str = "vega-mcp-work") -> Future[_T]:
+    """Run ``work`` on a new daemon thread; its outcome arrives in the returned future.
+
+    NOTE: a daemon thread, not an executor's: work abandoned when a budget runs out must not hold
+    the process at exit (executor threads are joined then); it ends within its HTTP deadlines.
+    """
+    future: Future[_T] = Future()
+
+    def run() -> None:
+        if not future.set_running_or_notify_cancel():
+            return
+        try:
+            future.set_result(work())
+        except BaseException as e:
+            future.set_exception(e)
+
+    threading.Thread(target=run, name=name, daemon=True).start()
+    return future
+
+
 def bounded(work: Callable[[], _T], seconds: float) -> tuple[_T | None, bool]:
     """Run ``work`` with a wall-clock budget: ``(result, False)``, or ``(None, True)`` when it ran out.
 
-    The work runs on its own thread; when the budget runs out the caller gets control back and the
-    thread is left to finish within the HTTP deadlines, its result discarded.
+    The work runs on its own thread (:func:`in_thread`); when the budget runs out the caller gets
+    control back and the thread is left to finish within the HTTP deadlines, its result discarded.
     """
-    pool = ThreadPoolExecutor(max_workers=1, thread_name_prefix="vega-mcp-call")
+    future = in_thread(work, "vega-mcp-call")
     try:
-        future = pool.submit(work)
-        try:
-            return future.result(timeout=max(seconds, 0.0)), False
-        except FutureTimeout:
-            return None, True
-    finally:
-        pool.shutdown(wait=False, cancel_futures=True)
+        return future.result(timeout=max(seconds, 0.0)), False
+    except FutureTimeout:
+        return None, True
 
 
 def _budget_error(ctx: ToolContext) -> dict[str, object]:
