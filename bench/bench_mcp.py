@@ -60,7 +60,9 @@ def main(argv: list[str]) -> int:
             if filler > done:
                 server.filler(filler - done, start=done)
             size = server.log.latest().size
-            print(f"log: {size} entries, {len(builds)} added paths (built in {time.perf_counter() - t0:.1f}s)")
+            print(
+                f"log: {size} entries, {len(builds)} added paths (built in {time.perf_counter() - t0:.1f}s)"
+            )
 
             ctx = ToolContext(verify=server.context(), options=VerifyOptions(max_scan=ORIGINAL_SCAN_CAP))
             paths = [b.path.absolute for b in builds]

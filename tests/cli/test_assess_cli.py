@@ -59,9 +59,9 @@ def test_input_size_and_read_errors(tmp_path: Path) -> None:
     assert e.value.next_steps == (f"input exceeds {MAX_INPUT_CHARS} bytes",)
     big = tmp_path / "big.json"
     big.write_text("x" * (MAX_INPUT_CHARS + 1))
-    with pytest.raises(ConfigError, match=f"--added-paths input exceeds {MAX_INPUT_CHARS} bytes"):
+    with pytest.raises(ConfigError, match=rf"--added-paths input exceeds {MAX_INPUT_CHARS} bytes"):
         read_added_paths(str(big))
-    with pytest.raises(ConfigError, match="could not read /nonexistent/x.json"):
+    with pytest.raises(ConfigError, match=r"could not read /nonexistent/x\.json"):
         read_added_paths("/nonexistent/x.json")
     assert read_added_paths("-", io.StringIO("[]")) == "[]"
 
@@ -77,7 +77,9 @@ def test_allow_warn_deny_texts_and_exit_codes(bench: Bench) -> None:
     code, out, err = _run(bench, [HELLO.store_path, missing])
     assert code == 0
     assert f"  warn  {missing}  [NOT_IN_CACHE]" in out
-    assert "warning: change assessment: warn (2/2 assessed, 0 deny, 1 warn) [change.hasUnverifiedPaths]" in err
+    assert (
+        "warning: change assessment: warn (2/2 assessed, 0 deny, 1 warn) [change.hasUnverifiedPaths]" in err
+    )
 
     bench.recorder.tamper[f"/{HELLO.hash_part}.narinfo"] = lambda b: b.replace(b"NarSize: ", b"NarSize: 9")
     code, out, err = _run(bench, [HELLO.store_path])

@@ -1,4 +1,4 @@
-"""mcp.md §6: untrusted strings on their way to an agent (controls, invisible characters, lengths, instructions)."""
+"""mcp.md §6: untrusted strings on their way to an agent (controls, invisible text, lengths, instructions)."""
 
 from __future__ import annotations
 

@@ -147,7 +147,11 @@ def test_nar_mismatch_denies_and_unchecked_nar_only_warns(bench: Bench) -> None:
     bench.recorder.serve[f"/{HELLO.nar_url}"] = (404, b"")
     risk = vega_risk(bench.ctx, HELLO.hash_part)
     assert risk["verdict"] == "warn"
-    assert risk["reasonCodes"] == ["SHARED_REPRODUCED", "TRANSPARENCY_LOG_INCLUDED", "NAR_NOT_LOCALLY_CHECKED"]
+    assert risk["reasonCodes"] == [
+        "SHARED_REPRODUCED",
+        "TRANSPARENCY_LOG_INCLUDED",
+        "NAR_NOT_LOCALLY_CHECKED",
+    ]
     out = vega_verify(bench.ctx, HELLO.hash_part)
     assert out["narHashChecked"] is False
     assert out["narHashVerified"] is False
@@ -166,7 +170,11 @@ def test_upstream_mirror_with_unchecked_nar_is_allowed_and_says_so(bench: Bench)
     risk = vega_risk(bench.ctx, HELLO.hash_part)
     assert risk["verdict"] == "allow"
     assert risk["tier"] == "upstream"
-    assert risk["reasonCodes"] == ["MIRRORED_UPSTREAM", "NOT_A_VEGA_TRUST_STATEMENT", "NAR_NOT_LOCALLY_CHECKED"]
+    assert risk["reasonCodes"] == [
+        "MIRRORED_UPSTREAM",
+        "NOT_A_VEGA_TRUST_STATEMENT",
+        "NAR_NOT_LOCALLY_CHECKED",
+    ]
     env = assess_change(bench.ctx, [HELLO.store_path], MCP_BOUNDS)
     assert env["verdict"] == "allow"
     assert env["evidence"]["paths"][0]["reasonCodes"][-1] == "NAR_NOT_LOCALLY_CHECKED"  # type: ignore[index]
@@ -210,7 +218,12 @@ def test_reproduce_status_parsing_is_fail_closed(bench: Bench) -> None:
     path = f"/api/status/{HELLO.hash_part}"
     bench.recorder.serve[path] = (200, b'{"verdict":"totally-fine","agree":-3,"inSharedCache":"yes"}')
     out = vega_reproduce(bench.ctx, HELLO.hash_part)
-    assert out["reproduction"] == {"status": "unknown", "agreeCount": 0, "diverged": False, "inSharedCache": False}
+    assert out["reproduction"] == {
+        "status": "unknown",
+        "agreeCount": 0,
+        "diverged": False,
+        "inSharedCache": False,
+    }
     assert out["verdict"] == "warn"
     bench.recorder.serve[path] = (200, b'{"verdict":"diverged","agree":2.7,"inSharedCache":true}')
     out = vega_reproduce(bench.ctx, HELLO.hash_part)
@@ -218,9 +231,14 @@ def test_reproduce_status_parsing_is_fail_closed(bench: Bench) -> None:
     assert out["reproduction"]["agreeCount"] == 2  # type: ignore[index]
     assert "not reproducible" in str(out["nextActions"][0])  # type: ignore[index]
     bench.recorder.serve[path] = (200, b"not json")
-    assert vega_reproduce(bench.ctx, HELLO.hash_part)["error"] == f"malformed status response for {HELLO.hash_part}"
+    assert (
+        vega_reproduce(bench.ctx, HELLO.hash_part)["error"]
+        == f"malformed status response for {HELLO.hash_part}"
+    )
     bench.recorder.serve[path] = (404, b"{}")
-    assert vega_reproduce(bench.ctx, HELLO.hash_part)["error"] == f"no status for {HELLO.hash_part} (HTTP 404)"
+    assert (
+        vega_reproduce(bench.ctx, HELLO.hash_part)["error"] == f"no status for {HELLO.hash_part} (HTTP 404)"
+    )
 
 
 # -- the change assessment (mcp.md §5.3 test-pinned behaviours) ----------------------------------------
@@ -271,7 +289,12 @@ def test_time_budget_stops_and_marks_partial(bench: Bench) -> None:
 def test_hostile_path_string_is_sanitised_and_warns(bench: Bench) -> None:
     env = assess_change(bench.ctx, ["\x1b[31mevil\x07 path"], MCP_BOUNDS)
     p = env["evidence"]["paths"][0]  # type: ignore[index]
-    assert p == {"path": "[31mevil path", "verdict": "warn", "tier": "unknown", "reasonCodes": ["NOT_A_STORE_PATH"]}
+    assert p == {
+        "path": "[31mevil path",
+        "verdict": "warn",
+        "tier": "unknown",
+        "reasonCodes": ["NOT_A_STORE_PATH"],
+    }
 
 
 def test_refuted_path_denies_the_change(bench: Bench) -> None:

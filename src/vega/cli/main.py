@@ -47,6 +47,8 @@ examples:
   vega nar dump ./dir > dir.nar          serialise a tree as a NAR
   vega nar restore ./out < dir.nar       restore a NAR safely
   vega nar ls dir.nar.zst                list a (compressed) NAR's entries
+  vega gate .#app --json | vega assess --added-paths -    gate the paths a change adds
+  vega mcp --public-key 'vega-cache-1:<base64>'           serve the read-only tools to AI agents
 """
 
 

@@ -65,7 +65,12 @@ def _path_result(ctx: ToolContext, path: str, nar_timeout_s: float | None) -> di
             "tier": "unknown",
             "reasonCodes": [code if isinstance(code, str) else "NOT_ASSESSABLE"],
         }
-    return {"path": shown, "verdict": risk["verdict"], "tier": risk["tier"], "reasonCodes": risk["reasonCodes"]}
+    return {
+        "path": shown,
+        "verdict": risk["verdict"],
+        "tier": risk["tier"],
+        "reasonCodes": risk["reasonCodes"],
+    }
 
 
 def assess_change(

@@ -110,4 +110,3 @@ def mark_instructions(text: str) -> str:
 def untrusted_text(value: object, max_len: int = 256) -> str:
     """:func:`untrusted` then :func:`mark_instructions`: every free-text string an agent reads."""
     return mark_instructions(untrusted(value, max_len))
-

@@ -22,9 +22,9 @@ from __future__ import annotations
 
 import logging
 import math
+import threading
 import time
 from collections.abc import Callable
-import threading
 from concurrent.futures import Future
 from concurrent.futures import TimeoutError as FutureTimeout
 from dataclasses import dataclass, field, replace
@@ -43,11 +43,11 @@ __all__ = [
     "in_thread",
     "risk_of",
     "tool_error",
-    "verify_output",
-    "verify_path",
     "vega_reproduce",
     "vega_risk",
     "vega_verify",
+    "verify_output",
+    "verify_path",
     "worst",
 ]
 
@@ -240,7 +240,9 @@ def risk_of(report: VerifyReport) -> dict[str, object]:
     unchecked = report.nar is None or not report.nar.checked
     extra = ["NAR_NOT_LOCALLY_CHECKED"] if unchecked else []
     if report.scope == "upstream":
-        return _risk(report, "allow", "upstream", ["MIRRORED_UPSTREAM", "NOT_A_VEGA_TRUST_STATEMENT", *extra], [])
+        return _risk(
+            report, "allow", "upstream", ["MIRRORED_UPSTREAM", "NOT_A_VEGA_TRUST_STATEMENT", *extra], []
+        )
     if report.scope == "scoped":
         return _risk(
             report,
@@ -259,9 +261,13 @@ def risk_of(report: VerifyReport) -> dict[str, object]:
     if t.revoked:
         return _risk(report, "deny", "shared", ["REVOKED"], list(_REFUTE_ACTIONS))
     if not t.found:
-        return _risk(report, "deny", "shared", ["NO_TRANSPARENCY_RECORD"], ["request_reproduction", "build_locally"])
+        return _risk(
+            report, "deny", "shared", ["NO_TRANSPARENCY_RECORD"], ["request_reproduction", "build_locally"]
+        )
     if not (t.leaf_hash_ok and t.inclusion_ok and t.binding_ok and report.fully_verified):
-        return _risk(report, "deny", "shared", ["INCLUSION_PROOF_FAILED"], ["request_reproduction", "build_locally"])
+        return _risk(
+            report, "deny", "shared", ["INCLUSION_PROOF_FAILED"], ["request_reproduction", "build_locally"]
+        )
     if unchecked:
         return _risk(
             report,
@@ -339,7 +345,10 @@ def _status(ctx: ToolContext, hash_part: str) -> dict[str, object]:
     agree = obj.get("agree")
     count = (
         math.floor(agree)
-        if isinstance(agree, int | float) and not isinstance(agree, bool) and math.isfinite(agree) and agree >= 0
+        if isinstance(agree, int | float)
+        and not isinstance(agree, bool)
+        and math.isfinite(agree)
+        and agree >= 0
         else 0
     )
     return {
@@ -376,12 +385,15 @@ def vega_reproduce(ctx: ToolContext, target: object) -> dict[str, object]:
     reproduction = status["status"]
     own = {"reproducible": "allow", "diverged": "deny"}.get(str(reproduction), "warn")
     proof = risk_of(report) if report is not None else _not_a_store_path(target)
-    proof_codes = proof.get("reasonCodes") or [proof.get("code") or "NOT_ASSESSABLE"]
+    listed = proof.get("reasonCodes")
+    proof_codes = (
+        [str(c) for c in listed] if isinstance(listed, list) else [str(proof.get("code") or "NOT_ASSESSABLE")]
+    )
     proof_verdict = str(proof["verdict"])
     verdict = worst([own, proof_verdict])
     codes = [f"reproduce.{reproduction}"]
     if proof_verdict != "allow":
-        codes.extend(str(c) for c in proof_codes)  # type: ignore[union-attr]
+        codes.extend(proof_codes)
     actions: list[str] = []
     if reproduction == "diverged":
         actions.append("this build is not reproducible: a Vega reproduction disagreed")
@@ -395,7 +407,7 @@ def vega_reproduce(ctx: ToolContext, target: object) -> dict[str, object]:
         "proof": {
             "verdict": proof_verdict,
             "tier": proof.get("tier", "unknown"),
-            "reasonCodes": [str(c) for c in proof_codes],  # type: ignore[union-attr]
+            "reasonCodes": proof_codes,
         },
         "reasonCodes": codes,
         "nextActions": actions,
