@@ -12,6 +12,7 @@ import json
 from collections.abc import Iterator
 from dataclasses import replace
 from pathlib import Path
+from typing import Any
 
 import httpx2
 import pytest
@@ -331,3 +332,38 @@ def test_worst() -> None:
     assert worst([]) == "allow"
     assert worst(["allow", "warn"]) == "warn"
     assert worst(["warn", "deny", "allow"]) == "deny"
+
+
+# -- the MCP server in process (the SDK's own client over its in-memory transport) --------------------
+
+
+def test_server_in_process(bench: Bench) -> None:
+    import anyio
+
+    from mcp import Client
+    from vega.mcp.server import TOOL_DESCRIPTIONS, build_server
+
+    bench.promote(HELLO)
+
+    async def run() -> tuple[list[Any], list[Any]]:
+        async with Client(build_server(bench.ctx)) as client:
+            listed = await client.list_tools()
+            results = [
+                await client.call_tool("vega_risk", {"target": HELLO.store_path}),
+                await client.call_tool("vega_assess_change", {"paths": [HELLO.store_path]}),
+                await client.call_tool("vega_assess_change", {"paths": "nope"}),
+                await client.call_tool("vega_verify", {"target": HELLO.hash_part}),
+                await client.call_tool("vega_reproduce", {"target": HELLO.hash_part}),
+            ]
+            return list(listed.tools), results
+
+    tools, results = anyio.run(run)
+    assert [t.name for t in tools] == list(TOOL_DESCRIPTIONS)
+    risk, assess, bad, verify, repro = results
+    assert risk.structured_content["verdict"] == "allow"
+    assert assess.structured_content["verdict"] == "allow"
+    assert bad.is_error
+    assert bad.structured_content["code"] == "INVALID_ARGUMENTS"
+    assert verify.structured_content["verified"] is True
+    assert repro.structured_content["verdict"] == "allow"
+    assert json.loads(verify.content[0].text) == verify.structured_content
