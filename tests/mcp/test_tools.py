@@ -21,11 +21,11 @@ from tests.client.conftest import Recorder
 from tests.server.cachekit import PUBLIC_URL, Harness, Output
 from vega.client.http import HttpLimits
 from vega.client.logstate import LogState
-from vega.client.verify import VerifyContext, VerifyOptions
+from vega.client.verify import VerifyContext, VerifyOptions, verify_target
 from vega.core.narinfo import format_narinfo, parse_narinfo, sign_narinfo
 from vega.core.signing import generate_secret_key
 from vega.mcp.assess import CLI_BOUNDS, MCP_BOUNDS, AssessBounds, assess_change
-from vega.mcp.tools import ToolContext, bounded, vega_reproduce, vega_risk, vega_verify, worst
+from vega.mcp.tools import ToolContext, bounded, risk_of, vega_reproduce, vega_risk, vega_verify, worst
 from vega.server.db import open_database
 
 HELLO = Output("hello", b"nix-archive-1 hello world " * 200)
@@ -367,3 +367,20 @@ def test_server_in_process(bench: Bench) -> None:
     assert verify.structured_content["verified"] is True
     assert repro.structured_content["verdict"] == "allow"
     assert json.loads(verify.content[0].text) == verify.structured_content
+
+
+def test_other_failed_checks_never_allow(bench: Bench) -> None:
+    """A check the rules do not name (say, a revocation list that could not conclude) is not ignored."""
+    from vega.client.transparency import Check
+
+    bench.promote(HELLO)
+    vctx = bench.ctx.verify
+    good = verify_target(vctx, HELLO.hash_part, VerifyOptions())
+    assert risk_of(good)["verdict"] == "allow"
+    unknown = Check(name="revocation", ok=False, detail="the revocation list is stale")
+    checks = tuple(unknown if c.name == "revocation" else c for c in good.checks)
+    risk = risk_of(replace(good, checks=checks))
+    assert (risk["verdict"], risk["reasonCodes"]) == ("warn", ["REVOCATION_UNKNOWN"])
+    other = (*good.checks, Check(name="witness", ok=False, detail="no cosignature"))
+    risk = risk_of(replace(good, checks=other))
+    assert (risk["verdict"], risk["reasonCodes"]) == ("deny", ["PROOF_CHECK_FAILED"])

@@ -264,10 +264,17 @@ def risk_of(report: VerifyReport) -> dict[str, object]:
         return _risk(
             report, "deny", "shared", ["NO_TRANSPARENCY_RECORD"], ["request_reproduction", "build_locally"]
         )
-    if not (t.leaf_hash_ok and t.inclusion_ok and t.binding_ok and report.fully_verified):
+    if not (t.leaf_hash_ok and t.inclusion_ok and t.binding_ok):
         return _risk(
             report, "deny", "shared", ["INCLUSION_PROOF_FAILED"], ["request_reproduction", "build_locally"]
         )
+    if not report.fully_verified:
+        # Another check of the core did not pass. A revocation check that could not conclude
+        # (nothing revoked was found, but it cannot be ruled out) is no refutation: warn.
+        failed = [c.name for c in report.checks if c.name != "nar" and not c.ok and not c.skipped]
+        if failed == ["revocation"]:
+            return _risk(report, "warn", "shared", ["REVOCATION_UNKNOWN"], ["build_locally"])
+        return _risk(report, "deny", "shared", ["PROOF_CHECK_FAILED"], ["build_locally"])
     if unchecked:
         return _risk(
             report,
