@@ -3,9 +3,9 @@
 In process (Starlette TestClient over the server's real SQLite transparency log, the cache fixture
 of tests/client/conftest.py, as bench_verify does): 200 promoted builds spread at random through a
 100,000-entry log; the change assessment the MCP tool runs (:func:`vega.mcp.assess.assess_change`
-with the tool's bounds: 200 paths, 60 s, 20 s per NAR), on a fresh machine and again once the
-checkpoint is remembered. Printed: wall time against the 60 s budget, HTTP requests in all and per
-path, and the verdicts. The peer is the original's algorithm (25 paths per call, a newest-first
+with the tool's bounds: 200 paths, 60 s, 20 s per NAR), on a fresh machine, again once the
+checkpoint is remembered, and after the log grew (a consistency proof is due). Printed: wall time
+against the 60 s budget, HTTP requests in all and per path, and the verdicts. The peer is the original's algorithm (25 paths per call, a newest-first
 scan of at most 2,000 log entries per path), whose requests are computed from where each promotion
 sits in the log, as bench_verify does; it denies every build logged more than 2,000 entries ago.
 
@@ -67,12 +67,15 @@ def main(argv: list[str]) -> int:
             ctx = ToolContext(verify=server.context(), options=VerifyOptions(max_scan=ORIGINAL_SCAN_CAP))
             paths = [b.path.absolute for b in builds]
             ok = True
-            for label in ("fresh machine", "checkpoint remembered"):
+            for label in ("fresh machine", "checkpoint remembered", "after the log grew by 1,000"):
+                if label.startswith("after"):
+                    server.filler(1000, start=filler + 10)
                 server.recorder.reset()
                 t1 = time.perf_counter()
                 env = assess_change(ctx, paths, MCP_BOUNDS)
                 took = time.perf_counter() - t1
                 requests = len(server.recorder.paths)
+                consistency = server.recorder.paths.count("/log/proof/consistency")
                 closure = env["evidence"]["addedClosure"]  # type: ignore[index]
                 verdicts = env["evidence"]["summary"]["verdicts"]  # type: ignore[index]
                 budget = MCP_BOUNDS.budget_s or math.inf
@@ -81,7 +84,8 @@ def main(argv: list[str]) -> int:
                 print(
                     f"vega_assess_change, {label}: {took:.2f}s of a {budget:.0f}s budget "
                     f"({'within' if within else 'OVER'}); {requests} requests = "
-                    f"{requests / len(builds):.2f} per path; verdict {env['verdict']} "
+                    f"{requests / len(builds):.2f} per path ({consistency} consistency proofs); "
+                    f"verdict {env['verdict']} "
                     f"({verdicts['allow']} allow, {verdicts['warn']} warn, {verdicts['deny']} deny; "
                     f"assessed {closure['assessed']} of {closure['count']})"
                 )
