@@ -5,9 +5,10 @@ of tests/client/conftest.py, as bench_verify does): 200 promoted builds spread a
 100,000-entry log; the change assessment the MCP tool runs (:func:`vega.mcp.assess.assess_change`
 with the tool's bounds: 200 paths, 60 s, 20 s per NAR), on a fresh machine, again once the
 checkpoint is remembered, and after the log grew (a consistency proof is due). Printed: wall time
-against the 60 s budget, HTTP requests in all and per path, and the verdicts. The peer is the original's algorithm (25 paths per call, a newest-first
-scan of at most 2,000 log entries per path), whose requests are computed from where each promotion
-sits in the log, as bench_verify does; it denies every build logged more than 2,000 entries ago.
+against the 60 s budget, HTTP requests in all and per path, and the verdicts. The peer is the
+original's algorithm (25 paths per call, a newest-first scan of at most 2,000 log entries per
+path), whose requests are computed from where each promotion sits in the log, as bench_verify
+does; it denies every build logged more than 2,000 entries ago.
 
 Exit 1 when the assessment is over its budget or any path is not allowed.
 
