@@ -184,7 +184,7 @@ def _over_sockets(entries: int, count: int) -> bool:
                     return time.perf_counter() - t1, dict(res.structured_content or {})
 
         try:
-            with serving(proxy, sock):
+            with proxy.client, serving(proxy, sock):
                 took, env = anyio.run(call)
         finally:
             server.stop()

@@ -171,6 +171,8 @@ class Proxy:
     tamper: dict[str, Callable[[bytes], bytes]] = field(default_factory=dict)
     seen: list[str] = field(default_factory=list)
     url: str = ""
+    client: httpx2.Client = field(default_factory=lambda: httpx2.Client(timeout=30), repr=False)
+    """One pooled client for every forwarded request (closed by the owner)."""
 
     def reset(self, upstream: str) -> None:
         self.upstream = upstream
@@ -188,8 +190,8 @@ class Proxy:
             ctype = b"application/json"
         else:
             query = scope["query_string"].decode()
-            async with httpx2.AsyncClient(timeout=30) as client:
-                r = await client.get(self.upstream + path + (f"?{query}" if query else ""))
+            target = self.upstream + path + (f"?{query}" if query else "")
+            r = await anyio.to_thread.run_sync(self.client.get, target)
             status, body = r.status_code, r.content
             ctype = r.headers.get("content-type", "application/octet-stream").encode()
             for prefix, change in self.tamper.items():
@@ -210,7 +212,7 @@ def proxy() -> Iterator[Proxy]:
     """The proxy, served by uvicorn in a thread for the whole module."""
     sock, url = loopback_socket()
     p = Proxy(upstream="http://127.0.0.1:9", url=url)
-    with serving(p, sock):
+    with p.client, serving(p, sock):
         yield p
 
 

@@ -47,7 +47,7 @@ class AssessBounds:
 
 MCP_BOUNDS = AssessBounds(max_paths=200, budget_s=60.0, nar_timeout_s=20.0)
 """``vega_assess_change``'s bounds."""
-CLI_BOUNDS = AssessBounds(max_paths=50, budget_s=None, nar_timeout_s=None)
+CLI_BOUNDS = AssessBounds(max_paths=50, budget_s=None, nar_timeout_s=120.0)
 """``vega assess``'s bounds (cli.md §13)."""
 
 

@@ -41,6 +41,7 @@ __all__ = [
     "ToolContext",
     "bounded",
     "in_thread",
+    "mcp_options",
     "risk_of",
     "tool_error",
     "vega_reproduce",
@@ -53,8 +54,8 @@ __all__ = [
 
 log = logging.getLogger(__name__)
 
-DEFAULT_CALL_BUDGET_S = 120.0
-"""Wall-clock budget of one ``vega_verify``/``vega_risk``/``vega_reproduce`` call."""
+DEFAULT_CALL_BUDGET_S = 180.0
+"""Wall-clock budget of one ``vega_verify``/``vega_risk``/``vega_reproduce`` call (> the NAR's 120 s)."""
 
 REPRODUCE_STATUSES = ("reproducible", "diverged", "uncorroborated", "mirrored", "unknown")
 """The reproduction statuses a cache may report (protocol.md §6.1); anything else is ``unknown``."""
@@ -74,8 +75,8 @@ class ToolContext:
     """``--public-key``, ``--max-scan``; no tenant discovery, no cache-published key."""
     call_budget_s: float = DEFAULT_CALL_BUDGET_S
     """Wall-clock budget of one single-path call."""
-    nar_timeout_s: float | None = None
-    """Deadline of one NAR download (None: the context's default)."""
+    nar_timeout_s: float | None = 120.0
+    """Deadline of one NAR download (mcp.md §1: 120 s; None: the HTTP limits' own)."""
     clock: Callable[[], float] = field(default=time.monotonic)
     """A monotonic clock (seconds), injected for the budget tests."""
 
