@@ -259,7 +259,7 @@ def test_injection_in_a_server_error_is_sanitised_and_marked(w: World, tmp_path:
 
 
 def test_stdout_carries_protocol_frames_only(w: World, tmp_path: Path) -> None:
-    """Raw stdio: every stdout line is a JSON-RPC message; the start-up line is on stderr."""
+    """Raw stdio: every stdout line is a JSON-RPC message; the start-up line is on stderr; junk survived."""
     frames: list[dict[str, Any]] = [
         {
             "jsonrpc": "2.0",
@@ -272,6 +272,8 @@ def test_stdout_carries_protocol_frames_only(w: World, tmp_path: Path) -> None:
             },
         },
         {"jsonrpc": "2.0", "method": "notifications/initialized"},
+        {"garbage": "not json {"},  # written raw below: no answer, and the server goes on
+        {"garbage": "[1, 2]"},
         {
             "jsonrpc": "2.0",
             "id": 2,
@@ -294,7 +296,7 @@ def test_stdout_carries_protocol_frames_only(w: World, tmp_path: Path) -> None:
     lines: list[dict[str, Any]] = []
     try:
         for f in frames:
-            proc.stdin.write(json.dumps(f) + "\n")
+            proc.stdin.write((f["garbage"] if "garbage" in f else json.dumps(f)) + "\n")
             proc.stdin.flush()
             if "id" in f:  # a request: read until its answer (stdio is line-delimited JSON-RPC)
                 while not lines or lines[-1].get("id") != f["id"]:
