@@ -29,6 +29,7 @@ from vega.core.signing import generate_secret_key
 from vega.server.app import create_app, identity_for
 from vega.server.blobs import LocalBlobStore
 from vega.server.db import open_database
+from vega.server.identity import Authenticator
 from vega.server.service import ServerKeys
 from vega.server.settings import ServerSettings
 
@@ -128,8 +129,8 @@ def offline_github(monkeypatch: pytest.MonkeyPatch) -> None:
 
 
 @pytest.fixture
-def control_plane(tmp_path: Path) -> Iterator[str]:
-    """The real control plane on a loopback socket."""
+def control_plane(tmp_path: Path) -> Iterator[tuple[str, Authenticator]]:
+    """The real control plane on a loopback socket, and its identity checks."""
     sock = socket.socket()
     sock.bind(("127.0.0.1", 0))
     sock.listen(16)
@@ -154,7 +155,7 @@ def control_plane(tmp_path: Path) -> Iterator[str]:
     while not server.started:
         time.sleep(0.01)
     try:
-        yield url
+        yield url, auth
     finally:
         server.should_exit = True
         thread.join(timeout=30)
@@ -170,10 +171,14 @@ def credential_path() -> Path:
 
 @pytest.mark.nix
 @pytest.mark.usefixtures("offline_github")
-def test_vega_doctor_end_to_end(control_plane: str, capsys: pytest.CaptureFixture[str]) -> None:
+def test_vega_doctor_end_to_end(
+    control_plane: tuple[str, Authenticator], capsys: pytest.CaptureFixture[str]
+) -> None:
+    url, auth = control_plane
+    credential, _ = auth._credentials.issue("42", "alice")
     save_credential(
         credential_path(),
-        Credential(credential="s3cr3t", login="alice", user_id="42", expires_at_ms=None, url=control_plane),
+        Credential(credential=credential, login="alice", user_id="42", expires_at_ms=None, url=url),
     )
     assert main(["doctor"]) == 0
     out = capsys.readouterr().out
@@ -182,9 +187,19 @@ def test_vega_doctor_end_to_end(control_plane: str, capsys: pytest.CaptureFixtur
     assert lines[1].startswith("  ok    nix            nix (Nix) ")
     assert "  ok    auth           enrolled as alice" in lines
     plane = next(ln for ln in lines if "control plane" in ln)
-    assert plane.startswith(f"  ok    control plane  {control_plane} (")
+    assert plane.startswith(f"  ok    control plane  {url} (")
     assert plane.endswith(" ms; server 0.18.0)")
     assert lines[-1] == "  ok    version        0.18.0 (offline)"
+    assert credential not in out
+
+    # A tampered credential is refused by the server: a failure, not "enrolled" (issue 12).
+    save_credential(
+        credential_path(),
+        Credential(credential="s3cr3t", login="alice", user_id="42", expires_at_ms=None, url=url),
+    )
+    assert main(["doctor"]) == 1
+    out = capsys.readouterr().out
+    assert f"  fail  auth           {url} refused the credential" in out
     assert "s3cr3t" not in out
 
 

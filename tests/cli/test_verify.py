@@ -152,3 +152,22 @@ def test_json_one_line_per_path(server: CacheServer) -> None:
     assert [o["exitOk"] for o in lines] == [True, False]
     assert "\x1b" not in out
     assert err == ""
+
+
+def test_default_url_follows_the_flag_the_environment_then_the_login(tmp_path: Path) -> None:
+    """issue 12: a self-hoster logged in to their own server never has to type --url."""
+    from vega.cli.commands.verify import DEFAULT_URL, default_url
+    from vega.client.credentials import Credential, remember_credential
+
+    env = {"HOME": str(tmp_path), "XDG_CONFIG_HOME": str(tmp_path / "cfg")}
+    assert default_url(None, env) == DEFAULT_URL
+    remember_credential(
+        tmp_path / "cfg" / "vega",
+        Credential(credential="c", login="me", user_id="1", expires_at_ms=None, url="http://127.0.0.1:8080"),
+    )
+    assert default_url(None, env) == "http://127.0.0.1:8080"
+    assert default_url(None, {**env, "VEGA_URL": "https://env.example"}) == "https://env.example"
+    assert default_url("https://flag.example", {**env, "VEGA_URL": "https://env.example"}) == (
+        "https://flag.example"
+    )
+    assert default_url(None, {}) == DEFAULT_URL  # no HOME: the default, not a crash

@@ -188,9 +188,10 @@ def test_numeric_user_id_and_missing_expiry_are_accepted(world: tuple[World, Tes
 def test_status_flow(world: tuple[World, TestClient]) -> None:
     w, client = world
     ctx = w.context(client)
-    report = account.status(ctx)  # not enrolled: probes the default control plane
+    report = account.status(ctx)  # not enrolled: probes the control plane the settings name
     assert report.to_json()["enrolled"] is False
-    assert report.control_plane == "https://vega-cache.dev"
+    assert report.control_plane == URL
+    assert report.credential_state == "missing"
     save_credential(
         w.settings.credential_path,
         Credential(credential="c", login="octocat", user_id="1", expires_at_ms=NOW_MS - 1, url=URL),
@@ -205,6 +206,7 @@ def test_status_flow(world: tuple[World, TestClient]) -> None:
         "controlPlane": URL,
         "reachable": True,
         "latencyMs": 0,
+        "credential": "expired",
     }
 
 
@@ -269,3 +271,52 @@ def test_enrollment_network_failure(world: tuple[World, TestClient]) -> None:
         account.login(ctx, lambda code: None)
     assert e.value.message.startswith("enrollment failed (POST https://vega.test/api/owner/enroll timed out")
     assert e.value.next_steps == ("vega login",)
+
+
+def _answering(status: int, body: bytes = b"") -> Http:
+    def handler(request: httpx2.Request) -> httpx2.Response:
+        if status == 0:
+            raise httpx2.ConnectError("refused", request=request)
+        return httpx2.Response(status, content=body)
+
+    return Http(httpx2.Client(transport=httpx2.MockTransport(handler)), sleep=lambda _s: None)
+
+
+_CRED = Credential(credential="v1.c.s", login="octocat", user_id="583231", expires_at_ms=None, url=URL)
+
+
+@pytest.mark.parametrize(
+    ("status", "body", "url", "want"),
+    [
+        (200, b'{"userId": "583231"}', URL, "valid"),
+        (200, b'{"userId": "1"}', URL, "invalid"),  # the server speaks of someone else
+        (401, b'{"error": "credential revoked"}', URL, "invalid"),
+        (403, b"", URL, "invalid"),
+        (404, b'{"error": "not found"}', URL, "not checked"),  # the original has no such endpoint
+        (500, b"", URL, "not checked"),
+        (200, b"not json", URL, "not checked"),
+        (200, b"[1]", URL, "not checked"),
+        (0, b"", URL, "not checked"),  # unreachable
+        (200, b'{"userId": "583231"}', "https://elsewhere.test", "not checked"),  # another server's
+    ],
+)
+def test_check_credential(status: int, body: bytes, url: str, want: str) -> None:
+    assert account.check_credential(_answering(status, body), url, _CRED) == want
+
+
+def test_login_to_a_wrong_url_blames_the_control_plane_not_github(world: tuple[World, TestClient]) -> None:
+    """issue 12: ``vega login --url <server>/wrong`` names the URL, and never starts the device flow."""
+    w, client = world
+    ctx = w.context(client)
+    wrong = account.AccountContext(
+        settings=load_settings({"HOME": str(w.tmp)}, url=f"{URL}/wrong"),
+        http=ctx.http,
+        now_ms=ctx.now_ms,
+        sleep=ctx.sleep,
+        monotonic=ctx.monotonic,
+    )
+    with pytest.raises(ConfigError) as e:
+        account.login(wrong, lambda code: None)
+    assert e.value.message == f"{URL}/wrong is not a Vega control plane (its /nix-cache-info answered 404)"
+    assert not any("github.com" in seen for seen in w.seen)
+    assert not wrong.settings.credential_path.exists()

@@ -188,3 +188,42 @@ def test_arbitrary_bytes_strict_raise_only_config_error(
     with contextlib.suppress(ConfigError):
         load_credential(path, NOW_MS)
     load_credential_lenient(path)
+
+
+def test_a_credential_per_control_plane(tmp_path: Path) -> None:
+    from vega.client.credentials import (
+        all_credentials,
+        credential_for,
+        forget_credential,
+        remember_credential,
+        stored_path,
+    )
+
+    cfg = tmp_path / "vega"
+    other = dataclasses.replace(CRED, url="http://127.0.0.1:8080", login="local")
+    assert remember_credential(cfg, CRED) == cfg / "credential"
+    remember_credential(cfg, other)
+    assert stat.S_IMODE(stored_path(cfg, CRED.url).stat().st_mode) == 0o600
+    assert stored_path(cfg, CRED.url) != stored_path(cfg, other.url)
+    assert stored_path(cfg, "https://vega-cache.dev") == stored_path(cfg, "https://vega-cache.dev/")
+    assert credential_for(cfg, None, NOW_MS) == other  # the last login is the current one
+    assert credential_for(cfg, CRED.url, NOW_MS) == CRED
+    assert credential_for(cfg, "https://VEGA-CACHE.dev/", NOW_MS) == CRED  # normalised
+    assert all_credentials(cfg) == [other, CRED]
+    with pytest.raises(ConfigError, match=r"^not enrolled with https://elsewhere\.test"):
+        credential_for(cfg, "https://elsewhere.test", NOW_MS)
+
+    # A file written by the original (the current one only, no per-server copy) is still found.
+    stored_path(cfg, other.url).unlink()
+    assert credential_for(cfg, other.url, NOW_MS) == other
+
+    assert forget_credential(cfg, CRED.url) is True
+    assert forget_credential(cfg, CRED.url) is False
+    assert credential_for(cfg, None, NOW_MS) == other  # another server's logout keeps the current
+    assert forget_credential(cfg, None) is True
+    assert all_credentials(cfg) == []
+
+    # An unreadable current file is still removed by a plain logout.
+    (cfg / "credential").write_text("{corrupt")
+    assert forget_credential(cfg, None) is True
+    assert forget_credential(cfg, None) is False

@@ -460,9 +460,12 @@ def test_enrolled_never_prints_the_secret_and_cleans_the_login(doctor: Doctor, h
     doctor.hosts["127.0.0.1"] = harness.client._transport
     doctor.enrol(PUBLIC_URL, login="ali\x1bce")
     report = doctor.check(runner("plain"))
-    assert by_name(report)["auth"] == Check(name="auth", level="ok", detail="enrolled as ali ce")
+    # The harness's server never issued this credential, so it refuses it (issue 12).
+    auth = by_name(report)["auth"]
+    assert (auth.level, auth.fix) == ("fail", f"vega login --url {PUBLIC_URL}")
     assert "s3cr3t-owner-token" not in json.dumps(report.to_json())
-    assert all("authorization" not in r.headers for r in doctor.routes.requests)
+    sent = [r for r in doctor.routes.requests if "authorization" in r.headers]
+    assert [r.url.path for r in sent] == ["/api/owner/whoami"]  # only to the credential's own server
 
 
 # -- control plane -------------------------------------------------------------------------------------
@@ -480,6 +483,14 @@ def test_real_control_plane_is_reachable_with_timing_and_server_version(
     assert plane.detail.endswith(" ms; server 0.18.0)")
     paths = [r.url.path for r in doctor.routes.requests]
     assert paths[:2] == ["/nix-cache-info", "/api/info"]
+
+
+def test_a_control_plane_that_cannot_check_credentials_says_not_checked(doctor: Doctor) -> None:
+    doctor.enrol("https://vega-cache.dev", login="ali\x1bce")  # the original: no /api/owner/whoami
+    auth = by_name(doctor.check(runner("plain")))["auth"]
+    assert auth == Check(
+        name="auth", level="ok", detail="enrolled as ali ce (not checked with the control plane)"
+    )
 
 
 def test_old_control_plane_without_api_info_is_still_ok(doctor: Doctor) -> None:

@@ -23,6 +23,8 @@ from vega.core.api import (
     StatusResponse,
     UploadUrlRequest,
     UploadUrlResponse,
+    is_safe_attr,
+    is_safe_dir,
     nar_url_for,
     parse_nar_url,
     parse_sha256,
@@ -154,11 +156,33 @@ def test_simple_messages_round_trip() -> None:
         DispatchFailedBody.from_json({**failed, "hash": "x"})
     with pytest.raises(FormatError, match="reason: expected"):
         DispatchFailedBody.from_json({**failed, "reason": "bored"})
+    diagnosed = {**failed, "diagnosis": "network", "excerpt": "error: \u00e9" + "x" * 2038}
+    assert DispatchFailedBody.from_json(diagnosed).to_json() == diagnosed
+    assert DispatchFailedBody.from_json(diagnosed).diagnosis == "network"
+    with pytest.raises(FormatError, match="diagnosis: expected one of impure-host-path, "):
+        DispatchFailedBody.from_json({**failed, "diagnosis": "diverged"})
+    with pytest.raises(FormatError, match="excerpt: longer than 2048 bytes"):
+        DispatchFailedBody.from_json({**failed, "excerpt": "\u00e9" * 1025})
+    with pytest.raises(FormatError, match="excerpt"):
+        DispatchFailedBody.from_json({**failed, "excerpt": 3})
+
+
+def test_the_sanitisers() -> None:
+    assert is_safe_attr("packages.x86_64-linux.hello^out,dev")
+    assert not is_safe_attr("")
+    assert not is_safe_attr("a" * 256)
+    assert not is_safe_attr("a..b")
+    assert is_safe_dir("sub/host")
+    assert is_safe_dir("a.b")
+    for bad in ("", "/abs", "a/../b", "./a", "a/", "a" * 256, "a b"):
+        assert not is_safe_dir(bad), bad
 
 
 def test_status_response() -> None:
     ok = {"verdict": "reproducible", "agree": 2, "inSharedCache": True, "tenants": ["o/r", "owner:5"]}
-    assert StatusResponse.from_json(ok).to_json() == ok
+    assert StatusResponse.from_json(ok).to_json() == {**ok, "diverged": False}
+    assert StatusResponse.from_json({**ok, "diverged": True}).diverged is True
+    assert StatusResponse.from_json({**ok, "diverged": "yes"}).diverged is False
     with pytest.raises(FormatError, match="verdict"):
         StatusResponse.from_json({**ok, "verdict": "great"})
     with pytest.raises(FormatError, match=r"tenants\[0\]"):

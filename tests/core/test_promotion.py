@@ -18,6 +18,7 @@ from vega.core.promotion import (
     PromotionDecision,
     PromotionPolicy,
     decide,
+    is_independent_reproduction,
     owner_key,
 )
 from vega.errors import FormatError
@@ -130,7 +131,7 @@ CASES = [
     ),
     Case("revoked with nothing attested", [], 9000, "revoked", revoked=True, fingerprint=None),
     Case(
-        "reproduction disagrees",
+        "reproduction disagrees: the reproduced fingerprint leads, the builders' quorum is no help",
         [
             rec("r1", "org/a", owner="1"),
             rec("r2", "x/b", owner="2"),
@@ -139,6 +140,7 @@ CASES = [
         9000,
         "diverged",
         diverged=True,
+        fingerprint=FP_B,
     ),
     Case(
         "builders disagree and none has a quorum",
@@ -175,13 +177,81 @@ CASES = [
         promoted=True,
         policy=PromotionPolicy(quorum=3, min_reproductions=1, settling_ms=0),
     ),
+    # -- issue 14 (docs/adr/0011): owners cost nothing ------------------------------------------
     Case(
-        "no reproduction required",
-        [rec("r1", "org/a", owner="1"), rec("r2", "x/b", owner="2")],
-        1000,
+        "a reproduction run by a builder's own owner is not independent",
+        [
+            rec("r1", "org/a", owner="1"),
+            rec("r2", "x/b", owner="2"),
+            rec("rep", "org/fork", lane="vega-repro", owner="1"),
+        ],
+        9000,
+        "awaiting-repro",
+    ),
+    Case(
+        "a crowd disagreeing with a reproduced output cannot block or flip it",
+        [
+            rec("r1", "org/a", owner="1"),
+            *[rec(f"sock{i}", f"sock{i}/x", FP_B, owner=str(100 + i)) for i in range(5)],
+            REPRO,
+        ],
+        9000,
         "agreement",
         promoted=True,
-        policy=PromotionPolicy(quorum=2, min_reproductions=0, settling_ms=0),
+        diverged=True,
+    ),
+    Case(
+        "a crowd cannot take the lead from a reproduction still short of quorum",
+        [*[rec(f"sock{i}", f"sock{i}/x", FP_B, owner=str(100 + i)) for i in range(5)], REPRO],
+        9000,
+        "diverged",
+        diverged=True,
+    ),
+    Case(
+        "a crowd that agrees without a reproduction never promotes",
+        [rec(f"sock{i}", f"sock{i}/x", owner=str(100 + i)) for i in range(9)],
+        9000,
+        "awaiting-repro",
+    ),
+    Case(
+        "two reproductions that disagree never promote",
+        [
+            rec("r1", "org/a", owner="1"),
+            REPRO,
+            rec("rep2", "vega-org/r2", FP_B, lane="vega-repro", owner="998"),
+        ],
+        9000,
+        "diverged",
+        diverged=True,
+    ),
+    Case(
+        "two reproductions by one owner are one reproduction",
+        [
+            rec("r1", "org/a", owner="1"),
+            REPRO,
+            rec("repro-2", "vega-org/reproducer", lane="vega-repro", owner="999"),
+        ],
+        9000,
+        "awaiting-repro",
+        policy=PromotionPolicy(quorum=2, min_reproductions=2, settling_ms=0),
+    ),
+    Case(
+        "two independent reproductions need no builder",
+        [REPRO, rec("repro-2", "other/reproducer", lane="vega-repro", owner="998", at=3000)],
+        9000,
+        "agreement",
+        promoted=True,
+    ),
+    Case(
+        "settling restarts when a reproduction stops being independent",
+        [
+            rec("r1", "org/a", owner="1", at=1000),
+            rec("rep", "vega-org/r", lane="vega-repro", owner="9", at=2000),
+            rec("r9", "vega-org/app", owner="9", at=3000),
+            rec("rep2", "other/r", lane="vega-repro", owner="8", at=4000),
+        ],
+        4999,
+        "settling",
     ),
     Case(
         "pool lane counts when verified",
@@ -258,6 +328,8 @@ def test_invalid_values_cannot_exist() -> None:
         PromotionPolicy(quorum=0)
     with pytest.raises(FormatError):
         PromotionPolicy(settling_ms=-1)
+    with pytest.raises(FormatError, match="never promotes"):
+        PromotionPolicy(min_reproductions=0)
     assert BuildProvenance(flake_ref="github:o/r", attr="a", rev="0" * 40).dir is None
 
 
@@ -323,3 +395,48 @@ def test_decide_invariants(records: list[AttestationRecord], now: int, revoked: 
         assert d.shared.agreed_since_ms is not None
         assert now - d.shared.agreed_since_ms >= POLICY.settling_ms
         assert not revoked
+
+
+def test_agreed_since_is_the_latest_uninterrupted_stretch() -> None:
+    records = [
+        rec("r1", "org/a", owner="1", at=1000),
+        rec("rep", "vega-org/r", lane="vega-repro", owner="9", at=2000),
+        rec("r9", "vega-org/app", owner="9", at=3000),
+        rec("rep2", "other/r", lane="vega-repro", owner="8", at=4000),
+    ]
+    d = decide(records, POLICY, 5000, False)
+    assert (d.shared.reason, d.shared.agreed_since_ms, d.shared.vega_reproductions) == ("agreement", 4000, 1)
+    assert decide(records[:2], POLICY, 5000, False).shared.agreed_since_ms == 2000
+
+
+@given(
+    st.lists(
+        st.builds(
+            rec,
+            st.sampled_from(["a", "b", "c", "d", "e"]),
+            st.sampled_from(["o1/r", "o2/r", "o3/r"]),
+            st.sampled_from([FP_A, FP_B]),
+            lane=st.just("gh-actions"),
+            owner=st.sampled_from(["1", "2", "3", "4"]),
+        ),
+        max_size=10,
+    ),
+    st.sampled_from([FP_A, FP_B]),
+)
+def test_builders_never_outvote_a_lone_reproduction(crowd: list[AttestationRecord], fp: str) -> None:
+    repro = rec("repro", "vega-org/r", fp, lane="vega-repro", owner="999", at=3000)
+    d = decide([*crowd, repro], PromotionPolicy(quorum=2, min_reproductions=1), 9000, False)
+    assert d.shared.fingerprint == fp
+    if d.shared.promoted:
+        assert any(r.fingerprint == fp for r in crowd)
+
+
+def test_is_independent_reproduction() -> None:
+    builder = rec("r1", "org/a", owner="1")
+    own = rec("rep", "org/fork", lane="vega-repro", owner="1")
+    other = rec("rep2", "vega-org/r", lane="vega-repro", owner="9")
+    elsewhere = rec("r2", "vega-org/app", FP_B, owner="9")
+    records = [builder, own, other, elsewhere]
+    assert not is_independent_reproduction(own, records)
+    assert is_independent_reproduction(other, records)  # owner 9 built only another fingerprint
+    assert not is_independent_reproduction(builder, records)

@@ -77,6 +77,7 @@ def test_login_whoami_status_logout(dev_server: Server, capsys: pytest.CaptureFi
         "namespace": "owner:1000001",
         "controlPlane": dev_server.url,
         "reachable": True,
+        "credential": "valid",
     }
     assert main(["status"]) == 0
     text = capsys.readouterr().out
@@ -104,12 +105,12 @@ def test_status_of_an_unreachable_control_plane(
         s.bind(("127.0.0.1", 0))
         stored["url"] = f"http://127.0.0.1:{s.getsockname()[1]}"
     credential_path().write_text(json.dumps(stored))
-    assert main(["status", "--json"]) == 0
+    assert main(["status", "--json"]) == 1  # unreachable: a non-zero exit (issue 12)
     report = json.loads(capsys.readouterr().out)
-    assert (report["enrolled"], report["reachable"]) == (True, False)
+    assert (report["enrolled"], report["reachable"], report["credential"]) == (True, False, "not checked")
     stored["expiresAt"] = 1
     credential_path().write_text(json.dumps(stored))
-    assert main(["status"]) == 0
+    assert main(["status"]) == 1
     text = capsys.readouterr().out
     assert "  Identity:      expired (was vega-dev)" in text
     assert "  Reachable:     no (" in text
@@ -128,6 +129,40 @@ def test_revoked_credential_is_refused_by_the_server(
 
     with pytest.raises(AuthError, match="revoked"):
         dev_server.auth.owner(credential)
+    # status and doctor ask the server: a revoked credential is "invalid", not "enrolled"
+    assert main(["status", "--json"]) == 1
+    report = json.loads(capsys.readouterr().out)
+    assert (report["enrolled"], report["reachable"], report["credential"]) == (False, True, "invalid")
+    assert main(["status"]) == 1
+    text = capsys.readouterr().out
+    assert "  Identity:      invalid (the control plane refused vega-dev's credential)" in text
+    assert f"vega login --url {dev_server.url}" in text
+
+
+def test_status_agrees_with_whoami_on_a_corrupt_credential(
+    dev_server: Server, capsys: pytest.CaptureFixture[str]
+) -> None:
+    assert main(["login", "--url", dev_server.url]) == 0
+    capsys.readouterr()
+    for path in [credential_path(), *credential_path().parent.glob("credentials/*.json")]:
+        path.write_text("{corrupt")
+    assert main(["whoami"]) == 1
+    assert main(["whoami", "--url", dev_server.url]) == 1
+    capsys.readouterr()
+    assert main(["status", "--url", dev_server.url]) == 1
+    text = capsys.readouterr().out
+    assert "  Identity:      invalid (the credential file is unreadable)" in text
+    assert f"  Control plane: {dev_server.url}" in text
+
+
+def test_status_of_a_tampered_credential(dev_server: Server, capsys: pytest.CaptureFixture[str]) -> None:
+    assert main(["login", "--url", dev_server.url]) == 0
+    capsys.readouterr()
+    stored = json.loads(credential_path().read_text())
+    stored["credential"] = stored["credential"][:-4] + "AAAA"
+    credential_path().write_text(json.dumps(stored))
+    assert main(["status", "--json"]) == 1
+    assert json.loads(capsys.readouterr().out)["credential"] == "invalid"
 
 
 def test_login_refuses_plaintext_urls(capsys: pytest.CaptureFixture[str]) -> None:
@@ -167,3 +202,48 @@ def test_simulated_ci_job_mints_a_token_the_server_accepts(dev_server: Server) -
     identity = dev_server.auth.oidc(jwt)
     assert (identity.tenant, identity.sha, identity.is_reproducer) == ("alice/hello", sha, False)
     assert identity.job_workflow_ref == "alice/hello/.github/workflows/vega.yml@refs/heads/main"
+
+
+def test_several_control_planes_keep_their_own_credentials(
+    dev_server: Server, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """issue 12: logging in to a second server keeps the first; --url selects; whoami --all lists."""
+    from tests.e2e.conftest import dev_server_at
+
+    with dev_server_at(tmp_path / "second") as second:
+        assert main(["login", "--url", dev_server.url]) == 0
+        assert main(["login", "--url", second.url]) == 0
+        capsys.readouterr()
+
+        assert main(["whoami", "--json"]) == 0  # the current one is the last login
+        assert json.loads(capsys.readouterr().out)["controlPlane"] == second.url
+        assert main(["whoami", "--json", "--url", dev_server.url]) == 0
+        first = json.loads(capsys.readouterr().out)
+        assert first["controlPlane"] == dev_server.url
+        assert main(["whoami", "--all", "--json"]) == 0
+        listed = json.loads(capsys.readouterr().out)
+        assert [c["controlPlane"] for c in listed] == [second.url, dev_server.url]
+        assert main(["whoami", "--all"]) == 0
+        text = capsys.readouterr().out
+        assert "Enrolled with 2 control plane(s)" in text
+
+        # The first credential is still the first server's own: it accepts it.
+        assert main(["status", "--json", "--url", dev_server.url]) == 0
+        report = json.loads(capsys.readouterr().out)
+        assert (report["controlPlane"], report["credential"]) == (dev_server.url, "valid")
+
+        with socket.socket() as s:
+            s.bind(("127.0.0.1", 0))
+            never = f"http://127.0.0.1:{s.getsockname()[1]}"
+        assert main(["whoami", "--url", never]) == 1
+        assert capsys.readouterr().err.startswith(f"error: not enrolled with {never}")
+
+        assert main(["logout", "--url", dev_server.url]) == 0
+        assert main(["whoami", "--url", dev_server.url]) == 1
+        assert main(["whoami", "--json"]) == 0  # the second (current) one stays
+        capsys.readouterr()
+        assert main(["logout", "--all"]) == 0
+        assert main(["whoami", "--all", "--json"]) == 1
+        assert json.loads(capsys.readouterr().out.splitlines()[-1]) == []
+        for path in credential_path().parent.rglob("*"):
+            assert not path.is_file(), path

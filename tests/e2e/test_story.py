@@ -8,9 +8,11 @@ workflow). Against it, as a user and as CI would:
 2. ``vega push`` of a test flake's closure (scripts/demo-flake, fresh seed: a real build);
 3. the real ``nix copy --from <url>/tenant/owner:<id>`` with the key push printed, into a fresh store;
 4. ``vega verify`` in the owner namespace: scoped, signature-only, and it says so;
-5. three simulated CI jobs (tools/ci_attest.py; tokens from the server's dev OIDC issuer):
-   two repository owners, then a reproducer that rebuilds and compares; the decisions go
-   insufficient -> awaiting-repro -> agreement, and the build is promoted;
+5. the real CI agents (tokens from the server's dev OIDC issuer): ``vega-attest`` as two
+   repository owners' jobs, then ``vega-reproduce --from-queue`` as the reproducer workflow,
+   rebuilding in its own chroot store from the committed flake (a local git repository standing
+   in for ``github:<owner>/<repo>``); the decisions go insufficient -> awaiting-repro ->
+   agreement, and the build is promoted;
 6. a full ``vega verify`` with the shared key passes every check (the whole closure too);
 7. the real ``nix copy --from <url>`` (the shared root) with the shared key, into a fresh store.
 
@@ -39,25 +41,24 @@ from pathlib import Path
 
 import httpx2
 import pytest
-from tools.ci_attest import attest_installable
 
 from tests.client.conftest import Recorder
 from tests.conftest import NixRunner
+from tests.e2e.agents import REPRO_WORKFLOW, app_repo_commit, ci_env
+from tests.e2e.test_agents import attest_in_process
 from tests.e2e.test_verify import Result, squeeze
+from vega.cli.agent import reproduce_main
 from vega.cli.commands.verify import execute
 from vega.cli.main import build_parser, main
 from vega.client.http import HttpLimits
 from vega.client.logstate import LogState, default_state_dir
 from vega.client.verify import VerifyContext
 from vega.core.signing import parse_public_key
-from vega.errors import NixError
 
 pytestmark = [pytest.mark.nix, pytest.mark.slow]
 
 ROOT = Path(__file__).resolve().parent.parent.parent
 FLAKE = ROOT / "scripts" / "demo-flake"
-SHA = "0123456789abcdef0123456789abcdef01234567"
-REPRO_WORKFLOW = "vega-org/repro/.github/workflows/reproduce.yml"
 FAILED = "Verification failed. Do not trust this build."
 
 
@@ -122,15 +123,17 @@ class ServerProcess:
     def log_size(self) -> int:
         return int(httpx2.get(f"{self.url}/log/sth").json()["size"])
 
-    def ci_env(self, repository: str, workflow: str = ".github/workflows/vega.yml") -> dict[str, str]:
+    def ci_env(
+        self, repository: str, sha: str, workflow: str = ".github/workflows/vega.yml"
+    ) -> dict[str, str]:
         """The simulated job's environment, from the documented HTTP endpoint."""
-        got = httpx2.post(
-            f"{self.url}/_dev/ci-token", json={"repository": repository, "sha": SHA, "workflow": workflow}
-        )
-        assert got.status_code == 200, got.text
-        env = got.json()
+        env = ci_env(self.url, repository, sha, workflow)
         assert env["VEGA_URL"] == self.url
-        return {str(k): str(v) for k, v in env.items()}
+        return env
+
+    def reproducer_env(self, sha: str) -> dict[str, str]:
+        """The reproducer workflow's job: the pinned workflow on a GitHub-hosted runner."""
+        return ci_env(self.url, "vega-org/repro", sha, REPRO_WORKFLOW, runner_environment="github-hosted")
 
 
 @pytest.fixture
@@ -281,23 +284,42 @@ def test_issue_5_end_to_end_then_tampered(
     assert (status["verdict"], status["inSharedCache"]) == ("uncorroborated", False)
     assert httpx2.get(f"{server.url}/{hash_part}.narinfo").status_code == 404
 
-    # 5. two repository owners attest, then a reproducer rebuilds and compares
-    attr = "packages." + nix.text("nix", "eval", "--impure", "--raw", "--expr", "builtins.currentSystem")
-    attr += ".default"
+    # 5. the real agents: two repository owners' CI jobs attest (vega-attest), then the reproducer
+    #    workflow rebuilds every candidate in its own chroot store (vega-reproduce --from-queue).
+    system = nix.text("nix", "eval", "--impure", "--raw", "--expr", "builtins.currentSystem")
+    attr = f"packages.{system}.default"
+    (flake / "vega.yaml").write_text(f"builds: [packages.{system}.greeting, {attr}]\n")
+    sha = app_repo_commit(flake)  # the committed flake stands in for github:<owner>/<repo> at sha
+
+    def attest_as(at: ServerProcess, repository: str, workflow: str = ".github/workflows/vega.yml") -> str:
+        env = dict(nix.env) | at.ci_env(repository, sha, workflow) | {"GITHUB_WORKSPACE": str(flake)}
+        code, out, err = attest_in_process(env, flake)
+        assert code == 0, out + err
+        return out
+
     reasons = []
-    for repository, workflow, rebuild in (
-        ("alice/hello", ".github/workflows/vega.yml", False),
-        ("bob/hello", ".github/workflows/ci.yml", False),
-        ("vega-org/repro", ".github/workflows/reproduce.yml", True),
-    ):
-        results = attest_installable(
-            installable, server.ci_env(repository, workflow), attr=attr, rebuild=rebuild, nix_env=nix.env
-        )
-        assert [p.absolute for p, _ in results][-1] == out_path  # dependencies first
-        assert len(results) == 2
-        top = results[-1][1]
-        reasons.append((top.decision.shared.reason, top.published_shared))
-    assert reasons == [("insufficient", False), ("awaiting-repro", False), ("agreement", True)]
+    for repository, workflow in (("alice/hello", ".github/workflows/vega.yml"), ("bob/hello", "ci.yml")):
+        out = attest_as(server, repository, workflow)
+        line = next(x for x in out.splitlines() if x.endswith(")") and f" {out_path} " in x)
+        reasons.append(line.rsplit(": ", 1)[-1].rstrip(")"))
+    candidates = httpx2.get(f"{server.url}/api/repro/queue").json()["candidates"]
+    assert sorted(c["storePath"] for c in candidates) == sorted(
+        nix.text("nix", "path-info", "-r", installable).split()
+    )
+    repro_env = (
+        dict(nix.env)
+        | server.reproducer_env(sha)
+        | {
+            "VEGA_NIX_STORE": str(tmp_path / "store-reproducer"),
+            "VEGA_GITHUB_MIRRORS": f"alice/hello=git+file://{flake}",
+        }
+    )
+    repro_out, repro_err = io.StringIO(), io.StringIO()
+    assert reproduce_main(["--from-queue"], repro_env, repro_out, repro_err) == 0, repro_err.getvalue()
+    assert f"[reproduced] {out_path}" in repro_out.getvalue()
+    assert f"[shared] {out_path} (agreement)" in repro_out.getvalue()
+    reasons.append("agreement")
+    assert reasons == ["insufficient", "awaiting-repro", "agreement"]
     status = httpx2.get(f"{server.url}/api/status/{hash_part}").json()
     assert (status["verdict"], status["inSharedCache"]) == ("reproducible", True)
 
@@ -344,7 +366,7 @@ def test_issue_5_end_to_end_then_tampered(
     )
 
     # The log grows (another owner attests); the client verifies and remembers the larger log.
-    attest_installable(installable, server.ci_env("carol/hello"), attr=attr, nix_env=nix.env)
+    attest_as(server, "carol/hello")
     grown = server.log_size()
     ok = cli(capsys, "verify", hash_part, "--url", url, "--public-key", shared)
     assert ok.code == 0, ok.out + ok.err
@@ -361,42 +383,7 @@ def test_issue_5_end_to_end_then_tampered(
     # Forked: the same backup grown past the remembered size with other entries.
     forked = servers(shutil.copytree(backup, tmp_path / "forked"))
     for repository in ("mallory/x", "mallory/y"):
-        attest_installable(installable, forked.ci_env(repository), attr=attr, nix_env=nix.env)
+        attest_as(forked, repository)
     assert forked.log_size() > grown
     res = cli(capsys, "verify", hash_part, "--url", forked.url, "--public-key", shared)
     fails(res, "error: log fork or rollback detected: ", "is not consistent with the remembered size")
-
-
-NONDETERMINISTIC = """{
-  outputs = { self }: {
-    packages.x86_64-linux.default = derivation {
-      name = "vega-story-nondeterministic";
-      system = "x86_64-linux";
-      builder = "/bin/sh";
-      args = [ "-c" "cat /proc/sys/kernel/random/uuid > $out" ];
-    };
-  };
-}
-"""
-
-
-def test_the_reproducer_driver_refuses_a_build_that_does_not_rebuild_the_same(
-    nix: NixRunner, tmp_path: Path
-) -> None:
-    """tools/ci_attest --rebuild really rebuilds: different bytes fail before anything is uploaded."""
-    if nix.text("nix", "eval", "--impure", "--raw", "--expr", "builtins.currentSystem") != "x86_64-linux":
-        pytest.skip("the flake is written for x86_64-linux")
-    flake = tmp_path / "flake"
-    flake.mkdir()
-    (flake / "flake.nix").write_text(NONDETERMINISTIC.replace("vega-story", f"vega-story-{time.time_ns()}"))
-    nowhere = f"http://127.0.0.1:{free_port()}"  # never contacted: the rebuild fails first
-    environ = {
-        "ACTIONS_ID_TOKEN_REQUEST_URL": f"{nowhere}/token",
-        "ACTIONS_ID_TOKEN_REQUEST_TOKEN": "unused",
-        "VEGA_URL": nowhere,
-    }
-    installable = f"path:{flake}#default"
-    nix.run("nix", "build", "--no-link", installable)  # the first build is fine
-    with pytest.raises(NixError) as e:
-        attest_installable(installable, environ, rebuild=True, nix_env=nix.env)
-    assert "may not be deterministic" in e.value.message

@@ -121,7 +121,7 @@ class VegaServer:
         """An Actions OIDC token minted by the dev issuer for one simulated job."""
         job: dict[str, Any] = {"repository": repository, "sha": SHA, "runId": run_id}
         if reproducer:
-            job.update(workflow=REPRO_WORKFLOW)
+            job.update(workflow=REPRO_WORKFLOW, runnerEnvironment="github-hosted")
         got = self.http.post("/_dev/ci-token", json=job)
         assert got.status_code == 200, got.text
         env = got.json()

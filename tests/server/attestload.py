@@ -130,7 +130,7 @@ class ServerProcess:
         env = {k: v for k, v in os.environ.items() if not k.startswith("VEGA_SERVER_")}
         env.update(
             VEGA_SERVER_SETTLING_S=str(self.settling_s),
-            VEGA_SERVER_REPRODUCER_WORKFLOWS=REPRO_WORKFLOW,
+            VEGA_SERVER_REPRODUCER_WORKFLOWS=f"{REPRO_WORKFLOW}@refs/heads/main",
         )
         if self.postgres is not None:
             url, schema = self.postgres
@@ -292,8 +292,13 @@ class Job:
 
     @property
     def attester_id(self) -> str:
-        """The server's attester id for this job (``gh-run:<run_id>:<attempt>``)."""
+        """The run part of the server's attester id for this job (:func:`run_key`)."""
         return f"gh-run:{self.run_id}:1"
+
+
+def run_key(attester_id: str) -> str:
+    """``gh-run:<run_id>:<attempt>`` of a server attester id (which adds repository and issuer)."""
+    return ":".join(attester_id.split(":")[:3])
 
 
 def plan(attesters: int, outputs: int, shared: int) -> list[tuple[Job, list[Output]]]:
@@ -540,7 +545,7 @@ def audit(
         for data in entries:
             leaf = tlog.parse_leaf(data)
             if isinstance(leaf, tlog.AttestationLeaf):
-                attest_keys[(leaf.store_path[11:43], leaf.attester_id, leaf.fingerprint)] += 1
+                attest_keys[(leaf.store_path[11:43], run_key(leaf.attester_id), leaf.fingerprint)] += 1
             elif isinstance(leaf, tlog.PromotionLeaf):
                 promotions[(leaf.store_path[11:43], leaf.fingerprint)] += 1
         dupes = [k for k, n in attest_keys.items() if n > 1]
@@ -579,7 +584,7 @@ def audit(
                     raise AuditError(f"lookup entry {e['index']} differs from the log's")
                 leaf = tlog.parse_leaf(data)
                 if isinstance(leaf, tlog.AttestationLeaf):
-                    seen.add(leaf.attester_id)
+                    seen.add(run_key(leaf.attester_id))
             if not by_hash[h] <= seen:
                 raise AuditError(f"/log/lookup/{h} lacks attesters {sorted(by_hash[h] - seen)}")
 
@@ -628,7 +633,7 @@ def stored_attestations(server: ServerProcess, hashes: Iterable[str]) -> set[tup
         with store.read() as tx:
             for h in hashes:
                 rows = store.attestations(tx, h)
-                out.update((r.hash_part, r.record.attester_id, r.record.fingerprint) for r in rows)
+                out.update((r.hash_part, run_key(r.record.attester_id), r.record.fingerprint) for r in rows)
         return out
     finally:
         db.close()

@@ -23,6 +23,8 @@ from vega.server.settings import ServerSettings
 
 PUBLIC_URL = "http://127.0.0.1:8321"
 REPRO_WORKFLOW = "vega-org/vega/.github/workflows/reproduce.yml"
+REPRO_WORKFLOW_REF = f"{REPRO_WORKFLOW}@refs/heads/main"
+"""The reproducer workflow the harness trusts, pinned to a branch (issue 14)."""
 T0 = 1_767_225_600_000
 
 
@@ -101,6 +103,7 @@ class Harness:
     """A control plane in process: TestClient, clock, keys, dev identities."""
 
     def __init__(self, db: Database, tmp: Path, **settings: Any) -> None:
+        self.db = db
         self.clock = Clock()
         self.keys = ServerKeys(
             shared=generate_secret_key("vega-cache-1", b"\x01" * 32),
@@ -113,7 +116,7 @@ class Harness:
             "quorum": 2,
             "min_reproductions": 1,
             "settling_s": 0,
-            "reproducer_workflows": (REPRO_WORKFLOW,),
+            "reproducer_workflows": (REPRO_WORKFLOW_REF,),
         }
         defaults.update(settings)
         self.settings = ServerSettings(**defaults)
@@ -137,15 +140,26 @@ class Harness:
         reproducer: bool = False,
         owner_id: str | None = None,
         audience: str | None = None,
+        workflow: str | None = None,
+        **job: str,
     ) -> str:
+        """An OIDC token of a simulated job; ``reproducer`` runs the pinned reproducer workflow.
+
+        ``workflow`` (a path or a full ``owner/repo/path@ref``) overrides it; other keyword
+        arguments (``runner_environment``, ``job_workflow_sha``, ``repository_id``) go to the
+        development issuer as they are.
+        """
         dev = self.auth.dev
         assert dev is not None
+        if workflow is None:
+            workflow = REPRO_WORKFLOW_REF if reproducer else ".github/workflows/vega.yml"
         request_token = dev.mint_request_token(
             repository=repository,
             sha=sha,
             run_id=run_id,
-            workflow=f"{REPRO_WORKFLOW}@refs/heads/main" if reproducer else ".github/workflows/vega.yml",
+            workflow=workflow,
             repository_owner_id=owner_id,
+            **job,
         )
         return dev.mint_id_token(request_token, audience or self.settings.resolved_public_url)
 

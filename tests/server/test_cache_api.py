@@ -16,6 +16,7 @@ from vega.core.narinfo import fingerprint, parse_narinfo, verify_narinfo_signatu
 from vega.core.signing import parse_public_key, tenant_key
 from vega.core.tlog import PromotionLeaf, leaf_binds_narinfo, parse_leaf
 from vega.server.db import Database
+from vega.server.store import Store
 
 
 @pytest.fixture
@@ -160,6 +161,7 @@ def test_attest_publishes_in_the_tenant_namespace(h: Harness) -> None:
         "agree": 1,
         "inSharedCache": False,
         "tenants": ["alice/hello"],
+        "diverged": False,
     }
 
 
@@ -350,6 +352,27 @@ def test_reproduction_queue_and_dispatch_failures(h: Harness) -> None:
         if run == "7":
             assert h.client.get("/api/repro/queue").json()["candidates"][0]["attempts"] == 1
     assert h.client.get("/api/repro/queue").json()["candidates"] == []  # backed off after 3 failures
+
+
+def test_dispatch_failures_keep_the_diagnosis_and_excerpt(h: Harness) -> None:
+    """changes-0.19.md: the class and a redacted excerpt are recorded; both stay optional."""
+    repro = h.ci_token("vega-org/vega", run_id="5", reproducer=True)
+    auth = {"authorization": f"Bearer {repro}"}
+    hash_part = "1" * 32
+    old = {"hash": hash_part, "reason": "build-failed"}
+    new = {"hash": hash_part, "reason": "unresolvable", "diagnosis": "eval", "excerpt": "error: no attr"}
+    for body in (old, new):
+        assert h.client.post("/api/repro/dispatch-failed", headers=auth, json=body).status_code == 200
+    bad = {**old, "diagnosis": "bored"}
+    assert h.client.post("/api/repro/dispatch-failed", headers=auth, json=bad).status_code == 400
+    too_long = {**old, "excerpt": "x" * 2049}
+    assert h.client.post("/api/repro/dispatch-failed", headers=auth, json=too_long).status_code == 400
+    store = Store(h.db)
+    with store.read() as tx:
+        assert store.dispatch_failures(tx, hash_part) == [
+            ("build-failed", None, None),
+            ("unresolvable", "eval", "error: no attr"),
+        ]
 
 
 def test_unresolvable_retires_and_reproduction_dequeues(h: Harness) -> None:

@@ -61,6 +61,7 @@ def test_serve_prints_nix_conf_lines_and_builds_the_app(tmp_path: Path) -> None:
     assert code == 0
     text = out.getvalue()
     assert "first run" in text
+    assert "back them up now" in text
     assert "DEVELOPMENT IDENTITY MODE" in text
     assert "  extra-substituters = http://127.0.0.1:8765\n" in text
     key_line = next(line for line in text.splitlines() if "extra-trusted-public-keys" in line)
@@ -80,14 +81,88 @@ def test_bad_settings_exit_1(tmp_path: Path, capsys: pytest.CaptureFixture[str])
     assert "Try:" in err
 
 
-def test_revoke_command(tmp_path: Path) -> None:
+def test_revoke_command(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
     out = io.StringIO()
-    assert main(["revoke", "a" * 32, "--reason", "test", "--data-dir", str(tmp_path)], out=out) == 0
-    assert main(["revoke", "a" * 32, "--reason", "test", "--data-dir", str(tmp_path)], out=out) == 0
+    unknown = ["revoke", "a" * 32, "--reason", "test", "--data-dir", str(tmp_path)]
+    assert main(unknown, out=out) == 1
+    err = capsys.readouterr().err
+    assert err.startswith(f"error: this server has no attestation of {'a' * 32}; nothing was revoked")
+    assert "--force" in err
+    assert out.getvalue() == ""
+    assert main([*unknown, "--force"], out=out) == 0
+    assert main([*unknown, "--force"], out=out) == 0
     assert out.getvalue().splitlines() == [
         f"vega-server: revoked {'a' * 32}",
         f"vega-server: already revoked {'a' * 32}",
     ]
+
+
+def test_version(capsys: pytest.CaptureFixture[str]) -> None:
+    from vega import __version__
+
+    with pytest.raises(SystemExit) as e:
+        main(["--version"])
+    assert e.value.code == 0
+    assert capsys.readouterr().out == f"vega-server {__version__}\n"
+
+
+def test_serve_help_describes_every_option(capsys: pytest.CaptureFixture[str]) -> None:
+    import argparse
+
+    from vega.server.__main__ import _parser
+
+    subparsers = next(a for a in _parser()._actions if isinstance(a, argparse._SubParsersAction))
+    for name, sub in subparsers.choices.items():
+        if name == "dev-ci-token":
+            continue  # its own parser (vega.server.identity.dev) has the help
+        for action in sub._actions:
+            assert action.help, f"{name} {action.option_strings or action.dest} has no help"
+    with pytest.raises(SystemExit):
+        main(["serve", "--help"])
+    assert "docs/deployment.md" in capsys.readouterr().out
+
+
+def test_all_interfaces_without_a_public_url_says_what_to_set(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    assert main(["serve", "--data-dir", str(tmp_path), "--host", "0.0.0.0"], out=io.StringIO()) == 1  # noqa: S104
+    err = capsys.readouterr().err
+    assert err.startswith("error: listening on 0.0.0.0 needs the https URL clients will use (public_url)")
+    assert "--public-url https://" in err
+    assert "is not loopback" not in err
+
+
+def test_port_in_use_fails_before_serving(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    ran: list[object] = []
+    with socket.socket() as busy:
+        busy.bind(("127.0.0.1", 0))
+        busy.listen()
+        port = busy.getsockname()[1]
+        out = io.StringIO()
+        argv = ["serve", "--data-dir", str(tmp_path), "--port", str(port)]
+        assert main(argv, out=out, run=lambda app, **kw: ran.append(app)) == 1
+    assert out.getvalue() == ""
+    assert ran == []
+    assert capsys.readouterr().err.startswith(f"error: 127.0.0.1:{port} is already in use")
+
+
+def test_unreachable_postgres_is_one_error_line(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        port = s.getsockname()[1]  # nothing listens once closed
+    url = f"postgresql://vega:hunter2@127.0.0.1:{port}/vega"
+    os.environ["VEGA_SERVER_DATABASE_URL"] = url
+    try:
+        assert main(["serve", "--data-dir", str(tmp_path)], out=io.StringIO(), run=lambda a, **k: None) == 1
+    finally:
+        del os.environ["VEGA_SERVER_DATABASE_URL"]
+    err = capsys.readouterr().err
+    assert err.startswith(
+        f"error: cannot connect to PostgreSQL at postgresql://vega:***@127.0.0.1:{port}/vega"
+    )
+    assert "hunter2" not in err
+    assert "Traceback" not in err
+    assert "Try:" in err
 
 
 def test_revoke_uses_the_same_promotion_policy_as_serve(tmp_path: Path) -> None:
@@ -98,8 +173,8 @@ def test_revoke_uses_the_same_promotion_policy_as_serve(tmp_path: Path) -> None:
     from vega.server.db import open_database
     from vega.server.service import ServerKeys
 
-    settings = ServerSettings(data_dir=tmp_path, quorum=3, min_reproductions=0, settling_s=7)
-    want = PromotionPolicy(quorum=3, min_reproductions=0, settling_ms=7000)
+    settings = ServerSettings(data_dir=tmp_path, quorum=3, min_reproductions=2, settling_s=7)
+    want = PromotionPolicy(quorum=3, min_reproductions=2, settling_ms=7000)
     assert promotion_policy(settings) == want
     db = open_database(settings.resolved_database_url)
     try:

@@ -33,10 +33,11 @@ def test_defaults_live_under_the_data_dir(tmp_path: Path) -> None:
 
 
 def test_order_config_then_env_then_flags(tmp_path: Path) -> None:
-    config = {"port": 9000, "quorum": 3, "reproducer_workflows": ["o/r/.github/workflows/r.yml"], "dev": True}
+    wf = "o/r/.github/workflows/r.yml@refs/heads/main"
+    config = {"port": 9000, "quorum": 3, "reproducer_workflows": [wf], "dev": True}
     s = resolve(tmp_path, config=config)
     assert (s.port, s.quorum, s.dev) == (9000, 3, True)
-    assert s.reproducer_workflows == ("o/r/.github/workflows/r.yml",)
+    assert s.reproducer_workflows == (wf,)
     s = resolve(
         tmp_path, {"VEGA_SERVER_PORT": "9100", "VEGA_SERVER_OIDC_ISSUERS": "https://a, https://b"}, config
     )
@@ -143,3 +144,14 @@ def test_github_client_secret_only_from_the_environment_or_a_file(tmp_path: Path
     with pytest.raises(ConfigError, match="github_client_secret is empty"):
         resolve(tmp_path, {"VEGA_SERVER_GITHUB_CLIENT_SECRET": " "})
     assert "s3cr3t" not in repr(ServerSettings(data_dir=tmp_path, github_client_secret="s3cr3t"))
+
+
+def test_reproducer_settings_are_checked_at_start_up(tmp_path: Path) -> None:
+    with pytest.raises(ConfigError, match="names no ref"):
+        resolve(tmp_path, {"VEGA_SERVER_REPRODUCER_WORKFLOWS": "o/r/.github/workflows/r.yml"})
+    with pytest.raises(ConfigError, match="min_reproductions must be at least 1"):
+        resolve(tmp_path, {"VEGA_SERVER_MIN_REPRODUCTIONS": "0"})
+    with pytest.raises(ConfigError, match="reproducer_self_hosted"):
+        resolve(tmp_path, {"VEGA_SERVER_REPRODUCER_SELF_HOSTED": "not-a-repo"})
+    s = resolve(tmp_path, {"VEGA_SERVER_REPRODUCER_SELF_HOSTED": "vega-org/repro, o/r"})
+    assert s.reproducer_self_hosted == ("vega-org/repro", "o/r")

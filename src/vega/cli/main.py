@@ -23,12 +23,13 @@ from vega import __version__
 from vega.cli import style
 from vega.errors import VegaError
 
-__all__ = ["COMMANDS", "VegaArgumentParser", "build_parser", "entry", "main"]
+__all__ = ["COMMANDS", "PLANNED", "VegaArgumentParser", "build_parser", "entry", "main"]
 
 log = logging.getLogger(__name__)
 
 COMMANDS: tuple[str, ...] = (
     "nar",
+    "init",
     "login",
     "logout",
     "whoami",
@@ -36,19 +37,35 @@ COMMANDS: tuple[str, ...] = (
     "verify",
     "doctor",
     "push",
+    "cache",
     "assess",
     "mcp",
 )
 """Subcommand modules under ``vega.cli.commands``, registered in this order (help sorts them)."""
 
+PLANNED: dict[str, str] = {
+    "dashboard": "open the web dashboard (cli.md §17)",
+    "diff": "diagnose a divergent build (cli.md §11)",
+    "gate": "gate a closure against its lock file (cli.md §12)",
+    "report": "report a build problem (cli.md §8)",
+    "trust": "trust another builder, within a scope (cli.md §15)",
+    "view": "your personal view's nix.conf lines (cli.md §16)",
+}
+"""Commands of the spec that this version does not have yet: they say so instead of "invalid choice"."""
+
 _EXAMPLES = """\
 examples:
+  vega login                             enrol this machine (GitHub device flow)
+  vega push .#hello                      build and upload to your namespace
+  vega verify /nix/store/...-hello       signature, log inclusion and NAR hash: proof, not trust
+  vega status                            who you are and whether the control plane answers
+  vega doctor                            check nix, zstd, your credential and nix.conf
   vega nar hash /nix/store/...-hello     NAR hash of a store path, as `nix hash path`
-  vega nar dump ./dir > dir.nar          serialise a tree as a NAR
-  vega nar restore ./out < dir.nar       restore a NAR safely
   vega nar ls dir.nar.zst                list a (compressed) NAR's entries
   vega gate .#app --json | vega assess --added-paths -    gate the paths a change adds
   vega mcp --public-key 'vega-cache-1:<base64>'           serve the read-only tools to AI agents
+
+Each command has its own examples: vega <command> --help
 """
 
 
@@ -89,20 +106,51 @@ def build_parser() -> VegaArgumentParser:
     return parser
 
 
+def _not_yet(name: str) -> int:
+    """The answer for a command the spec promises but this version lacks."""
+    sys.stderr.write(
+        f"error: vega {name} ({PLANNED[name]}) is not available in vega {__version__} yet\n"
+        "\nTry:\n  vega --help   (the commands this version has)\n"
+    )
+    return 1
+
+
+def _parse(parser: VegaArgumentParser, argv: Sequence[str]) -> argparse.Namespace:
+    """Parse ``argv``; an unknown option of a subcommand is reported with that subcommand's usage."""
+    args, extra = parser.parse_known_args(argv)
+    if extra:
+        sub = _subparser(parser, getattr(args, "command", None))
+        (sub or parser).error(f"unrecognized arguments: {' '.join(extra)}")
+    return args
+
+
+def _subparser(parser: argparse.ArgumentParser, name: str | None) -> argparse.ArgumentParser | None:
+    for action in parser._actions:
+        if isinstance(action, argparse._SubParsersAction) and name in action.choices:
+            found: argparse.ArgumentParser = action.choices[name]
+            return found
+    return None
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     """Run ``vega`` with ``argv`` and return the exit code."""
+    argv = list(sys.argv[1:] if argv is None else argv)
+    first = next((a for a in argv if not a.startswith("-")), None)
+    if first in PLANNED and first not in COMMANDS:
+        return _not_yet(first)
     parser = build_parser()
-    args = parser.parse_args(argv)
+    args = _parse(parser, argv)
     if getattr(args, "run", None) is None:
         if getattr(args, "command", None) is None:
             print(f"{style.MARK} Vega")
             parser.print_help()
             return 0
-        parser.parse_args([*(argv or sys.argv[1:]), "--help"])
+        parser.parse_args([*argv, "--help"])
         return 0  # pragma: no cover - --help exits
     try:
         return int(args.run(args))
     except VegaError as e:
+        _json_error(args, e.message, e.next_steps)
         style.fail(e.message, os.environ, e.next_steps)
         return 1
     except KeyboardInterrupt:
@@ -114,8 +162,15 @@ def main(argv: Sequence[str] | None = None) -> int:
         return 1
     except Exception as e:  # cli.md §1: any uncaught error -> "error: <message>", exit 1
         log.debug("unexpected error", exc_info=True)
+        _json_error(args, str(e) or type(e).__name__, ())
         style.fail(str(e) or type(e).__name__, os.environ)
         return 1
+
+
+def _json_error(args: argparse.Namespace, message: str, next_steps: Sequence[str]) -> None:
+    """With ``--json``, a failure is also one JSON object on stdout, so a pipeline can parse it."""
+    if getattr(args, "json", False):
+        style.emit_json({"ok": False, "error": message, "try": list(next_steps), "exitCode": 1})
 
 
 def entry() -> None:

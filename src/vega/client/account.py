@@ -15,15 +15,18 @@ from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Literal
 
 import httpx2
 
 from vega.client.credentials import (
     Credential,
-    load_credential,
+    all_credentials,
+    credential_for,
+    forget_credential,
     load_credential_lenient,
-    remove_credential,
-    save_credential,
+    remember_credential,
+    stored_path,
 )
 from vega.client.github import DeviceCode, GitHubEndpoint, poll_for_token, request_device_code
 from vega.client.http import Http, HttpLimits, require_safe_url, safe_error
@@ -32,8 +35,10 @@ from vega.errors import ConfigError, FormatError, NetworkError, VegaError
 
 __all__ = [
     "AccountContext",
+    "CredentialCheck",
     "LoginResult",
     "StatusReport",
+    "check_credential",
     "discover_github",
     "login",
     "logout",
@@ -93,6 +98,8 @@ def discover_github(http: Http, url: str) -> GitHubEndpoint:
     """
     resp = http.get(f"{url}/api/info", {"accept": "application/json"})
     github: object = None
+    if not resp.ok:
+        _require_binary_cache(http, url)
     if resp.ok:
         try:
             info = resp.json()
@@ -109,9 +116,30 @@ def discover_github(http: Http, url: str) -> GitHubEndpoint:
     except ConfigError:
         raise ConfigError(
             f"the control plane advertises a GitHub that is not https: {gh_url[:200]!r}",
-            next_steps=["vega login --url https://vega-cache.dev"],
+            next_steps=[f"ask the operator of {url} to advertise an https GitHub in /api/info"],
         ) from None
     return GitHubEndpoint(safe, client_id if isinstance(client_id, str) and client_id else GITHUB_CLIENT_ID)
+
+
+def _require_binary_cache(http: Http, url: str) -> None:
+    """Without ``/api/info`` (the original has none), ``url`` must at least be a binary cache.
+
+    So that ``vega login --url https://host/wrong`` blames the URL, not GitHub.
+
+    Raises:
+        ConfigError: ``<url>/nix-cache-info`` is not a Nix cache-info answer.
+    """
+    info = http.get(f"{url}/nix-cache-info")
+    if info.ok and b"StoreDir:" in info.body:
+        return
+    answer = f"answered {info.status}" if not info.ok else "is not a Nix binary cache"
+    raise ConfigError(
+        f"{url} is not a Vega control plane (its /nix-cache-info {answer})",
+        next_steps=[
+            "check the URL: it is the server's root, e.g. https://cache.example.org",
+            f"curl -sS {url}/nix-cache-info",
+        ],
+    )
 
 
 def login(ctx: AccountContext, on_code: Callable[[DeviceCode], None]) -> LoginResult:
@@ -146,8 +174,7 @@ def login(ctx: AccountContext, on_code: Callable[[DeviceCode], None]) -> LoginRe
     except NetworkError as e:
         raise NetworkError(f"enrollment failed ({e.message})", next_steps=_LOGIN) from e
     del token
-    path = ctx.settings.credential_path
-    save_credential(path, credential)
+    path = remember_credential(ctx.settings.config_dir, credential)
     return LoginResult(credential, path)
 
 
@@ -190,22 +217,64 @@ def _enroll(http: Http, url: str, github_token: str) -> Credential:
     )
 
 
-def logout(settings: Settings) -> bool:
-    """Delete the credential file; False when there was none (no server call, cli.md §4).
+def logout(settings: Settings, *, everywhere: bool = False) -> bool:
+    """Delete the credential of ``settings.url`` (else the current one), or every one.
+
+    No server call (cli.md §4). False when there was nothing to remove.
 
     Raises:
-        ConfigError: the file exists but could not be removed.
+        ConfigError: a file exists but could not be removed.
     """
-    return remove_credential(settings.credential_path)
+    if not everywhere:
+        return forget_credential(settings.config_dir, settings.url)
+    removed = False
+    for cred in all_credentials(settings.config_dir):
+        removed |= forget_credential(settings.config_dir, cred.url)
+    removed |= forget_credential(settings.config_dir, None)
+    return removed
 
 
 def whoami(settings: Settings, now_ms: int) -> Credential:
-    """The stored credential, strictly loaded (cli.md §5; no network).
+    """The credential of ``settings.url`` (else the current one), strictly loaded (no network).
 
     Raises:
         ConfigError: not enrolled, malformed, invalid URL or expired (cli.md §1.5 texts).
     """
-    return load_credential(settings.credential_path, now_ms)
+    return credential_for(settings.config_dir, settings.url, now_ms)
+
+
+CredentialCheck = Literal["valid", "invalid", "not checked"]
+"""What the control plane said of a credential: it signed it and it stands, it refused it, or it
+could not be asked (unreachable, or a control plane without ``GET /api/owner/whoami``)."""
+
+
+def check_credential(http: Http, url: str, cred: Credential) -> CredentialCheck:
+    """Ask the control plane at ``url`` whether ``cred`` is valid there now (docs/server-api.md).
+
+    Only a 401 or 403 from ``GET <url>/api/owner/whoami`` makes a credential ``invalid``: a
+    control plane without the endpoint (404, the original), an error or no answer is
+    ``not checked``, never valid.
+    """
+    if cred.url.rstrip("/") != url.rstrip("/"):
+        return "not checked"
+    try:
+        resp = http.get(
+            f"{url}/api/owner/whoami",
+            {"authorization": f"Bearer {cred.credential}", "accept": "application/json"},
+        )
+    except (NetworkError, ConfigError):
+        return "not checked"
+    if resp.status in (401, 403):
+        return "invalid"
+    if not resp.ok:
+        return "not checked"
+    try:
+        obj = resp.json()
+    except FormatError:
+        return "not checked"
+    if isinstance(obj, dict) and obj.get("userId") == cred.user_id:
+        return "valid"
+    return "invalid" if isinstance(obj, dict) else "not checked"
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
@@ -217,19 +286,30 @@ class StatusReport:
     expired: bool
     """Whether that credential has expired."""
     control_plane: str
-    """The credential's URL, else the default."""
+    """``--url``, else ``$VEGA_URL``, else the credential's URL, else the default."""
     reachable: bool
     """Whether ``GET <control plane>/nix-cache-info`` answered 2xx."""
     latency_ms: int
     """How long that probe took."""
+    corrupt: bool = False
+    """A credential file exists but cannot be read (``vega whoami`` fails on it too)."""
+    check: CredentialCheck = "not checked"
+    """What the control plane said of the credential."""
 
     @property
     def enrolled(self) -> bool:
-        """A credential is present and not expired."""
-        return self.credential is not None and not self.expired
+        """A credential is present, not expired, and not refused by the control plane."""
+        return self.credential is not None and not self.expired and self.check != "invalid"
+
+    @property
+    def credential_state(self) -> str:
+        """``missing``, ``corrupt``, ``expired``, or the control plane's verdict."""
+        if self.credential is None:
+            return "corrupt" if self.corrupt else "missing"
+        return "expired" if self.expired else self.check
 
     def to_json(self) -> dict[str, object]:
-        """The ``--json`` object of cli.md §6."""
+        """The ``--json`` object of cli.md §6, plus ``credential`` (its state)."""
         cred = self.credential
         return {
             "enrolled": self.enrolled,
@@ -238,13 +318,24 @@ class StatusReport:
             "controlPlane": self.control_plane,
             "reachable": self.reachable,
             "latencyMs": self.latency_ms,
+            "credential": self.credential_state,
         }
 
 
 def status(ctx: AccountContext) -> StatusReport:
-    """Lenient credential load and a reachability probe, timed; never raises for the server's sake."""
-    cred = load_credential_lenient(ctx.settings.credential_path)
-    url = cred.url if cred else DEFAULT_URL
+    """Lenient credential load, a timed reachability probe, then the credential asked of the server.
+
+    Never raises for the server's sake.
+    """
+    path = ctx.settings.credential_path
+    if ctx.settings.url is not None and stored_path(ctx.settings.config_dir, ctx.settings.url).exists():
+        path = stored_path(ctx.settings.config_dir, ctx.settings.url)
+    cred = load_credential_lenient(path)
+    try:
+        corrupt = cred is None and path.exists()
+    except OSError:
+        corrupt = True
+    url = ctx.settings.url or (cred.url if cred else DEFAULT_URL)
     probe = Http(
         ctx.http.client,
         HttpLimits(timeout_s=ctx.settings.status_timeout_s, tries=1, max_body_bytes=64 * 1024),
@@ -257,10 +348,16 @@ def status(ctx: AccountContext) -> StatusReport:
     except (NetworkError, ConfigError):
         reachable = False
     latency_ms = max(0, round((ctx.monotonic() - start) * 1000))
+    expired = cred.is_expired(ctx.now_ms()) if cred else False
+    check: CredentialCheck = "not checked"
+    if cred is not None and not expired and reachable:
+        check = check_credential(probe, url, cred)
     return StatusReport(
         credential=cred,
-        expired=cred.is_expired(ctx.now_ms()) if cred else False,
+        expired=expired,
         control_plane=url,
         reachable=reachable,
         latency_ms=latency_ms,
+        corrupt=corrupt,
+        check=check,
     )

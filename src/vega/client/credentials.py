@@ -8,29 +8,41 @@ JSON (2-space indent) and a trailing newline::
 Written atomically (a new 0600 file in the same directory, fsync, rename), in a directory of
 mode 0700, then ``chmod 0600`` explicitly. The GitHub token is never written anywhere.
 
-Spec: cli.md §1.5 (texts verbatim); issue 5 (atomic, 0600 in 0700).
+Several control planes (issue 12): every login also keeps a copy in
+``<config dir>/credentials/<host>-<digest>.json``, one per control-plane URL, so logging in to a
+second server keeps the first. ``credential`` stays the one the original reads: the last login.
+:func:`credential_for` picks the credential of a given control plane (``--url``).
+
+Spec: cli.md §1.5 (texts verbatim); issue 5 (atomic, 0600 in 0700); issue 12 (several servers).
 """
 
 from __future__ import annotations
 
 import contextlib
+import hashlib
 import json
 import os
 import secrets
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from pathlib import Path
+from urllib.parse import urlsplit
 
 from vega.client.settings import normalise_url
 from vega.errors import ConfigError
 
 __all__ = [
     "Credential",
+    "all_credentials",
+    "credential_for",
+    "forget_credential",
     "format_expiry_date",
     "load_credential",
     "load_credential_lenient",
+    "remember_credential",
     "remove_credential",
     "save_credential",
+    "stored_path",
 ]
 
 _LOGIN = ("vega login",)
@@ -201,3 +213,81 @@ def remove_credential(path: Path) -> bool:
     except OSError as e:
         raise ConfigError(f"cannot remove credential at {path}: {e.strerror or e}") from e
     return True
+
+
+def stored_path(config_dir: Path, url: str) -> Path:
+    """Where the credential of the control plane at (normalised) ``url`` is kept."""
+    host = "".join(c if c.isalnum() or c in ".-" else "_" for c in (urlsplit(url).hostname or "host"))
+    digest = hashlib.sha256(url.rstrip("/").encode("utf-8")).hexdigest()[:16]
+    return config_dir / "credentials" / f"{host[:64]}-{digest}.json"
+
+
+def remember_credential(config_dir: Path, cred: Credential) -> Path:
+    """Save ``cred`` as its control plane's credential and as the current one; return the latter.
+
+    Raises:
+        ConfigError: a file could not be written.
+    """
+    save_credential(stored_path(config_dir, cred.url), cred)
+    current = config_dir / "credential"
+    save_credential(current, cred)
+    return current
+
+
+def credential_for(config_dir: Path, url: str | None, now_ms: int) -> Credential:
+    """The credential for the control plane at ``url`` (strict), or the current one when None.
+
+    Raises:
+        ConfigError: not enrolled with that control plane, or the texts of :func:`load_credential`.
+    """
+    current = config_dir / "credential"
+    if url is None:
+        return load_credential(current, now_ms)
+    url = normalise_url(url)
+    mine = stored_path(config_dir, url)
+    if mine.exists():
+        return load_credential(mine, now_ms)
+    cred = load_credential_lenient(current)
+    if cred is not None and cred.url == url:
+        return load_credential(current, now_ms)
+    raise ConfigError(
+        f"not enrolled with {url}: this machine has no credential for it.",
+        next_steps=[
+            f"vega login --url {url}",
+            "vega whoami --all   (the control planes you are enrolled with)",
+        ],
+    )
+
+
+def all_credentials(config_dir: Path) -> list[Credential]:
+    """Every readable credential (the current one first, then by URL), duplicates removed."""
+    found: dict[str, Credential] = {}
+    current = load_credential_lenient(config_dir / "credential")
+    if current is not None:
+        found[current.url] = current
+    store = config_dir / "credentials"
+    paths = sorted(store.glob("*.json")) if store.is_dir() else []
+    for path in paths:
+        cred = load_credential_lenient(path)
+        if cred is not None and cred.url not in found:
+            found[cred.url] = cred
+    return list(found.values())
+
+
+def forget_credential(config_dir: Path, url: str | None) -> bool:
+    """Remove the credential of ``url`` (the current one when None); False when there was none.
+
+    The current file goes too when it is that control plane's (or unreadable, with no ``url``).
+
+    Raises:
+        ConfigError: a file exists but could not be removed.
+    """
+    current = config_dir / "credential"
+    cred = load_credential_lenient(current)
+    target = normalise_url(url) if url is not None else (cred.url if cred is not None else None)
+    removed = False
+    if target is not None:
+        removed |= remove_credential(stored_path(config_dir, target))
+    if url is None or (cred is not None and cred.url == target):
+        removed |= remove_credential(current)
+    return removed

@@ -263,7 +263,7 @@ def _check_features(config: NixConfig) -> Check:
         return Check(name="nix features", level="ok", detail="nix-command flakes")
     needs = {
         "nix-command": "vega runs `nix build`, `nix path-info` and `nix config`",
-        "flakes": "`vega push .#pkg`, `vega gate` and `vega diff` take flake installables",
+        "flakes": "`vega push .#pkg` takes flake installables",
     }
     detail = "; ".join(f"{f} is not enabled ({needs[f]})" for f in missing)
     return Check(name="nix features", level="warn", detail=detail, fix=_FEATURES_FIX)
@@ -305,6 +305,34 @@ def _check_auth(ctx: DoctorContext) -> tuple[Check, str]:
         return Check(name="auth", level="warn", detail=detail, fix="vega login"), cred.url
     who = _clean(cred.login, 100) or f"owner:{_clean(cred.user_id, 40)}"
     return Check(name="auth", level="ok", detail=f"enrolled as {who}"), cred.url
+
+
+def _confirm_auth(ctx: DoctorContext, base: str, auth: Check) -> Check:
+    """Ask the control plane about the credential: a tampered or revoked one is a failure."""
+    from vega.client.account import check_credential
+
+    cred = load_credential_lenient(ctx.credential_path)
+    if cred is None:  # pragma: no cover - _check_auth just read it
+        return auth
+    http = Http(
+        ctx.client,
+        HttpLimits(
+            timeout_s=ctx.limits.control_plane_timeout_s, tries=1, max_body_bytes=ctx.limits.max_info_bytes
+        ),
+        sleep=lambda _s: None,
+        monotonic=ctx.monotonic,
+    )
+    verdict = check_credential(http, base, cred)
+    if verdict == "invalid":
+        return Check(
+            name="auth",
+            level="fail",
+            detail=f"{base} refused the credential (tampered, revoked, or issued by another server)",
+            fix=f"vega login --url {base}",
+        )
+    if verdict == "not checked":
+        return Check(name="auth", level="ok", detail=f"{auth.detail} (not checked with the control plane)")
+    return auth
 
 
 @dataclass(frozen=True, slots=True)
@@ -542,10 +570,11 @@ def run_checks(ctx: DoctorContext) -> DoctorReport:
         checks.append(_check_features(config))
     checks.append(_check_zstd(ctx))
     auth, url = _check_auth(ctx)
-    checks.append(auth)
     base = url.removesuffix("/")
     plane, info = _check_control_plane(ctx, base)
-    checks.append(plane)
+    if auth.level == "ok" and plane.level == "ok":
+        auth = _confirm_auth(ctx, base, auth)
+    checks.extend((auth, plane))
     if config is not None:
         keys = parse_trusted_keys(config.words("trusted-public-keys"))
         subs = _substituters(config)

@@ -223,6 +223,19 @@ class Nix:
         self._program = program
         self._options = tuple(options)
 
+    @property
+    def options(self) -> tuple[str, ...]:
+        """The options put on every call."""
+        return self._options
+
+    def run(self, *argv: str) -> bytes:
+        """Run ``nix <argv…>`` (no options added) and return stdout.
+
+        Raises:
+            NixError: a non-zero exit.
+        """
+        return self._call(*argv)
+
     def _call(self, *argv: str) -> bytes:
         full = [self._program, *argv]
         result = self._run(full)
@@ -230,8 +243,10 @@ class Nix:
             raise NixError(full, result.returncode, result.stderr_tail)
         return result.stdout
 
-    def build(self, installable: str) -> tuple[StorePath, ...]:
+    def build(self, installable: str, extra: Sequence[str] = ()) -> tuple[StorePath, ...]:
         """Build ``installable`` (one evaluation) and return its output paths.
+
+        ``extra`` options go on this call only (e.g. ``--extra-substituters``).
 
         Raises:
             ConfigError: the installable looks like a flag.
@@ -239,7 +254,7 @@ class Nix:
             FormatError: nix printed something unexpected.
         """
         check_installable(installable)
-        stdout = self._call("build", "--json", "--no-link", "-L", *self._options, "--", installable)
+        stdout = self._call("build", "--json", "--no-link", "-L", *self._options, *extra, "--", installable)
         return parse_build_outputs(stdout)
 
     def closure(self, paths: Sequence[StorePath]) -> tuple[PathInfo, ...]:
@@ -274,7 +289,9 @@ class SubprocessRunner:
         env: Mapping[str, str] | None = None,
         max_stdout: int = MAX_STDOUT_BYTES,
         timeout_s: float | None = None,
+        tail_lines: int = _TAIL_LINES,
     ) -> None:
+        self._tail_lines = tail_lines
         self._timeout_s = timeout_s
         self._on_stderr = on_stderr
         self._env = None if env is None else dict(env)
@@ -295,7 +312,7 @@ class SubprocessRunner:
         stdout, stderr = proc.stdout, proc.stderr
         if stdout is None or stderr is None:  # pragma: no cover - both are PIPE
             raise NixError(argv, 1, "no pipes")
-        tail: collections.deque[str] = collections.deque(maxlen=_TAIL_LINES)
+        tail: collections.deque[str] = collections.deque(maxlen=self._tail_lines)
         reader = threading.Thread(target=self._drain, args=(stderr, tail), daemon=True)
         reader.start()
         timer = None

@@ -35,7 +35,7 @@ import threading
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Final
+from typing import Final, Generic, TypeVar, cast
 
 from vega.client import narfs
 from vega.client.http import Http
@@ -54,6 +54,7 @@ __all__ = [
     "PackProgress",
     "PackedNar",
     "PathPushed",
+    "PipelineHooks",
     "Planned",
     "PushDeps",
     "PushEvent",
@@ -62,11 +63,15 @@ __all__ = [
     "PushedPath",
     "SubstituteCheck",
     "UploadProgress",
+    "attest_body",
     "check_substitutable",
     "fetch_key",
+    "host_config_lines",
     "pack_nar",
     "plan",
+    "probe_all",
     "push",
+    "upload_pipeline",
 ]
 
 _SUBSTITUTER: Final = re.compile(r"^/[A-Za-z0-9._:/-]+$")
@@ -382,6 +387,15 @@ def _probe_one(http: Http, url: str) -> bool:
         return False
 
 
+def probe_all(http: Http, urls: Sequence[str]) -> list[bool]:
+    """``HEAD`` each URL, 64 in flight, order kept; only a 200 is ``True`` (agent.md §7.1, §7.2)."""
+    if not urls:
+        return []
+    n = min(_PROBES, len(urls))
+    with concurrent.futures.ThreadPoolExecutor(n, thread_name_prefix="vega-probe") as pool:
+        return list(pool.map(lambda u: _probe_one(http, u), urls))
+
+
 def _map(workers: int, items: Sequence[PathInfo], fn: Callable[[PathInfo], object]) -> list[object]:
     """agent.md §7.7: results by index; the first failure fails the whole map."""
     if not items:
@@ -423,7 +437,15 @@ def plan(
     return parts["novel"], parts["cached"], parts["upstream"]
 
 
-def _attest_body(info: PathInfo, packed: PackedNar) -> AttestBody:
+def attest_body(
+    info: PathInfo,
+    packed: PackedNar,
+    *,
+    attr: str | None = None,
+    dir_: str | None = None,
+    no_continent: bool = False,
+) -> AttestBody:
+    """The §6.3 body of one packed path (``attr``/``dir`` only for a build's top outputs)."""
     return AttestBody(
         store_path=info.path,
         file_hash=packed.file_hash,
@@ -432,26 +454,77 @@ def _attest_body(info: PathInfo, packed: PackedNar) -> AttestBody:
         nar_size=packed.nar_size,
         references=info.references,
         deriver=info.deriver,
+        attr=attr or None,
+        dir=(dir_ or None) if attr else None,
+        no_continent=no_continent,
     )
 
 
-def _upload_all(
-    deps: PushDeps, novel: Sequence[PathInfo], options: PushOptions, emit: Callable[[PushEvent], None]
-) -> tuple[list[PushedPath], PushResult | None]:
+R = TypeVar("R")
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class PipelineHooks(Generic[R]):
+    """What the shared upload pipeline calls per path (all from worker threads).
+
+    The pipeline is the one implementation behind ``vega push`` and ``vega-attest``/
+    ``vega-reproduce``: pack (NAR, NarHash, zstd, FileHash in one pass), check the NAR against
+    the store's record, optionally skip the PUT when the object is already there (the agent's
+    resume probe), presign and PUT, then ``publish`` (``/api/cache/push`` or ``/api/cache/attest``).
+    """
+
+    publish: Callable[[PathInfo, PackedNar], R]
+    """Push or attest one packed path; its answer is the path's result."""
+    already_uploaded: Callable[[NixHash], bool] | None = None
+    """``True`` skips the PUT for that object (the publish still happens)."""
+    stage: Callable[[PathInfo, str], None] | None = None
+    """Called as a path enters ``compress``, ``upload`` and ``attest`` (the stall watchdog)."""
+    packed: Callable[[PathInfo, int], None] | None = None
+    """NAR bytes packed so far."""
+    uploaded: Callable[[PathInfo, int, int], None] | None = None
+    """Compressed bytes moved / total (restarts at 0 on a retry)."""
+    done: Callable[[PathInfo, PackedNar, R, bool], None] | None = None
+    """The path is published: its pack, the publish answer, whether the PUT was skipped."""
+
+
+def upload_pipeline(
+    uploader: UploadClient,
+    items: Sequence[PathInfo],
+    options: PushOptions,
+    work_dir: Path,
+    hooks: PipelineHooks[R],
+    *,
+    store_root: str = "",
+) -> list[R]:
+    """Pack, upload and publish ``items``, ``options.jobs`` at a time; results in input order.
+
+    Args:
+        uploader: the control plane's write API and presigned PUTs.
+        items: paths to publish.
+        options: concurrency, pack slots, spool size, zstd level.
+        work_dir: spool files go here.
+        hooks: the publish step and the progress callbacks.
+        store_root: where the store's paths really are on disk (a chroot store ``--store DIR``
+            keeps ``/nix/store/x`` at ``DIR/nix/store/x``); empty for the system store.
+
+    Raises:
+        VerificationError: a path's NAR does not match the store's record.
+        VegaError: packing, an upload or the publish failed (the first failure fails the map).
+    """
     pack_slots = threading.BoundedSemaphore(max(1, options.pack_slots))
-    lock = threading.Lock()
-    pushed: list[PushedPath] = []
-    last: list[PushResult] = []
 
     def one(info: PathInfo) -> object:
         path = info.path
+        if hooks.stage is not None:
+            hooks.stage(info, "compress")
+        on_pack = hooks.packed
         with pack_slots:
             packed = pack_nar(
-                path.absolute,
-                deps.work_dir,
+                store_root + path.absolute,
+                work_dir,
                 spool_memory_bytes=options.spool_memory_bytes,
                 level=options.zstd_level,
-                progress=lambda n: emit(PackProgress(path, n, info.nar_size)),
+                progress=None if on_pack is None else (lambda n: on_pack(info, n)),
             )
         try:
             if packed.nar_hash != info.nar_hash or packed.nar_size != info.nar_size:
@@ -459,30 +532,72 @@ def _upload_all(
                     f"{path.absolute}: NAR hash {packed.nar_hash} ({packed.nar_size} bytes) does not"
                     f" match the store's record {info.nar_hash} ({info.nar_size} bytes)"
                 )
-            deps.uploader.upload(packed.file_hash, packed.body, lambda m, t: emit(UploadProgress(path, m, t)))
-            result = deps.uploader.push(_attest_body(info, packed))
+            if hooks.stage is not None:
+                hooks.stage(info, "upload")
+            resumed = hooks.already_uploaded is not None and hooks.already_uploaded(packed.file_hash)
+            if not resumed:
+                on_upload = hooks.uploaded
+                uploader.upload(
+                    packed.file_hash,
+                    packed.body,
+                    None if on_upload is None else (lambda m, t: on_upload(info, m, t)),
+                )
+            if hooks.stage is not None:
+                hooks.stage(info, "attest")
+            result = hooks.publish(info, packed)
         finally:
             packed.discard()
+        if hooks.done is not None:
+            hooks.done(info, packed, result, resumed)
+        return result
+
+    return cast("list[R]", _map(options.jobs, items, one))
+
+
+def _upload_all(
+    deps: PushDeps, novel: Sequence[PathInfo], options: PushOptions, emit: Callable[[PushEvent], None]
+) -> tuple[list[PushedPath], PushResult | None]:
+    lock = threading.Lock()
+    pushed: list[PushedPath] = []
+    last: list[PushResult] = []
+
+    def done(info: PathInfo, packed: PackedNar, result: PushResult, _resumed: bool) -> None:
         with lock:
             pushed.append(
                 PushedPath(
-                    path=path,
+                    path=info.path,
                     file_hash=packed.file_hash,
                     file_size=packed.file_size,
                     nar_size=packed.nar_size,
                 )
             )
             last[:] = [result]
-            done = len(pushed)
+            count = len(pushed)
         emit(
             PathPushed(
-                path=path, size=packed.file_size, nar_size=packed.nar_size, done=done, total=len(novel)
+                path=info.path, size=packed.file_size, nar_size=packed.nar_size, done=count, total=len(novel)
             )
         )
-        return None
 
-    _map(options.jobs, novel, one)
+    hooks = PipelineHooks(
+        publish=lambda info, packed: deps.uploader.push(attest_body(info, packed)),
+        packed=lambda info, n: emit(PackProgress(info.path, n, info.nar_size)),
+        uploaded=lambda info, m, t: emit(UploadProgress(info.path, m, t)),
+        done=done,
+    )
+    upload_pipeline(deps.uploader, novel, options, deps.work_dir, hooks)
     return pushed, (last[0] if last else None)
+
+
+def host_config_lines(substituter: str, public_key: str) -> list[str]:
+    """The host-config block printed after a push or an agent run (cli.md §9 step 5)."""
+    return [
+        "Add to nix.conf (or nix.settings in your NixOS configuration):",
+        f"  extra-substituters = {substituter}",
+        f"  extra-trusted-public-keys = {public_key}",
+        "  (the control plane alone serves only the globally reproduced shared tier;"
+        " these builds come from the tenant path)",
+    ]
 
 
 def fetch_key(http: Http, substituter: str) -> str | None:

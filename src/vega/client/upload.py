@@ -91,9 +91,14 @@ def js_number(text: str) -> float:
         return 0.0
     if "_" in s:
         return math.nan
+    if s in ("Infinity", "+Infinity", "-Infinity"):
+        return -math.inf if s[0] == "-" else math.inf
+    if any(c.isalpha() and c not in "eExXoObBabcdefABCDEF" for c in s) or "n" in s.lower():
+        return math.nan  # Python's float() also reads "inf" and "nan"; Number() does not
     try:
-        if s[:2].lower() == "0x":
-            return float(int(s[2:], 16))
+        prefix = s[:2].lower()
+        if prefix in ("0x", "0o", "0b"):
+            return float(int(s[2:], {"0x": 16, "0o": 8, "0b": 2}[prefix]))
         return float(s)
     except ValueError:
         return math.nan

@@ -30,11 +30,14 @@ from vega.errors import FormatError
 
 __all__ = [
     "DISPATCH_REASONS",
+    "FAILURE_CLASSES",
+    "MAX_EXCERPT_BYTES",
     "VERDICTS",
     "AttestBody",
     "AttestResult",
     "DispatchFailedBody",
     "ErrorBody",
+    "FailureClass",
     "InfoResponse",
     "KeyResponse",
     "PushResult",
@@ -44,6 +47,8 @@ __all__ = [
     "UploadUrlRequest",
     "UploadUrlResponse",
     "Verdict",
+    "is_safe_attr",
+    "is_safe_dir",
     "nar_url_for",
     "parse_nar_url",
     "parse_sha256",
@@ -64,6 +69,21 @@ VERDICTS: tuple[Verdict, ...] = ("reproducible", "diverged", "uncorroborated", "
 DispatchReason = Literal["unresolvable", "build-failed"]
 DISPATCH_REASONS: tuple[DispatchReason, ...] = ("unresolvable", "build-failed")
 """Every ``reason`` of ``/api/repro/dispatch-failed`` (§4.5)."""
+FailureClass = Literal[
+    "impure-host-path", "sandbox-denied", "network", "out-of-space", "timeout", "eval", "other"
+]
+FAILURE_CLASSES: tuple[FailureClass, ...] = (
+    "impure-host-path",
+    "sandbox-denied",
+    "network",
+    "out-of-space",
+    "timeout",
+    "eval",
+    "other",
+)
+"""Every ``diagnosis`` of a failed reproduction (changes-0.19.md, last section)."""
+MAX_EXCERPT_BYTES = 2048
+"""Largest ``excerpt`` of a failure report, in UTF-8 bytes."""
 
 
 def parse_sha256(text: str, path: str) -> NixHash:
@@ -78,6 +98,18 @@ def parse_sha256(text: str, path: str) -> NixHash:
         return NixHash(HashAlgorithm.SHA256, nixbase32.decode(text[7:]))
     except FormatError:
         raise FormatError(f"{path}: not a valid Nix base-32 digest: {text[:80]!r}") from None
+
+
+def is_safe_attr(attr: str) -> bool:
+    """The attr sanitiser (§4.2): 1-255 characters of the published flake-attribute grammar."""
+    return 1 <= len(attr) <= 255 and _ATTR.fullmatch(attr) is not None
+
+
+def is_safe_dir(dir_: str) -> bool:
+    """The sub-flake dir sanitiser (§4.2): relative, 1-255 characters, no ``.`` or ``..`` segment."""
+    return (
+        1 <= len(dir_) <= 255 and _DIR.fullmatch(dir_) is not None and not {".", ".."} & set(dir_.split("/"))
+    )
 
 
 def nar_url_for(file_hash: NixHash) -> str:
@@ -202,13 +234,12 @@ class AttestBody:
             HashAlgorithm.SHA256
         ):
             raise FormatError("fileHash and narHash must be sha256")
-        if self.attr is not None and (not 1 <= len(self.attr) <= 255 or not _ATTR.fullmatch(self.attr)):
+        if self.attr is not None and not is_safe_attr(self.attr):
             raise FormatError(f"attr: not a flake attribute: {self.attr[:80]!r}")
         if self.dir is not None:
             if self.attr is None:
                 raise FormatError("dir: only allowed together with attr")
-            segments = self.dir.split("/")
-            if not 1 <= len(self.dir) <= 255 or not _DIR.fullmatch(self.dir) or {".", ".."} & set(segments):
+            if not is_safe_dir(self.dir):
                 raise FormatError(f"dir: not a relative sub-flake directory: {self.dir[:80]!r}")
         if self.deriver is not None and not self.deriver.name.endswith(".drv"):
             raise FormatError(f"deriver: expected a .drv base name, got {str(self.deriver)[:80]!r}")
@@ -352,6 +383,9 @@ class StatusResponse:
     """Promoted into the shared tier."""
     tenants: tuple[str, ...]
     """Tenants that published it."""
+    diverged: bool = False
+    """More than one fingerprint was attested (a Vega extension; clients that do not know it
+    ignore it). Dissent never blocks a reproduced output, so it is shown here instead."""
 
     def __post_init__(self) -> None:
         if self.verdict not in VERDICTS:
@@ -367,6 +401,7 @@ class StatusResponse:
             "agree": self.agree,
             "inSharedCache": self.in_shared_cache,
             "tenants": list(self.tenants),
+            "diverged": self.diverged,
         }
 
     @classmethod
@@ -382,6 +417,7 @@ class StatusResponse:
             agree=_size(body, "agree"),
             in_shared_cache=_bool(body, "inSharedCache"),
             tenants=tuple(t if isinstance(t, str) else "" for t in tenants),
+            diverged=body.get("diverged") is True,
         )
 
 
@@ -404,16 +440,25 @@ class KeyResponse:
 
 @dataclass(frozen=True, slots=True)
 class DispatchFailedBody:
-    """``POST /api/repro/dispatch-failed`` body (§4.5)."""
+    """``POST /api/repro/dispatch-failed`` body (§4.5), with the optional diagnosis (0.19)."""
 
     hash: str
     """The candidate's store-path hash."""
     reason: DispatchReason
     """``unresolvable`` or ``build-failed``."""
+    diagnosis: FailureClass | None = None
+    """The failure's class (changes-0.19.md), when the reproducer classified it."""
+    excerpt: str | None = None
+    """A redacted excerpt of the failure's log, at most :data:`MAX_EXCERPT_BYTES` UTF-8 bytes."""
 
     def to_json(self) -> dict[str, object]:
-        """The wire form."""
-        return {"hash": self.hash, "reason": self.reason}
+        """The wire form (``diagnosis``/``excerpt`` only when present)."""
+        out: dict[str, object] = {"hash": self.hash, "reason": self.reason}
+        if self.diagnosis is not None:
+            out["diagnosis"] = self.diagnosis
+        if self.excerpt is not None:
+            out["excerpt"] = self.excerpt
+        return out
 
     @classmethod
     def from_json(cls, obj: object) -> DispatchFailedBody:
@@ -425,7 +470,15 @@ class DispatchFailedBody:
         reason = _str(body, "reason")
         if reason not in DISPATCH_REASONS:
             raise FormatError(f"reason: expected unresolvable or build-failed, got {reason[:40]!r}")
-        return cls(hash_part, reason)
+        diagnosis = _opt_str(body, "diagnosis")
+        if diagnosis is not None and diagnosis not in FAILURE_CLASSES:
+            raise FormatError(
+                f"diagnosis: expected one of {', '.join(FAILURE_CLASSES)}, got {diagnosis[:40]!r}"
+            )
+        excerpt = _opt_str(body, "excerpt")
+        if excerpt is not None and len(excerpt.encode("utf-8")) > MAX_EXCERPT_BYTES:
+            raise FormatError(f"excerpt: longer than {MAX_EXCERPT_BYTES} bytes")
+        return cls(hash_part, reason, diagnosis, excerpt)
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)

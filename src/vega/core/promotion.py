@@ -1,19 +1,34 @@
 """Attestation records and the promotion decision: when a build enters the shared tier.
 
 The policy is one pure function, :func:`decide`, over every attestation of one
-store path. It promotes the *leading* fingerprint (the one with the most
-distinct owners behind it) into the shared tier when all of these hold:
+store path (docs/adr/0009, revised by docs/adr/0011 after issue 14). Owners cost
+nothing (anyone can make GitHub accounts), so the policy rests on reproductions,
+not on head counts: a reproduction is a job of the operator's pinned reproducer
+workflow on a runner the attester does not control (the identity layer decides
+that; here it is lane ``vega-repro``).
+
+Definitions, per fingerprint: its *builders* are the owners of its verified CI
+runs; its *independent reproductions* are the distinct owners of its
+reproductions that are none of its builders (a reproduction the builder's own
+organisation ran proves nothing about that builder); its *owners* are all of
+these. Owners are counted by the immutable ``repository_owner_id``.
+
+The *leading* fingerprint is the reproduced one: the fingerprint the
+reproductions matched, whatever any number of builders claim. Only when no
+reproduction exists yet does the fingerprint with the most owners lead. It is
+promoted into the shared tier when all of these hold:
 
 1. the store path is not revoked (reason ``revoked``);
-2. no Vega reproduction (lane ``vega-repro``) matched a *different*
-   fingerprint (reason ``diverged``);
-3. at least ``quorum`` distinct owners attested it (reason ``insufficient``,
-   or ``diverged`` when other fingerprints compete). Owners, not
-   repositories: two repositories of one GitHub owner are one owner, so nobody
-   can reach a quorum alone. The reproducer's own owner counts like any other;
-4. at least ``min_reproductions`` distinct reproducer-lane attesters matched
-   it (reason ``awaiting-repro``);
-5. ``settling_ms`` have passed since all of the above first held (reason
+2. the reproductions agree with each other: two reproductions of different
+   fingerprints are a divergence and nothing is promoted (reason ``diverged``);
+3. at least ``quorum`` distinct owners are behind the leading fingerprint
+   (reason ``insufficient``, or ``diverged`` when other fingerprints were
+   attested). Builders of other fingerprints never block or flip a reproduced
+   fingerprint: they only set ``diverged: true`` in the decision;
+4. at least ``min_reproductions`` (at least 1) independent reproductions
+   matched it (reason ``awaiting-repro``): builders that agree, however many,
+   never promote without one;
+5. ``settling_ms`` have passed since all of the above last became true (reason
    ``settling``); then the reason is ``agreement``.
 
 Only evidence lanes count towards the shared tier: verified CI runs
@@ -46,6 +61,7 @@ __all__ = [
     "SharedDecision",
     "TenantTierEntry",
     "decide",
+    "is_independent_reproduction",
     "owner_key",
 ]
 
@@ -121,15 +137,20 @@ class PromotionPolicy:
     quorum: int = 2
     """Distinct owners that must agree on one fingerprint."""
     min_reproductions: int = 1
-    """Distinct reproducer-lane attesters that must match it."""
+    """Independent reproductions (distinct owners, none a builder) that must match it; at least 1."""
     settling_ms: int = 0
     """How long agreement must stand before promotion."""
 
     def __post_init__(self) -> None:
         if self.quorum < 1:
             raise FormatError(f"quorum must be at least 1, got {self.quorum}")
-        if self.min_reproductions < 0 or self.settling_ms < 0:
-            raise FormatError("min_reproductions and settling_ms must be non-negative")
+        if self.min_reproductions < 1:
+            raise FormatError(
+                f"min_reproductions must be at least 1, got {self.min_reproductions}: "
+                "agreement without an independent reproduction never promotes"
+            )
+        if self.settling_ms < 0:
+            raise FormatError("settling_ms must be non-negative")
 
 
 @dataclass(frozen=True, slots=True)
@@ -290,28 +311,56 @@ class _Group:
     fingerprint: str
     records: list[AttestationRecord]
 
+    def builders(self) -> set[str]:
+        return {owner_key(r) for r in self.records if r.lane != "vega-repro"}
+
     def owners(self) -> set[str]:
         return {owner_key(r) for r in self.records}
 
-    def reproducers(self) -> set[str]:
-        return {r.attester_id for r in self.records if r.lane == "vega-repro"}
+    def reproduced(self) -> bool:
+        return any(r.lane == "vega-repro" for r in self.records)
+
+    def independent(self) -> set[str]:
+        """Owners of reproductions that are none of this fingerprint's builders."""
+        return {owner_key(r) for r in self.records if r.lane == "vega-repro"} - self.builders()
 
     def first_ms(self) -> int:
         return min(r.attested_at_ms for r in self.records)
 
 
+def is_independent_reproduction(record: AttestationRecord, attestations: Sequence[AttestationRecord]) -> bool:
+    """Whether ``record`` is a reproduction whose owner built none of its fingerprint's attestations.
+
+    The server takes a candidate off the reproduction queue only for such a reproduction, so a
+    builder's own organisation cannot retire its candidate by "reproducing" it.
+    """
+    if record.lane != "vega-repro":
+        return False
+    group = _Group(
+        record.fingerprint, [r for r in attestations if r.fingerprint == record.fingerprint and _counts(r)]
+    )
+    return owner_key(record) not in group.builders()
+
+
+def _met(group: _Group, policy: PromotionPolicy) -> bool:
+    return len(group.owners()) >= policy.quorum and len(group.independent()) >= policy.min_reproductions
+
+
 def _agreed_since(group: _Group, policy: PromotionPolicy) -> int:
-    """When the group first had a quorum of owners and enough reproductions (callers know it has)."""
-    owners: set[str] = set()
-    reproducers: set[str] = set()
+    """When quorum and independent reproductions last became true together (callers know they hold).
+
+    Independence can be lost (a reproducer's owner later attests as a builder), so this is the
+    start of the latest uninterrupted stretch, not the first time they held.
+    """
     ordered = sorted(group.records, key=lambda r: (r.attested_at_ms, r.attester_id))
-    met = []
-    for r in ordered:
-        owners.add(owner_key(r))
-        if r.lane == "vega-repro":
-            reproducers.add(r.attester_id)
-        met.append(len(owners) >= policy.quorum and len(reproducers) >= policy.min_reproductions)
-    return ordered[met.index(True)].attested_at_ms
+    since = ordered[-1].attested_at_ms
+    held = False
+    for i, r in enumerate(ordered):
+        now_met = _met(_Group(group.fingerprint, ordered[: i + 1]), policy)
+        if now_met and not held:
+            since = r.attested_at_ms
+        held = now_met
+    return since
 
 
 def _tenant_tier(records: Iterable[AttestationRecord]) -> tuple[TenantTierEntry, ...]:
@@ -363,27 +412,29 @@ def decide(
                 weight=sum(r.weight for r in unique),
                 agreeing_tenants=tenants,
                 agreed_since_ms=agreed,
-                vega_reproductions=len(lead.reproducers()),
+                vega_reproductions=len(lead.independent()),
             )
         return PromotionDecision(
             tenant_tier=tenant_tier, shared=shared, diverged=diverged, continents=continents
         )
 
-    # Leading fingerprint: most owners, then reproductions, then earliest, then text (deterministic).
+    # Leading fingerprint: the reproduced one; with none, the one with most owners. Ties: more
+    # independent reproductions, more owners, earliest, then text (deterministic).
+    reproduced = [g for g in groups.values() if g.reproduced()]
     ranked = sorted(
-        groups.values(),
-        key=lambda g: (-len(g.owners()), -len(g.reproducers()), g.first_ms(), g.fingerprint),
+        reproduced or groups.values(),
+        key=lambda g: (-len(g.independent()), -len(g.owners()), g.first_ms(), g.fingerprint),
     )
     lead = ranked[0] if ranked else None
     if revoked:
         return result("revoked", lead)
     if lead is None:
         return result("insufficient", None)
-    if any(g.reproducers() for g in ranked[1:]):
+    if len(reproduced) > 1:
         return result("diverged", lead)
     if len(lead.owners()) < policy.quorum:
-        return result("diverged" if len(ranked) > 1 else "insufficient", lead)
-    if len(lead.reproducers()) < policy.min_reproductions:
+        return result("diverged" if len(groups) > 1 else "insufficient", lead)
+    if len(lead.independent()) < policy.min_reproductions:
         return result("awaiting-repro", lead)
     agreed = _agreed_since(lead, policy)
     if now_ms - agreed < policy.settling_ms:

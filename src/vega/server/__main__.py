@@ -23,8 +23,10 @@ from __future__ import annotations
 
 import argparse
 import contextlib
+import errno
 import logging
 import os
+import socket
 import sys
 import threading
 import time
@@ -32,6 +34,7 @@ from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING, TextIO
 
+from vega import __version__
 from vega.core.signing import (
     SecretKey,
     format_public_key,
@@ -63,9 +66,11 @@ _CONFIG_TEMPLATE = """\
 # nar_dir = "/var/lib/vega-server/nars"
 # shared_key_name = "vega-cache-1"
 # quorum = 2                 # distinct owners that must agree
-# min_reproductions = 1      # reproducer-lane matches required
+# min_reproductions = 1      # independent reproductions required (at least 1)
 # settling_s = 600           # seconds agreement must stand before promotion
-# reproducer_workflows = ["vega-org/vega/.github/workflows/reproduce.yml"]
+# orphan_retention_s = 604800  # delete NAR objects nothing needs after this long (0: never)
+# reproducer_workflows = ["vega-org/vega/.github/workflows/reproduce.yml@refs/heads/main"]  # ref required
+# reproducer_self_hosted = []  # owner/repo whose self-hosted runners may reproduce
 # oidc_issuers = ["https://token.actions.githubusercontent.com"]
 # github_url = "https://github.com"
 # github_client_id = "Iv23liYWrhwLxxmY8iK3"
@@ -159,6 +164,7 @@ def _serve(settings: ServerSettings, out: TextIO, run: Callable[..., None]) -> i
     from vega.server.db import open_database
     from vega.server.service import ServerKeys
 
+    _check_port_free(settings.host, settings.port)
     shared, log_key, created = ensure_keys(settings)
     db = open_database(settings.resolved_database_url)
     blobs = LocalBlobStore(settings.resolved_nar_dir)
@@ -166,6 +172,8 @@ def _serve(settings: ServerSettings, out: TextIO, run: Callable[..., None]) -> i
     if created:
         out.write(
             f"vega-server: first run: new keys in {settings.resolved_signing_key_file.parent} (mode 0600)\n"
+            "vega-server: back them up now: a lost shared key means every client must trust a new one, "
+            "and a lost log key ends the log (docs/deployment.md, 'Keys')\n"
         )
     if settings.dev:
         from vega.server.identity.dev import DEV_BANNER
@@ -173,7 +181,6 @@ def _serve(settings: ServerSettings, out: TextIO, run: Callable[..., None]) -> i
         out.write(f"vega-server: {DEV_BANNER}\n")
     if not app.state.authenticator.checks_app:
         out.write(OPEN_ENROLMENT_WARNING)
-        log.warning("%s", OPEN_ENROLMENT_WARNING.strip())
     out.write(f"vega-server: serving {settings.resolved_public_url} from {settings.data_dir}\n")
     out.write("Add to nix.conf to substitute from this server:\n")
     for line in nix_conf_lines(settings, shared):
@@ -188,6 +195,11 @@ def _serve(settings: ServerSettings, out: TextIO, run: Callable[..., None]) -> i
                 app.state.service.sweep()
             except Exception:
                 log.exception("promotion sweep failed")
+            if settings.orphan_retention_s > 0:
+                try:
+                    app.state.service.collect_orphans(settings.orphan_retention_s * 1000)
+                except Exception:
+                    log.exception("orphan sweep failed")
 
     thread = threading.Thread(target=sweeper, name="vega-sweeper", daemon=True)
     thread.start()
@@ -197,6 +209,25 @@ def _serve(settings: ServerSettings, out: TextIO, run: Callable[..., None]) -> i
         stop.set()
         db.close()
     return 0
+
+
+def _check_port_free(host: str, port: int) -> None:
+    """Fail before anything is printed when ``host:port`` cannot be bound (in use, not local)."""
+    if port == 0:
+        return
+    family = socket.AF_INET6 if ":" in host else socket.AF_INET
+    with socket.socket(family, socket.SOCK_STREAM) as sock:
+        sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        try:
+            sock.bind((host.strip("[]"), port))
+        except OSError as e:
+            what = "is already in use" if e.errno == errno.EADDRINUSE else "cannot be listened on"
+            raise ConfigError(
+                f"{host}:{port} {what}",
+                next_steps=[
+                    "stop the other server on that port, or choose another: vega-server serve --port N",
+                ],
+            ) from None
 
 
 def revocation_service(settings: ServerSettings, db: Database) -> CacheService:
@@ -221,13 +252,24 @@ def revocation_service(settings: ServerSettings, db: Database) -> CacheService:
     )
 
 
-def _revoke(settings: ServerSettings, hash_part: str, reason: str, out: TextIO) -> int:
+def _revoke(settings: ServerSettings, hash_part: str, reason: str, out: TextIO, *, force: bool) -> int:
     from vega.server.db import open_database
 
     ensure_keys(settings)
     db = open_database(settings.resolved_database_url)
     try:
-        added = revocation_service(settings, db).revoke(hash_part, reason)
+        service = revocation_service(settings, db)
+        with service.store.read() as tx:
+            known = bool(service.store.attestations(tx, hash_part))
+        if not known and not force:
+            raise ConfigError(
+                f"this server has no attestation of {hash_part}; nothing was revoked",
+                next_steps=[
+                    "check the hash (the 32 characters after /nix/store/)",
+                    f"vega-server revoke {hash_part} --reason ... --force  (revoke it before it arrives)",
+                ],
+            )
+        added = service.revoke(hash_part, reason)
     finally:
         db.close()
     out.write(f"vega-server: {'revoked' if added else 'already revoked'} {hash_part}\n")
@@ -236,18 +278,39 @@ def _revoke(settings: ServerSettings, hash_part: str, reason: str, out: TextIO) 
 
 def _parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="vega-server", description="The Vega reference control plane.")
+    parser.add_argument("--version", action="version", version=f"vega-server {__version__}")
     sub = parser.add_subparsers(dest="command", required=True)
-    serve = sub.add_parser("serve", help="run the control plane")
+    serve = sub.add_parser(
+        "serve",
+        help="run the control plane",
+        description=(
+            "Run the control plane. The first run creates the data directory, the keys (mode 0600: "
+            "back them up) and a commented server.toml. Every option can also be set in server.toml "
+            "or as VEGA_SERVER_<NAME>."
+        ),
+        epilog=(
+            "examples:\n"
+            "  vega-server serve --dev                      # everything on this machine, no account\n"
+            "  vega-server serve --host 0.0.0.0 --public-url https://cache.example.org\n"
+            "see docs/deployment.md for TLS, PostgreSQL and systemd."
+        ),
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
     revoke = sub.add_parser("revoke", help="revoke a store path (logged; withdrawn from the shared tier)")
     for p in (serve, revoke):
         p.add_argument("--data-dir", type=Path, help="data directory (default $XDG_DATA_HOME/vega-server)")
         p.add_argument("--config", type=Path, help="TOML config file (or VEGA_SERVER_CONFIG)")
     serve.add_argument("--host", help="listen address (default 127.0.0.1)")
     serve.add_argument("--port", type=int, help="listen port (default 8080)")
-    serve.add_argument("--public-url", help="URL clients use (default http://HOST:PORT)")
+    serve.add_argument(
+        "--public-url", help="URL clients use; must be https unless loopback (default http://HOST:PORT)"
+    )
     serve.add_argument("--dev", action="store_true", help="development identity mode (loopback only)")
     revoke.add_argument("hash", help="32-character store-path hash")
     revoke.add_argument("--reason", required=True, help="why, for the log")
+    revoke.add_argument(
+        "--force", action="store_true", help="revoke a hash this server has no attestation of yet"
+    )
     sub.add_parser(
         "dev-ci-token", help="print a simulated CI job's environment (development mode)", add_help=False
     )
@@ -279,7 +342,7 @@ def main(argv: Sequence[str], *, out: TextIO | None = None, run: Callable[..., N
         args = _parser().parse_args(list(argv))
         settings = load_settings(_overrides(args), args.config)
         if args.command == "revoke":
-            return _revoke(settings, args.hash, args.reason, stream)
+            return _revoke(settings, args.hash, args.reason, stream, force=args.force)
         if run is None:
             import uvicorn
 

@@ -50,7 +50,16 @@ from vega.server.store import Store
 
 __all__ = ["CAPABILITIES", "create_app", "identity_for", "log_signer", "promotion_policy"]
 
-CAPABILITIES = ("api-info", "repro-queue", "log-checkpoint", "log-tiles", "log-lookup", "metrics")
+CAPABILITIES = (
+    "api-info",
+    "repro-queue",
+    "log-checkpoint",
+    "log-tiles",
+    "log-lookup",
+    "metrics",
+    "owner-whoami",
+    "namespace-admin",
+)
 """Optional endpoints this server has (``/api/info``)."""
 
 
@@ -95,6 +104,7 @@ def identity_for(
             github_client_secret=settings.github_client_secret,
             oidc_issuers=settings.oidc_issuers,
             reproducer_workflows=settings.reproducer_workflows,
+            reproducer_self_hosted=settings.reproducer_self_hosted,
             dev=dev,
         ),
         master=keys.shared,
@@ -218,6 +228,8 @@ def create_app(
         Route("/api/cache/upload/nar/{name}", g(h.upload), methods=["PUT"]),
         Route("/api/cache/attest", g(h.attest), methods=["POST"]),
         Route("/api/cache/push", g(h.push), methods=["POST"]),
+        Route("/api/cache/namespace", g(h.namespace_list), methods=["GET"]),
+        Route("/api/cache/delete", g(h.namespace_delete), methods=["POST"]),
         Route("/api/repro/queue", g(h.repro_queue), methods=["GET"]),
         Route("/api/repro/dispatch-failed", g(h.dispatch_failed), methods=["POST"]),
         *log_routes(log),

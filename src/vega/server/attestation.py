@@ -17,8 +17,17 @@ import re
 from vega.core import tlog
 from vega.core.api import AttestBody, AttestResult, PushResult
 from vega.core.narinfo import NarInfo, fingerprint, format_narinfo, sign_narinfo
-from vega.core.promotion import AttestationRecord, BuildProvenance, Lane, PromotionDecision, decide
+from vega.core.promotion import (
+    AttestationRecord,
+    BuildProvenance,
+    Lane,
+    PromotionDecision,
+    decide,
+    is_independent_reproduction,
+)
 from vega.core.tlog import AttestationLeaf, encode_leaf
+from vega.server.db import Tx
+from vega.server.errors import ServiceError
 from vega.server.log.log import LogEntry
 from vega.server.promotion import PromotionRules
 from vega.server.servicecore import CiIdentity, OwnerPrincipal, check_tenant
@@ -52,7 +61,7 @@ class AttestationRules(UploadRules, PromotionRules):
             fingerprint=fp,
             is_trust_root=True,
             weight=1,
-            sig=identity.subject,
+            sig=identity.audit_reference,
             attested_at_ms=now,
             provenance=provenance,
             continent="XX",  # no geolocation here: always unknown (noContinent is trivially honoured)
@@ -130,6 +139,11 @@ class AttestationRules(UploadRules, PromotionRules):
                     narinfo=format_narinfo(info),
                 ),
             )
+            if not added and not self._recorded_for(tx, record, hash_part):
+                # The attester id is unique per issuer, repository and run (issue 14): a record
+                # under this key for another tenant is a collision, and nothing is published
+                # for an attestation that was not itself recorded and logged.
+                raise ServiceError("this attester already attested this path for another tenant", status=409)
             if added or self.store.get_narinfo(tx, tenant, hash_part) is None:
                 signed = sign_narinfo(info, self.tenant_secret(tenant))
                 self.store.put_narinfo(
@@ -150,11 +164,23 @@ class AttestationRules(UploadRules, PromotionRules):
                         attempts=0,
                     ),
                 )
-            if record.lane == "vega-repro":
-                self.store.retire_repro(tx, hash_part, "reproduced", now)
             rows = self.store.attestations(tx, hash_part)
+            if is_independent_reproduction(record, [r.record for r in rows]):
+                self.store.retire_repro(tx, hash_part, "reproduced", now)
             revoked = self.store.is_revoked(tx, hash_part)
-        decision = decide([r.record for r in rows], self.policy, now, revoked)
+            decision = self._closure_gate(
+                tx, rows, decide([r.record for r in rows], self.policy, now, revoked)
+            )
         if decision.shared.promoted and decision.shared.fingerprint is not None:
             self.log.append([self._promotion_entry(store_path, hash_part, decision, now)])
         return decision
+
+    def _recorded_for(self, tx: Tx, record: AttestationRecord, hash_part: str) -> bool:
+        """Whether the stored attestation under ``record``'s key is the same tenant's and lane's."""
+        return any(
+            r.record.attester_id == record.attester_id
+            and r.record.fingerprint == record.fingerprint
+            and r.record.tenant == record.tenant
+            and r.record.lane == record.lane
+            for r in self.store.attestations(tx, hash_part)
+        )

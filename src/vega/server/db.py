@@ -254,10 +254,33 @@ def _open_postgres(url: str, schema: str | None) -> Database:
         raise ConfigError(f"invalid PostgreSQL schema name {schema!r}")
 
     def connect() -> Any:
-        conn = psycopg.connect(url, autocommit=True)
+        try:
+            conn = psycopg.connect(url, autocommit=True)
+        except psycopg.OperationalError as e:
+            raise ConfigError(
+                f"cannot connect to PostgreSQL at {_redacted(url)}: {_first_line(e)}",
+                next_steps=[
+                    "check that PostgreSQL is running and reachable from this host",
+                    "check database_url (VEGA_SERVER_DATABASE_URL or database_url_file)",
+                ],
+            ) from None
         if schema is not None:
             conn.execute(f'CREATE SCHEMA IF NOT EXISTS "{schema}"')
             conn.execute(f'SET search_path TO "{schema}"')
         return conn
 
     return Database("postgres", connect, schema=schema)
+
+
+def _redacted(url: str) -> str:
+    """``url`` without its password, for messages."""
+    parts = urlsplit(url)
+    if parts.password is None:
+        return url
+    netloc = parts.netloc.replace(f":{parts.password}@", ":***@", 1)
+    return parts._replace(netloc=netloc).geturl()
+
+
+def _first_line(e: BaseException) -> str:
+    text = str(e).strip().splitlines()
+    return text[0][:200] if text else type(e).__name__

@@ -22,6 +22,7 @@ from starlette.responses import JSONResponse, PlainTextResponse, Response, Strea
 
 from vega.core import nixbase32
 from vega.core.api import AttestBody, DispatchFailedBody, InfoResponse, KeyResponse, UploadUrlRequest
+from vega.core.cacheapi import DeleteRequest
 from vega.errors import AuthError, FormatError
 from vega.server.blobs import is_object_key
 from vega.server.errors import ServiceError, error_response
@@ -296,6 +297,23 @@ class Handlers:
         body = DispatchFailedBody.from_json(await self._json(request))
         await run_in_threadpool(self.service.dispatch_failed, identity, body)
         return JSONResponse({"recorded": True})
+
+    async def namespace_list(self, request: Request) -> Response:
+        """``GET /api/cache/namespace[?after=<hash>&limit=N]`` (owner): what the namespace serves."""
+        owner = await self._owner(request)
+        raw = request.query_params.get("limit", "1000")
+        if not raw.isdigit():
+            raise FormatError("limit: expected an integer from 1 to 1000")
+        after = request.query_params.get("after", "")
+        listing = await run_in_threadpool(self.service.namespace_list, owner, after, int(raw))
+        return JSONResponse(listing.to_json(), headers={"Cache-Control": "no-store"})
+
+    async def namespace_delete(self, request: Request) -> Response:
+        """``POST /api/cache/delete`` (owner): stop serving paths from the namespace."""
+        owner = await self._owner(request)
+        body = DeleteRequest.from_json(await self._json(request))
+        result = await run_in_threadpool(self.service.namespace_delete, owner, body)
+        return JSONResponse(result.to_json())
 
     async def api_info(self, request: Request) -> Response:
         """``GET /api/info``."""

@@ -25,7 +25,8 @@ Order of an attestation (``/api/cache/attest``) or push (``/api/cache/push``):
 The rules live in one module per seam, each a mixin over :class:`ServiceCore`: uploads and
 objects (steps 2-3, :mod:`vega.server.upload`), attest and push recording (steps 4-5,
 :mod:`vega.server.attestation`), promotion, sweep and revocation (step 6,
-:mod:`vega.server.promotion`), and the read side (:mod:`vega.server.status`). This module joins
+:mod:`vega.server.promotion`), the read side (:mod:`vega.server.status`), and an owner's namespace
+management and the orphan sweep (:mod:`vega.server.namespace`). This module joins
 them into :class:`CacheService` and re-exports the names handlers and the app import.
 
 Spec: protocol.md §4 (write API), §3 and §6 (read paths), §7 (promotion);
@@ -35,6 +36,7 @@ house-style.md §4.9; docs/server-api.md.
 from __future__ import annotations
 
 from vega.server.attestation import AttestationRules
+from vega.server.namespace import NamespaceRules
 from vega.server.servicecore import (
     Authenticator,
     CiIdentity,
@@ -58,7 +60,7 @@ __all__ = [
 ]
 
 
-class CacheService(AttestationRules, StatusRules):
+class CacheService(AttestationRules, StatusRules, NamespaceRules):
     """The rules, over a Store, a BlobStore and the log. Thread-safe; never sees a Request."""
 
     def ping(self) -> None:

@@ -71,7 +71,15 @@ class CiIdentity(Protocol):
 
     @property
     def is_reproducer(self) -> bool:
-        """Whether the job runs a configured reproducer workflow."""
+        """Whether the job is a reproduction (pinned reproducer workflow, trusted runner)."""
+
+    @property
+    def workflow_repository(self) -> str:
+        """``owner/repo`` of the workflow file that defines the job."""
+
+    @property
+    def audit_reference(self) -> str:
+        """What the attestation record keeps as its ``sig``."""
 
 
 class OwnerPrincipal(Protocol):

@@ -23,6 +23,7 @@ from __future__ import annotations
 
 import ipaddress
 import os
+import re
 import tomllib
 from collections.abc import Mapping
 from dataclasses import dataclass, field, fields
@@ -31,6 +32,7 @@ from typing import Any
 from urllib.parse import urlsplit
 
 from vega.errors import ConfigError
+from vega.server.identity.oidc import parse_reproducer_workflows
 
 __all__ = [
     "ServerSettings",
@@ -41,6 +43,7 @@ __all__ = [
 ]
 
 GITHUB_CLIENT_ID = "Iv23liYWrhwLxxmY8iK3"
+_REPOSITORY = re.compile(r"[A-Za-z0-9_.-]{1,100}/[A-Za-z0-9_.-]{1,100}")
 ACTIONS_ISSUER = "https://token.actions.githubusercontent.com"
 
 
@@ -81,7 +84,12 @@ class ServerSettings:
     settling_s: int = 600
     """Seconds agreement must stand before promotion."""
     reproducer_workflows: tuple[str, ...] = ()
-    """``job_workflow_ref`` patterns whose runs count as reproductions."""
+    """``owner/repo/.github/workflows/<file>.yml@<ref>`` entries whose runs count as reproductions.
+    The ref is required (``refs/heads/<branch>``, ``refs/tags/<tag>``, ``refs/tags/<prefix>*`` or a
+    full commit SHA); ``job_workflow_ref`` must match one exactly (docs/adr/0011)."""
+    reproducer_self_hosted: tuple[str, ...] = ()
+    """``owner/repo`` repositories whose self-hosted runners may reproduce; every other
+    reproduction must run on a GitHub-hosted runner (``runner_environment``)."""
     oidc_issuers: tuple[str, ...] = (ACTIONS_ISSUER,)
     """Accepted OIDC issuers."""
     github_url: str = "https://github.com"
@@ -104,6 +112,8 @@ class ServerSettings:
     """Largest JSON request body."""
     narinfo_max_age_s: int = 60
     """Cache lifetime of served narinfo files."""
+    orphan_retention_s: int = 7 * 24 * 3600
+    """Age after which a NAR object nothing needs is deleted by the sweep; 0 keeps them all."""
     dev: bool = False
     """Development identity mode (loudly labelled; loopback only unless forced)."""
     dev_force: bool = False
@@ -165,6 +175,15 @@ def _check(s: ServerSettings) -> None:
     if url.query or url.fragment or url.username:
         raise ConfigError("public_url must not carry credentials, a query or a fragment")
     loopback = is_loopback_host(url.hostname)
+    if not s.public_url and not is_loopback_host(s.host):
+        raise ConfigError(
+            f"listening on {s.host} needs the https URL clients will use (public_url)",
+            next_steps=[
+                "vega-server serve --host 0.0.0.0 --public-url https://cache.example.org "
+                "(TLS terminated in front of vega-server; see docs/deployment.md)",
+                "or keep the default --host 127.0.0.1",
+            ],
+        )
     if url.scheme != "https" and not loopback:
         raise ConfigError(
             f"public_url {s.resolved_public_url!r} is not loopback, so it must be https",
@@ -178,7 +197,16 @@ def _check(s: ServerSettings) -> None:
     for name in ("port", "quorum", "upload_url_ttl_s", "max_upload_bytes", "max_nar_bytes", "max_json_bytes"):
         if int(getattr(s, name)) < (0 if name == "port" else 1):
             raise ConfigError(f"{name} must be positive, got {getattr(s, name)}")
-    for name in ("min_reproductions", "settling_s", "narinfo_max_age_s"):
+    if s.min_reproductions < 1:
+        raise ConfigError(
+            f"min_reproductions must be at least 1, got {s.min_reproductions}: owners cost nothing, "
+            "so agreement without an independent reproduction never promotes (docs/adr/0011)"
+        )
+    parse_reproducer_workflows(s.reproducer_workflows)
+    for repository in s.reproducer_self_hosted:
+        if not _REPOSITORY.fullmatch(repository):
+            raise ConfigError(f"reproducer_self_hosted: {repository[:200]!r} is not owner/repo")
+    for name in ("settling_s", "narinfo_max_age_s", "orphan_retention_s"):
         if int(getattr(s, name)) < 0:
             raise ConfigError(f"{name} must be non-negative, got {getattr(s, name)}")
     if s.github_client_secret is not None and not s.github_client_secret.strip():
@@ -193,11 +221,12 @@ _INTS = {"port", "quorum", "min_reproductions", "settling_s", "upload_url_ttl_s"
     "max_nar_bytes",
     "max_json_bytes",
     "narinfo_max_age_s",
+    "orphan_retention_s",
 }
 _BOOLS = {"dev", "dev_force"}
 _SECRET_FILE_KEYS = {"database_url_file": "database_url", "github_client_secret_file": "github_client_secret"}
 _PATHS = {"data_dir", "nar_dir", "signing_key_file", "log_key_file"}
-_LISTS = {"reproducer_workflows", "oidc_issuers"}
+_LISTS = {"reproducer_workflows", "reproducer_self_hosted", "oidc_issuers"}
 
 
 def _coerce(name: str, value: object, where: str) -> Any:

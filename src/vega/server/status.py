@@ -59,6 +59,7 @@ class StatusRules(ServiceCore):
             agree=decision.shared.distinct_tenants,
             in_shared_cache=in_shared,
             tenants=tenants,
+            diverged=decision.diverged,
         )
 
     def repro_queue(self, limit: int = 100) -> ReproQueueResponse:
@@ -83,11 +84,31 @@ class StatusRules(ServiceCore):
         )
 
     def dispatch_failed(self, identity: CiIdentity, body: DispatchFailedBody) -> None:
-        """``POST /api/repro/dispatch-failed`` (§4.5): retire (unresolvable) or count a failure."""
+        """``POST /api/repro/dispatch-failed`` (§4.5): retire (unresolvable) or count a failure.
+
+        Only a reproduction (the identity rules of the reproducer lane, docs/adr/0011) that runs
+        in the reproducer workflow's own repository may report: that is a run the control plane
+        dispatched. The pinned workflow called from anybody else's repository is still a
+        reproduction when it attests (its build is honest), but its inputs, and so the candidate
+        it names, are that caller's, so it cannot retire or back off anyone's candidate. The
+        report touches only the open candidate it names (404 when there is none).
+        """
         if not identity.is_reproducer:
             raise ServiceError("only a reproducer workflow may report reproduction failures", status=403)
+        if identity.tenant.lower() != identity.workflow_repository.lower():
+            raise ServiceError(
+                "only a reproduction dispatched in the reproducer workflow's own repository may report "
+                "failures",
+                status=403,
+            )
+        if not HASH_PART.fullmatch(body.hash):
+            raise ServiceError(f"not a store-path hash: {body.hash[:80]!r}", status=404)
         now = self.now()
         with self.store.lock_path(body.hash) as tx:
-            self.store.add_dispatch_failure(tx, body.hash, identity.attester_id, body.reason, now)
+            if not self.store.is_queued(tx, body.hash):
+                raise ServiceError(f"no open reproduction candidate {body.hash}", status=404)
+            self.store.add_dispatch_failure(
+                tx, body.hash, identity.attester_id, body.reason, now, body.diagnosis, body.excerpt
+            )
             if body.reason == "unresolvable":
                 self.store.retire_repro(tx, body.hash, "unresolvable", now)

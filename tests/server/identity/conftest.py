@@ -71,6 +71,8 @@ def claims(**over: Any) -> dict[str, Any]:
         "run_id": "555001",
         "run_attempt": "2",
         "job_workflow_ref": "Alice/Hello/.github/workflows/vega.yml@refs/heads/main",
+        "job_workflow_sha": SHA,
+        "runner_environment": "github-hosted",
     }
     base.update(over)
     return {k: v for k, v in base.items() if v is not None}

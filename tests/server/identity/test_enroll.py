@@ -173,3 +173,19 @@ def test_dev_mode_enrolment_with_an_unnormalised_public_url(
     authenticator = Authenticator(settings, master=MASTER, db=db, http=httpx2.Client(), now=clock)
     with TestClient(Starlette(routes=authenticator.routes()), base_url=URL) as client:
         assert enrol(client, dev_login(client)).status_code == 200
+
+
+def test_owner_whoami_answers_for_valid_credentials_only(dev: tuple[Authenticator, TestClient]) -> None:
+    _, client = dev
+    credential = enrol(client, dev_login(client)).json()["credential"]
+    me = client.get("/api/owner/whoami", headers={"authorization": f"Bearer {credential}"})
+    assert me.status_code == 200
+    assert me.json() == {"login": "vega-dev", "userId": "1000001", "namespace": "owner:1000001"}
+    assert me.headers["cache-control"] == "no-store"
+    tampered = credential[:-3] + ("AAA" if not credential.endswith("AAA") else "BBB")
+    assert client.get("/api/owner/whoami", headers={"authorization": f"Bearer {tampered}"}).status_code == 401
+    assert client.get("/api/owner/whoami").status_code == 401
+    revoke = client.post("/api/owner/revoke", headers={"authorization": f"Bearer {credential}"})
+    assert revoke.status_code == 200
+    after = client.get("/api/owner/whoami", headers={"authorization": f"Bearer {credential}"})
+    assert after.status_code == 401

@@ -24,8 +24,14 @@ from tests.server.identity.conftest import (
     raw_token,
     sign,
 )
-from vega.errors import AuthError, FormatError, NetworkError
-from vega.server.identity.oidc import JwksCache, OidcVerifier, is_reproducer_workflow, parse_jwks
+from vega.errors import AuthError, ConfigError, FormatError, NetworkError
+from vega.server.identity.oidc import (
+    JwksCache,
+    OidcVerifier,
+    is_reproducer_workflow,
+    parse_jwks,
+    parse_reproducer_workflows,
+)
 
 
 def verifier(issuer: Issuer, clock: FakeClock, **over: Any) -> OidcVerifier:
@@ -34,7 +40,7 @@ def verifier(issuer: Issuer, clock: FakeClock, **over: Any) -> OidcVerifier:
         "audience": AUDIENCE,
         "issuers": frozenset({ISSUER}),
         "now": clock,
-        "reproducer_workflows": ("vega-org/repro/.github/workflows/reproduce.yml",),
+        "reproducer_workflows": ("vega-org/repro/.github/workflows/reproduce.yml@refs/heads/main",),
     }
     args.update(over)
     return OidcVerifier(**args)
@@ -54,7 +60,7 @@ def test_valid_token_gives_identity_from_claims(
     assert ident.tenant == ident.repository == "Alice/Hello"
     assert (ident.repository_id, ident.repository_owner_id) == ("123456", "7890")
     assert ident.sha == SHA
-    assert ident.attester_id == "gh-run:555001:2"
+    assert ident.attester_id == f"gh-run:555001:2:123456@{ISSUER}"
     assert ident.flake_ref == "github:Alice/Hello"
     assert ident.issuer == ISSUER
     assert ident.subject == "repo:Alice/Hello:ref:refs/heads/main"
@@ -299,13 +305,76 @@ def test_reproducer_lane(issuer: Issuer, clock: FakeClock, rsa_keys: list[Any]) 
 
 
 def test_reproducer_matching_rules() -> None:
-    exact = ("o/r/.github/workflows/x.yml@refs/tags/v1",)
-    assert is_reproducer_workflow("o/r/.github/workflows/x.yml@refs/tags/v1", exact)
-    assert is_reproducer_workflow("O/R/.github/workflows/x.yml@refs/tags/v1", exact)
-    assert not is_reproducer_workflow("o/r/.github/workflows/x.yml@refs/heads/main", exact)
-    assert is_reproducer_workflow("o/r/.github/workflows/x.yml@anything", ("o/r/.github/workflows/x.yml",))
-    assert not is_reproducer_workflow("o/r/.github/workflows/X.yml@a", ("o/r/.github/workflows/x.yml",))
-    assert not is_reproducer_workflow("o/r2/.github/workflows/x.yml@a", ("o/r/.github/workflows/x.yml",))
+    wf = "o/r/.github/workflows/x.yml"
+    sha = "c" * 40
+
+    def matches(ref: str, configured: tuple[str, ...], workflow_sha: str = sha) -> bool:
+        return is_reproducer_workflow(ref, configured, job_workflow_sha=workflow_sha)
+
+    exact = (f"{wf}@refs/tags/v1",)
+    assert matches(f"{wf}@refs/tags/v1", exact)
+    assert matches("O/R/.github/workflows/x.yml@refs/tags/v1", exact)  # GitHub names ignore case
+    assert not matches(f"{wf}@refs/tags/v1", exact, workflow_sha="")  # a full workflow commit is required
+    assert not matches(f"{wf}@refs/heads/main", exact)
+    assert not matches(f"{wf}@refs/tags/V1", exact)  # refs compare exactly
+    assert not matches("o/r/.github/workflows/X.yml@refs/tags/v1", exact)
+    assert not matches("o/r2/.github/workflows/x.yml@refs/tags/v1", exact)
+    assert not matches(wf, exact)
+    branch = (f"{wf}@refs/heads/main",)
+    assert matches(f"{wf}@refs/heads/main", branch)
+    assert not matches(f"{wf}@{sha}", branch)  # an impostor commit through the parent's name
+    assert not matches(f"{wf}@refs/heads/main2", branch)
+    pattern = (f"{wf}@refs/tags/v*",)
+    assert matches(f"{wf}@refs/tags/v1.2.3", pattern)
+    assert not matches(f"{wf}@refs/tags/v", pattern)
+    assert not matches(f"{wf}@refs/tags/v1/evil", pattern)
+    assert not matches(f"{wf}@refs/heads/v1", pattern)
+    pinned = (f"{wf}@{sha}",)
+    assert matches(f"{wf}@{sha}", pinned)
+    assert not matches(f"{wf}@{sha}", pinned, workflow_sha="d" * 40)  # job_workflow_sha must agree
+    assert not matches(f"{wf}@{'d' * 40}", pinned, workflow_sha="d" * 40)
+
+
+@pytest.mark.parametrize(
+    ("entry", "message"),
+    [
+        ("o/r/.github/workflows/x.yml", "names no ref"),
+        ("o/r/.github/workflows/x.yml@main", "the ref must be"),
+        ("o/r/.github/workflows/x.yml@refs/heads/*", "the ref must be"),
+        ("o/r/.github/workflows/x.yml@refs/pull/1/merge", "the ref must be"),
+        ("o/r/.github/workflows/x.yml@abc123", "the ref must be"),
+        ("o/r/x.yml@refs/heads/main", "is not owner/repo/.github/workflows"),
+    ],
+)
+def test_reproducer_entries_must_name_a_ref(entry: str, message: str) -> None:
+    with pytest.raises(ConfigError, match=message):
+        parse_reproducer_workflows((entry,))
+    with pytest.raises(ConfigError, match=message):
+        OidcVerifier(
+            jwks=JwksCache(httpx2.Client(), lambda: 0.0),
+            audience=AUDIENCE,
+            issuers=frozenset({ISSUER}),
+            now=lambda: 0.0,
+            reproducer_workflows=(entry,),
+        )
+
+
+def test_reproducer_runner_environment(issuer: Issuer, clock: FakeClock, rsa_keys: list[Any]) -> None:
+    ref = "vega-org/repro/.github/workflows/reproduce.yml@refs/heads/main"
+    v = verifier(issuer, clock)
+    assert v.verify(sign(rsa_keys[0], job_workflow_ref=ref)).is_reproducer
+    for runner in ("self-hosted", None, "GitHub-Hosted"):
+        assert not v.verify(sign(rsa_keys[0], job_workflow_ref=ref, runner_environment=runner)).is_reproducer
+    assert not v.verify(sign(rsa_keys[0], job_workflow_ref=ref, job_workflow_sha=None)).is_reproducer
+    rejects(v, sign(rsa_keys[0], runner_environment=5), "'runner_environment' is not a string")
+    named = verifier(issuer, clock, reproducer_self_hosted=("alice/hello",))
+    ident = named.verify(sign(rsa_keys[0], job_workflow_ref=ref, runner_environment="self-hosted"))
+    assert ident.is_reproducer
+    assert ident.runner_environment == "self-hosted"
+    assert "workflow_sha=" + SHA in ident.audit_reference
+    assert ident.workflow_repository == "vega-org/repro"
+    plain = v.verify(sign(rsa_keys[0]))
+    assert plain.audit_reference == plain.subject
 
 
 def test_parse_jwks_skips_unusable_keys(rsa_keys: list[Any]) -> None:

@@ -68,5 +68,5 @@ def run(args: argparse.Namespace) -> int:
     style.info("")
     style.info("Next:")
     style.info("  vega push .#my-package    build locally and publish to your namespace")
-    style.info("  vega view                 your personal view of the cache")
+    style.info("  vega verify <store path>  check a build: signature, log inclusion and NAR hash")
     return 0

@@ -15,13 +15,15 @@ __all__ = ["register", "run"]
 
 _EXAMPLES = """\
 examples:
-  vega logout        delete the stored owner credential
+  vega logout                         delete the current owner credential
+  vega logout --url https://cache.example.org   only that control plane's
+  vega logout --all                   every control plane's
 """
 
 
 def register(sub: Any) -> None:
     """Add the ``logout`` subcommand."""
-    add_command(
+    p = add_command(
         sub,
         "logout",
         summary="remove this machine's owner credential",
@@ -29,6 +31,8 @@ def register(sub: Any) -> None:
         examples=_EXAMPLES,
         run=run,
     )
+    p.add_argument("--url", help="the control plane whose credential to remove (default: the current one)")
+    p.add_argument("--all", action="store_true", help="remove the credentials of every control plane")
 
 
 def run(args: argparse.Namespace) -> int:
@@ -36,8 +40,8 @@ def run(args: argparse.Namespace) -> int:
     from vega.client import account
     from vega.client.settings import read_settings
 
-    settings = read_settings()
-    if account.logout(settings):
+    settings = read_settings(url=args.url)
+    if account.logout(settings, everywhere=args.all):
         style.success("Logged out; credential removed.", settings.environ)
     else:
         style.info("No credential to remove.")

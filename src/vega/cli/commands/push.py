@@ -54,6 +54,7 @@ def register(sub: Any) -> None:
     )
     p.add_argument("--upstream", default="https://cache.nixos.org", help="upstream cache to diff against")
     p.add_argument("-j", "--jobs", type=int, default=4, help="upload concurrency (default 4)")
+    p.add_argument("--url", help="the control plane to push to (default: the last login's)")
     p.add_argument("--json", action="store_true", help="NDJSON progress events on stdout")
     p.set_defaults(run=run)
 
@@ -79,7 +80,7 @@ def run(args: argparse.Namespace) -> int:
 
     import httpx2
 
-    from vega.client.credentials import load_credential
+    from vega.client.credentials import credential_for
     from vega.client.http import Http, HttpLimits
     from vega.client.nix import Nix, SubprocessRunner, build_timeout_s, check_installable
     from vega.client.push import PushDeps
@@ -88,8 +89,8 @@ def run(args: argparse.Namespace) -> int:
 
     for installable in args.installables:
         check_installable(installable)
-    settings = read_settings()
-    cred = load_credential(settings.credential_path, system_clock_ms())
+    settings = read_settings(url=args.url)
+    cred = credential_for(settings.config_dir, settings.url, system_clock_ms())
 
     def forward(line: str) -> None:
         sys.stderr.write(line + "\n")
@@ -158,6 +159,7 @@ def execute(
 
 
 def _epilogue(report: PushReport, environ: Mapping[str, str], out: TextIO, err: TextIO) -> int:
+    from vega.client.push import host_config_lines
 
     grey = style.use_colour(out, environ)
 
@@ -169,19 +171,11 @@ def _epilogue(report: PushReport, environ: Mapping[str, str], out: TextIO, err: 
         environ,
         out,
     )
-    style.info(dim("  Consumers who ran `vega trust add <your login>` receive them through their view."), out)
+    style.info(dim("  Anyone who trusts your namespace's key can substitute them (the lines below)."), out)
     if report.public_key is not None:
         style.info("", out)
-        style.info(dim("Add to nix.conf (or nix.settings in your NixOS configuration):"), out)
-        style.info(dim(f"  extra-substituters = {report.substituter}"), out)
-        style.info(dim(f"  extra-trusted-public-keys = {report.public_key}"), out)
-        style.info(
-            dim(
-                "  (the control plane alone serves only the globally reproduced shared tier;"
-                " these builds come from the tenant path)"
-            ),
-            out,
-        )
+        for line in host_config_lines(report.substituter, report.public_key):
+            style.info(dim(line), out)
     style.info("", out)
     if report.check.ok:
         style.success(

@@ -1,6 +1,8 @@
 """``vega status``: identity and control-plane reachability, with the probe's latency.
 
-Spec: cli.md §6 (exit 0 always).
+Spec: cli.md §6. Departures (issue 12): ``--url`` and ``$VEGA_URL`` choose the control plane
+before the credential's URL; the credential is checked with the control plane
+(``GET /api/owner/whoami``); exit 1 when the control plane is unreachable or refuses it.
 """
 
 from __future__ import annotations
@@ -30,27 +32,33 @@ def register(sub: Any) -> None:
         examples=_EXAMPLES,
         run=run,
         json_flag=True,
+    ).add_argument(
+        "--url", help="control plane (default: $VEGA_URL, else the credential's, else the public one)"
     )
 
 
 def run(args: argparse.Namespace) -> int:
-    """Probe and print; always exit 0."""
+    """Probe and print; exit 1 when the control plane is unreachable or refuses the credential."""
     from vega.client import account
     from vega.client.settings import read_settings
 
-    settings = read_settings()
+    settings = read_settings(url=args.url, use_env_url=True)
     with account.open_account(settings) as ctx:
         report = account.status(ctx)
+    code = 0 if report.reachable and report.check != "invalid" and not report.corrupt else 1
     if args.json:
         style.emit_json(report.to_json())
-        return 0
+        return code
     cred = report.credential
     if cred is None:
-        identity = "not enrolled"
+        identity = "invalid (the credential file is unreadable)" if report.corrupt else "not enrolled"
     elif report.expired:
         identity = f"expired (was {cred.login})"
+    elif report.check == "invalid":
+        identity = f"invalid (the control plane refused {cred.login}'s credential)"
     else:
-        identity = f"{cred.login}  ({cred.namespace})"
+        verdict = "" if report.check == "valid" else "  (not checked with the control plane)"
+        identity = f"{cred.login}  ({cred.namespace}){verdict}"
     reach = "yes" if report.reachable else "no"
     style.success("Vega status", settings.environ)
     style.key_values(
@@ -63,5 +71,5 @@ def run(args: argparse.Namespace) -> int:
     )
     if not report.enrolled:
         style.info("")
-        style.info("Run `vega login` to enrol or renew.")
-    return 0
+        style.info(f"Run `vega login --url {report.control_plane}` to enrol or renew.")
+    return code

@@ -16,6 +16,7 @@ from collections.abc import Mapping, Sequence
 from typing import TYPE_CHECKING, Any, TextIO
 
 from vega.cli import style
+from vega.errors import VegaError
 
 if TYPE_CHECKING:
     from vega.client.verify import VerifyContext, VerifyOptions, VerifyReport
@@ -50,7 +51,9 @@ def register(sub: Any) -> None:
         "targets", nargs="+", metavar="TARGET", help="/nix/store/<hash>-name, a base name, or a hash"
     )
     p.add_argument(
-        "--url", default=DEFAULT_URL, help="cache base (may be a tenant base); default %(default)s"
+        "--url",
+        help="cache base (may be a tenant base); default $VEGA_URL, else the control plane you are "
+        f"logged in to, else {DEFAULT_URL}",
     )
     p.add_argument("--public-key", metavar="KEY", help="key to verify against, '<name>:<base64>'")
     p.add_argument("--no-nar", action="store_true", help="skip re-deriving the NAR hash")
@@ -120,12 +123,32 @@ def run(args: argparse.Namespace) -> int:
     from vega.client.verify import open_context, parse_target
 
     environ = read_environ()
+    args.url = default_url(args.url, environ)
     args.targets = [_resolve_local(t) for t in args.targets]
     for target in args.targets:
         parse_target(target)
     options = options_from(args)
     with open_context(args.url, environ, read_nix_keys=options.public_key is None) as ctx:
         return execute(args, ctx, environ)
+
+
+def default_url(flag: str | None, environ: Mapping[str, str]) -> str:
+    """``--url``, else ``$VEGA_URL``, else the current credential's control plane, else the default.
+
+    So a self-hoster logged in to their own server never has to type ``--url`` (issue 12).
+    """
+    from vega.client.credentials import load_credential_lenient
+    from vega.client.settings import config_dir
+
+    if flag:
+        return flag
+    if environ.get("VEGA_URL"):
+        return environ["VEGA_URL"]
+    try:
+        cred = load_credential_lenient(config_dir(environ) / "credential")
+    except VegaError:
+        cred = None
+    return cred.url if cred is not None else DEFAULT_URL
 
 
 def _resolve_local(target: str) -> str:

@@ -45,3 +45,6 @@ class BlobStore(Protocol):
 
     def presign_put(self, key: str, sha256: bytes, ttl_s: int) -> str | None:
         """A URL for a direct, checksum-bound PUT (object storage), or None to upload through the server."""
+
+    def delete(self, key: str) -> bool:
+        """Remove the object; False when it was absent."""

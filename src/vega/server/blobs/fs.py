@@ -161,6 +161,26 @@ class LocalBlobStore:
         """None: a local directory has no URL of its own; uploads go through the server's PUT route."""
         return None
 
+    def delete(self, key: str) -> bool:
+        """Remove the object (the directory entry is fsynced); False when it was absent.
+
+        Raises:
+            StorageError: it could not be removed.
+        """
+        path = self._path(key)
+        try:
+            path.unlink()
+        except FileNotFoundError:
+            return False
+        except OSError as e:
+            raise StorageError(f"cannot remove object: {e.strerror}") from e
+        fd = os.open(path.parent, os.O_RDONLY)
+        try:
+            os.fsync(fd)
+        finally:
+            os.close(fd)
+        return True
+
     def put(self, key: str, data: bytes) -> None:
         """Store a whole object at once (its key must name its SHA-256)."""
         w = self.writer(key, hashlib.sha256(data).digest(), len(data))

@@ -12,7 +12,8 @@ Three lanes (issue 4):
 * **CI** -- Actions OIDC JWTs verified against the configured issuers' JWKS (``oidc.py``); the
   tenant and provenance come from the verified claims only.
 * **reproducer** -- an OIDC identity whose ``job_workflow_ref`` matches a configured reproducer
-  workflow (``OidcIdentity.is_reproducer``).
+  workflow pinned to a ref, on a GitHub-hosted runner (or a self-hosted one of a repository the
+  operator named): ``OidcIdentity.is_reproducer``, docs/adr/0011.
 
 Development identity mode (``dev.py``) adds a GitHub-compatible device flow, user API and
 "check a token" API and an OIDC issuer to the same server; enrolment checks tokens through the
@@ -76,7 +77,9 @@ class IdentitySettings:
     oidc_issuers: tuple[str, ...] = (GITHUB_ACTIONS_ISSUER,)
     """Trusted Actions OIDC issuers (exact strings)."""
     reproducer_workflows: tuple[str, ...] = ()
-    """``owner/repo/path[@ref]`` of workflows whose jobs are reproductions."""
+    """``owner/repo/path@ref`` of workflows whose jobs are reproductions (a ref is required)."""
+    reproducer_self_hosted: tuple[str, ...] = ()
+    """``owner/repo`` repositories whose self-hosted runners may reproduce."""
     credential_ttl_s: int = 7 * 24 * 3600
     """Lifetime of an owner credential."""
     oidc_leeway_s: float = 30.0
@@ -172,6 +175,7 @@ class Authenticator:
             issuers=frozenset(issuers),
             now=now,
             reproducer_workflows=settings.reproducer_workflows,
+            reproducer_self_hosted=settings.reproducer_self_hosted,
             leeway_s=settings.oidc_leeway_s,
         )
         self._credentials = CredentialIssuer(master, db, now, ttl_s=settings.credential_ttl_s)
@@ -241,6 +245,7 @@ class Authenticator:
         routes = [
             Route("/api/owner/enroll", self._enroll, methods=["POST"]),
             Route("/api/owner/revoke", self._revoke, methods=["POST"]),
+            Route("/api/owner/whoami", self._whoami, methods=["GET"]),
         ]
         if self.dev is not None:
             routes.extend(self.dev.routes())
@@ -252,6 +257,17 @@ class Authenticator:
         except VegaError as e:
             return _error(e)
         return JSONResponse(enrollment.to_json(), headers={"cache-control": "no-store"})
+
+    def _whoami(self, request: Request) -> Response:
+        """Whether the presented owner credential is valid here now (``vega status``, ``doctor``)."""
+        try:
+            owner = self.owner(bearer_token(request.headers.get("authorization")))
+        except VegaError as e:
+            return _error(e)
+        return JSONResponse(
+            {"login": owner.login, "userId": owner.user_id, "namespace": owner.namespace},
+            headers={"cache-control": "no-store"},
+        )
 
     def _revoke(self, request: Request) -> Response:
         try:

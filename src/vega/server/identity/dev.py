@@ -23,8 +23,12 @@ r"""Development identity mode: a GitHub and an Actions OIDC issuer inside the co
   kept (mode 0600) in the state directory. The request token is server-signed (HMAC-SHA-256 with
   a secret kept beside the key) and says which repository, commit, workflow and run to mint for;
 * ``POST /_dev/ci-token`` (JSON ``{"repository", "sha", "workflow", "ref"?, "runId"?,
-  "runAttempt"?}``) and the ``dev-ci-token`` command create request tokens and print the
-  environment of a simulated CI job.
+  "runAttempt"?, "repositoryId"?, "repositoryOwnerId"?, "workflowSha"?, "runnerEnvironment"?}``)
+  and the ``dev-ci-token`` command create request tokens and print the environment of a simulated
+  CI job. ``workflow`` may be a full ``owner/repo/path@ref`` (a reusable workflow of another
+  repository, e.g. the reproducer); tokens say ``runner_environment: github-hosted`` unless
+  ``runnerEnvironment`` is ``self-hosted``; ``job_workflow_sha`` is ``workflowSha``, else the
+  ref when it is a commit, else the job's ``sha``.
 
 A simulated CI job, against a server at ``http://127.0.0.1:8080`` in development mode::
 
@@ -147,6 +151,11 @@ class _Job:
     job_workflow_ref: str
     run_id: str
     run_attempt: str
+    job_workflow_sha: str = ""
+    runner_environment: str = "github-hosted"
+
+
+_RUNNER_ENVIRONMENTS = ("github-hosted", "self-hosted")
 
 
 class DevIdentity:
@@ -284,11 +293,15 @@ class DevIdentity:
         run_attempt: str = "1",
         repository_id: str | None = None,
         repository_owner_id: str | None = None,
+        job_workflow_sha: str | None = None,
+        runner_environment: str = "github-hosted",
     ) -> str:
         """A request token for one simulated job (what ``ACTIONS_ID_TOKEN_REQUEST_TOKEN`` holds).
 
         ``workflow`` is a full ``owner/repo/path@ref`` or a path inside ``repository``.
         Ids not given are derived from the names (stable) and the run id is random.
+        ``job_workflow_sha`` defaults to the workflow ref when it is a commit, else to ``sha``;
+        ``runner_environment`` is ``github-hosted`` or ``self-hosted``.
 
         Raises:
             ConfigError: a value is malformed.
@@ -303,6 +316,15 @@ class DevIdentity:
             if not value.isdigit() or value.startswith("0"):
                 raise ConfigError(f"{name} must be a positive integer, got {value[:20]!r}")
         owner = repository.split("/", 1)[0]
+        workflow_at = workflow_ref.rpartition("@")[2]
+        workflow_sha = job_workflow_sha or (workflow_at if _SHA.fullmatch(workflow_at) else sha)
+        if not _SHA.fullmatch(workflow_sha):
+            raise ConfigError("workflow sha must be 40 lower-case hex characters")
+        if runner_environment not in _RUNNER_ENVIRONMENTS:
+            raise ConfigError(f"runner environment must be one of {', '.join(_RUNNER_ENVIRONMENTS)}")
+        for name, given in (("repository id", repository_id), ("repository owner id", repository_owner_id)):
+            if given is not None and (not given.isdigit() or given.startswith("0") or len(given) > 20):
+                raise ConfigError(f"{name} must be a positive integer, got {given[:20]!r}")
         job = {
             "repository": repository,
             "repository_id": repository_id or _stable_id("repo", repository),
@@ -312,6 +334,8 @@ class DevIdentity:
             "job_workflow_ref": workflow_ref,
             "run_id": run,
             "run_attempt": run_attempt,
+            "job_workflow_sha": workflow_sha,
+            "runner_environment": runner_environment,
             "exp": int(self._now()) + self.settings.request_token_ttl_s,
         }
         return self._seal("ci", job)
@@ -337,7 +361,7 @@ class DevIdentity:
         if payload is None:
             message = "request token is not valid"
             raise AuthError(message, status=401, error=message)
-        job = _Job(**{k: str(payload[k]) for k in _Job.__dataclass_fields__})
+        job = _Job(**{k: str(payload[k]) for k in _Job.__dataclass_fields__ if k in payload})
         now = int(self._now())
         owner = job.repository.split("/", 1)[0]
         claims = {
@@ -360,10 +384,10 @@ class DevIdentity:
             "workflow_ref": job.job_workflow_ref,
             "workflow_sha": job.sha,
             "job_workflow_ref": job.job_workflow_ref,
-            "job_workflow_sha": job.sha,
+            "job_workflow_sha": job.job_workflow_sha or job.sha,
             "event_name": "push",
             "ref_type": "branch",
-            "runner_environment": "self-hosted",
+            "runner_environment": job.runner_environment,
             "iss": self.issuer,
             "iat": now,
             "nbf": now,
@@ -474,7 +498,7 @@ class DevIdentity:
                 "claims_supported": [
                     "sub", "aud", "exp", "iat", "iss", "jti", "nbf", "ref", "sha", "repository",
                     "repository_id", "repository_owner", "repository_owner_id", "run_id",
-                    "run_attempt", "job_workflow_ref",
+                    "run_attempt", "job_workflow_ref", "job_workflow_sha", "runner_environment",
                 ],
                 "scopes_supported": ["openid"],
             }
@@ -506,6 +530,12 @@ class DevIdentity:
                 ref=str(fields.get("ref") or "refs/heads/main"),
                 run_id=str(fields["runId"]) if fields.get("runId") else None,
                 run_attempt=str(fields.get("runAttempt") or "1"),
+                repository_id=str(fields["repositoryId"]) if fields.get("repositoryId") else None,
+                repository_owner_id=str(fields.get("repositoryOwnerId") or fields["ownerId"])
+                if fields.get("repositoryOwnerId") or fields.get("ownerId")
+                else None,
+                job_workflow_sha=str(fields["workflowSha"]) if fields.get("workflowSha") else None,
+                runner_environment=str(fields.get("runnerEnvironment") or "github-hosted"),
             )
         except ConfigError as e:
             return JSONResponse({"error": e.message}, status_code=400)
@@ -670,6 +700,19 @@ def ci_token_command(
     parser.add_argument("--ref", default="refs/heads/main")
     parser.add_argument("--run-id", default=None)
     parser.add_argument("--run-attempt", default="1")
+    parser.add_argument("--repo-id", default=None, help="repository_id (default: derived from the name)")
+    parser.add_argument(
+        "--owner-id", default=None, help="repository_owner_id (default: derived from the owner)"
+    )
+    parser.add_argument(
+        "--workflow-sha", default=None, help="job_workflow_sha (default: the commit of the ref)"
+    )
+    parser.add_argument(
+        "--runner-environment",
+        default="github-hosted",
+        choices=_RUNNER_ENVIRONMENTS,
+        help="runner_environment",
+    )
     args = parser.parse_args(list(argv))
     state_dir = args.state_dir or (args.data_dir / "dev-identity" if args.data_dir else default_state_dir)
     if state_dir is None:
@@ -687,6 +730,10 @@ def ci_token_command(
             ref=args.ref,
             run_id=args.run_id,
             run_attempt=args.run_attempt,
+            repository_id=args.repo_id,
+            repository_owner_id=args.owner_id,
+            job_workflow_sha=args.workflow_sha,
+            runner_environment=args.runner_environment,
         )
     except ConfigError as e:
         sys.stderr.write(f"error: {e.message}\n")

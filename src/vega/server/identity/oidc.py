@@ -22,6 +22,15 @@ A token is accepted only if all of these hold, checked in this order:
 
 Tenant and provenance come from these verified claims only, never from a request body.
 
+The reproducer lane (docs/adr/0011): a job is a reproduction only when its ``job_workflow_ref``
+matches a configured :class:`ReproducerWorkflow` exactly (entries must name a ref: a branch
+``@refs/heads/<name>``, a tag ``@refs/tags/<name>`` or an operator-written tag pattern such as
+``@refs/tags/v*``, or a full commit SHA; an entry without a ref is refused when the server
+starts), its ``job_workflow_sha`` is a full commit (and equals the configured SHA when the entry
+is a SHA), and its ``runner_environment`` is ``github-hosted`` (a self-hosted runner counts only
+for a repository the operator named). A fork's "impostor" commit, reachable through the parent
+repository's name as ``owner/repo/path@<sha>``, therefore never matches a branch or tag entry.
+
 Tenant case: the tenant is the ``repository`` claim exactly as GitHub writes it (the canonical
 case of ``owner/repo`` at the time of the run). GitHub names are case-insensitive, but tokens
 always carry the canonical spelling, so one repository yields one tenant string; after a rename
@@ -38,7 +47,7 @@ import logging
 import re
 import threading
 from collections.abc import Callable, Mapping, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any
 from urllib.parse import urlsplit
 
@@ -46,7 +55,7 @@ import httpx2
 import jwt
 from cryptography.hazmat.primitives.asymmetric.rsa import RSAPublicKey
 
-from vega.errors import AuthError, FormatError, NetworkError
+from vega.errors import AuthError, ConfigError, FormatError, NetworkError
 from vega.server.identity.fetch import FetchLimits, fetch_json, require_object
 
 __all__ = [
@@ -55,9 +64,11 @@ __all__ = [
     "JwksCache",
     "OidcIdentity",
     "OidcVerifier",
+    "ReproducerWorkflow",
     "is_reproducer_workflow",
     "normalise_audience",
     "parse_jwks",
+    "parse_reproducer_workflows",
 ]
 
 log = logging.getLogger(__name__)
@@ -82,6 +93,16 @@ _REPOSITORY = re.compile(r"[A-Za-z0-9_.-]{1,100}/[A-Za-z0-9_.-]{1,100}")
 _DIGITS = re.compile(r"[1-9][0-9]{0,19}")
 _SHA = re.compile(r"[0-9a-f]{40}|[0-9a-f]{64}")
 _WORKFLOW_REF = re.compile(r"[A-Za-z0-9_.-]+/[A-Za-z0-9_.-]+/[^@\s]+@[^\s]+")
+_WORKFLOW_PATH = re.compile(
+    r"[A-Za-z0-9_.-]{1,100}/[A-Za-z0-9_.-]{1,100}/\.github/workflows/[A-Za-z0-9_.-]+\.ya?ml"
+)
+_REF_NAME = r"[A-Za-z0-9_.+-]+(?:/[A-Za-z0-9_.+-]+)*"
+_BRANCH_REF = re.compile(rf"refs/heads/{_REF_NAME}")
+_TAG_REF = re.compile(rf"refs/tags/{_REF_NAME}")
+_TAG_PATTERN = re.compile(r"refs/tags/[A-Za-z0-9_.+-]*\*")
+_COMMIT_REF = re.compile(r"[0-9a-f]{40}")
+GITHUB_HOSTED = "github-hosted"
+"""The ``runner_environment`` of a job on a GitHub-hosted (ephemeral, GitHub-controlled) runner."""
 
 
 _DEFAULT_PORTS = {"http": 80, "https": 443}
@@ -139,7 +160,12 @@ class OidcIdentity:
     job_workflow_ref: str
     """``owner/repo/.github/workflows/file.yml@ref`` of the workflow that defines the job."""
     is_reproducer: bool
-    """Whether the job's workflow is a configured reproducer workflow."""
+    """Whether the job is a reproduction: a configured reproducer workflow at its configured ref,
+    on a GitHub-hosted runner or one the operator named (docs/adr/0011)."""
+    job_workflow_sha: str = ""
+    """Commit of the workflow file that defines the job (``job_workflow_sha``), when sent."""
+    runner_environment: str = ""
+    """``github-hosted`` or ``self-hosted`` (``runner_environment``), when sent."""
 
     @property
     def tenant(self) -> str:
@@ -148,8 +174,32 @@ class OidcIdentity:
 
     @property
     def attester_id(self) -> str:
-        """Unique per attestation source: the run id and its attempt (``gh-run:<id>:<attempt>``)."""
-        return f"gh-run:{self.run_id}:{self.run_attempt}"
+        """Unique per attestation source, across issuers and repositories.
+
+        ``gh-run:<run id>:<attempt>:<repository id>@<issuer>``: run ids are only unique per
+        issuer, and GitHub Enterprise or a development issuer may reuse them, so two tenants with
+        the same run id are two attesters (issue 14).
+        """
+        return f"gh-run:{self.run_id}:{self.run_attempt}:{self.repository_id}@{self.issuer}"
+
+    @property
+    def workflow_repository(self) -> str:
+        """``owner/repo`` of the workflow file that defines the job (from ``job_workflow_ref``)."""
+        owner, repo, _ = self.job_workflow_ref.split("/", 2)
+        return f"{owner}/{repo}"
+
+    @property
+    def audit_reference(self) -> str:
+        """What the attestation record keeps as its ``sig`` (an audit reference).
+
+        The subject; for a reproduction also the workflow ref, its commit and the runner.
+        """
+        if not self.is_reproducer:
+            return self.subject
+        return (
+            f"{self.subject} workflow={self.job_workflow_ref} workflow_sha={self.job_workflow_sha}"
+            f" runner={self.runner_environment}"
+        )
 
     @property
     def flake_ref(self) -> str:
@@ -293,10 +343,15 @@ class OidcVerifier:
         jwks: the key cache.
         audience: the control plane's public URL; ``aud`` must name it (:func:`normalise_audience`).
         issuers: the exact issuer strings trusted.
-        reproducer_workflows: ``owner/repo/path@ref`` (exact) or ``owner/repo/path`` (any ref)
-            entries; a matching ``job_workflow_ref`` makes the identity a reproduction.
+        reproducer_workflows: ``owner/repo/path@ref`` entries (:func:`parse_reproducer_workflows`);
+            a matching job makes the identity a reproduction.
+        reproducer_self_hosted: ``owner/repo`` repositories whose self-hosted runners may
+            reproduce; every other reproduction must run on a GitHub-hosted runner.
         now: clock, epoch seconds.
         leeway_s: tolerated clock skew for ``exp``, ``nbf`` and ``iat``.
+
+    Raises:
+        ConfigError: a reproducer entry names no ref or is malformed.
     """
 
     jwks: JwksCache
@@ -304,7 +359,12 @@ class OidcVerifier:
     issuers: frozenset[str]
     now: Callable[[], float]
     reproducer_workflows: tuple[str, ...] = ()
+    reproducer_self_hosted: tuple[str, ...] = ()
     leeway_s: float = 30.0
+    _workflows: tuple[ReproducerWorkflow, ...] = field(default=(), init=False, repr=False)
+
+    def __post_init__(self) -> None:
+        object.__setattr__(self, "_workflows", parse_reproducer_workflows(self.reproducer_workflows))
 
     def verify(self, token: str) -> OidcIdentity:
         """Verify ``token`` and return the identity its claims give.
@@ -398,6 +458,20 @@ class OidcVerifier:
             if not pattern.fullmatch(values[name]):
                 raise _reject(f"oidc token claim {name!r} is malformed")
         ref = values["job_workflow_ref"]
+        optional: dict[str, str] = {}
+        for name in ("job_workflow_sha", "runner_environment"):
+            value = claims.get(name)
+            if value is not None and not isinstance(value, str):
+                raise _reject(f"oidc token claim {name!r} is not a string")
+            optional[name] = value or ""
+        workflow_sha = optional["job_workflow_sha"]
+        runner = optional["runner_environment"]
+        named_self_hosted = runner == "self-hosted" and _fold_repo(values["repository"]) in {
+            _fold_repo(r) for r in self.reproducer_self_hosted
+        }
+        reproducer = any(w.matches(ref, workflow_sha) for w in self._workflows) and (
+            runner == GITHUB_HOSTED or named_self_hosted
+        )
         return OidcIdentity(
             issuer=issuer,
             subject=values["sub"],
@@ -408,27 +482,104 @@ class OidcVerifier:
             run_id=values["run_id"],
             run_attempt=values["run_attempt"],
             job_workflow_ref=ref,
-            is_reproducer=is_reproducer_workflow(ref, self.reproducer_workflows),
+            is_reproducer=reproducer,
+            job_workflow_sha=workflow_sha,
+            runner_environment=runner,
         )
 
 
-def is_reproducer_workflow(job_workflow_ref: str, configured: Sequence[str]) -> bool:
-    """Whether ``job_workflow_ref`` matches one configured reproducer workflow.
+@dataclass(frozen=True, slots=True)
+class ReproducerWorkflow:
+    """One configured reproducer workflow: a workflow file and the ref (or refs) it may run at."""
 
-    An entry with ``@`` must match exactly; an entry without it matches that workflow file at any
-    ref. Repository and path are compared case-insensitively for the owner/repo part only.
+    path: str
+    """``owner/repo/.github/workflows/file.yml``."""
+    ref: str
+    """``refs/heads/<branch>``, ``refs/tags/<tag>``, ``refs/tags/<prefix>*`` or a 40-hex commit."""
+
+    @property
+    def is_commit(self) -> bool:
+        """Whether the entry pins a commit SHA (then ``job_workflow_sha`` must equal it)."""
+        return _COMMIT_REF.fullmatch(self.ref) is not None
+
+    def matches(self, job_workflow_ref: str, job_workflow_sha: str) -> bool:
+        """Whether a job's ``job_workflow_ref`` (and ``job_workflow_sha``) are this entry.
+
+        Owner and repository compare case-insensitively (GitHub names are); the workflow path and
+        the ref compare exactly; ``*`` (tag patterns only) stands for one or more characters of a
+        tag name other than ``/``. ``job_workflow_sha`` must be a full commit SHA, and equal to the
+        entry when the entry is a commit.
+        """
+        path, at, ref = job_workflow_ref.partition("@")
+        if not at or _fold(path) != _fold(self.path) or not _COMMIT_REF.fullmatch(job_workflow_sha):
+            return False
+        if self.is_commit:
+            return ref == self.ref and job_workflow_sha == self.ref
+        if self.ref.endswith("*"):
+            prefix = self.ref[:-1]
+            rest = ref[len(prefix) :]
+            return ref.startswith(prefix) and re.fullmatch(r"[A-Za-z0-9_.+-]+", rest) is not None
+        return ref == self.ref
+
+    def __str__(self) -> str:
+        return f"{self.path}@{self.ref}"
+
+
+def parse_reproducer_workflows(entries: Sequence[str]) -> tuple[ReproducerWorkflow, ...]:
+    """Parse the ``reproducer_workflows`` setting; every entry must name a ref.
+
+    Raises:
+        ConfigError: an entry without ``@ref``, with a ref that is neither a branch, a tag, a tag
+            pattern nor a full commit SHA, or with a malformed workflow path (the message names it).
     """
-    path, _, _ = job_workflow_ref.partition("@")
-    for entry in configured:
-        if "@" in entry:
-            if _fold(entry) == _fold(job_workflow_ref):
-                return True
-        elif _fold(entry) == _fold(path):
-            return True
-    return False
+    parsed = []
+    for entry in entries:
+        path, at, ref = entry.strip().partition("@")
+        if not _WORKFLOW_PATH.fullmatch(path):
+            raise ConfigError(
+                f"reproducer_workflows: {entry[:200]!r} is not owner/repo/.github/workflows/<file>.yml@<ref>"
+            )
+        if not at:
+            raise ConfigError(
+                f"reproducer_workflows: {entry[:200]!r} names no ref, so a fork's commit reachable "
+                "through the repository's name would count as a reproduction",
+                next_steps=[
+                    f"pin it, e.g. {path}@refs/heads/main, {path}@refs/tags/v1 or {path}@<commit sha>"
+                ],
+            )
+        if not (
+            _BRANCH_REF.fullmatch(ref)
+            or _TAG_REF.fullmatch(ref)
+            or _TAG_PATTERN.fullmatch(ref)
+            or _COMMIT_REF.fullmatch(ref)
+        ):
+            raise ConfigError(
+                f"reproducer_workflows: {entry[:200]!r}: the ref must be refs/heads/<branch>, "
+                "refs/tags/<tag>, refs/tags/<prefix>* or a full 40-hex commit SHA"
+            )
+        parsed.append(ReproducerWorkflow(path, ref))
+    return tuple(parsed)
+
+
+def is_reproducer_workflow(
+    job_workflow_ref: str, configured: Sequence[str], *, job_workflow_sha: str
+) -> bool:
+    """Whether a job's workflow ref and commit match one configured reproducer workflow.
+
+    Entries are parsed by :func:`parse_reproducer_workflows`; matching is
+    :meth:`ReproducerWorkflow.matches`. The runner check is the verifier's.
+
+    Raises:
+        ConfigError: an entry is not acceptable.
+    """
+    return any(w.matches(job_workflow_ref, job_workflow_sha) for w in parse_reproducer_workflows(configured))
 
 
 def _fold(ref: str) -> str:
     owner, _, rest = ref.partition("/")
     repo, _, tail = rest.partition("/")
     return f"{owner.lower()}/{repo.lower()}/{tail}"
+
+
+def _fold_repo(repository: str) -> str:
+    return repository.strip().lower()

@@ -79,6 +79,26 @@ MIGRATIONS: tuple[Migration, ...] = (
             "ALTER TABLE cache_objects ADD COLUMN nar_source TEXT",
         ),
     ),
+    Migration(
+        "cache",
+        3,
+        (
+            # What the orphan sweep asks per object: is it served, promoted, or CI evidence?
+            "CREATE INDEX cache_narinfos_object ON cache_narinfos (object_key)",
+            "CREATE INDEX cache_attestations_nar ON cache_attestations (nar_hash)",
+            "CREATE INDEX cache_promotions_nar ON cache_promotions (nar_hash)",
+        ),
+    ),
+    Migration(
+        # A component of its own so it never collides with another ``cache`` version.
+        "repro",
+        1,
+        (
+            # The failure's class and a redacted excerpt (changes-0.19.md), both optional.
+            "ALTER TABLE cache_dispatch_failures ADD COLUMN diagnosis TEXT",
+            "ALTER TABLE cache_dispatch_failures ADD COLUMN excerpt TEXT",
+        ),
+    ),
 )
 """The ``cache`` component's schema."""
 
@@ -159,6 +179,14 @@ def _lock_key(hash_part: str) -> int:
         hashlib.sha256(b"vega-cache:" + hash_part.encode()).digest()[:8], "big", signed=True
     )
 
+
+_ORPHAN = (
+    "o.created_at_ms < ?"
+    " AND NOT EXISTS (SELECT 1 FROM cache_narinfos n WHERE n.object_key = o.object_key)"
+    " AND NOT EXISTS (SELECT 1 FROM cache_promotions p WHERE p.nar_hash = o.nar_hash)"
+    " AND NOT EXISTS (SELECT 1 FROM cache_attestations a WHERE a.nar_hash = o.nar_hash AND a.lane <> 'owner')"
+)
+"""An object nothing needs (``o`` is ``cache_objects``; the parameter is the age cutoff)."""
 
 _ATT_COLUMNS = (
     "hash_part, attester_id, fingerprint, tenant, lane, owner_id, is_trust_root, weight, sig,"
@@ -273,6 +301,40 @@ class Store:
             "SELECT namespace FROM cache_narinfos WHERE hash_part = ? ORDER BY namespace", (hash_part,)
         )
         return [str(r[0]) for r in rows]
+
+    def list_namespace(self, tx: Tx, namespace: str, after: str, limit: int) -> list[tuple[str, str, int]]:
+        """``(hash_part, narinfo, updated_at_ms)`` of one namespace, by hash, after ``after``."""
+        rows = tx.fetchall(
+            "SELECT hash_part, narinfo, updated_at_ms FROM cache_narinfos"
+            " WHERE namespace = ? AND hash_part > ? ORDER BY hash_part LIMIT ?",
+            (namespace, after, limit),
+        )
+        return [(str(r[0]), str(r[1]), int(r[2])) for r in rows]
+
+    def orphan_objects(self, tx: Tx, created_before_ms: int, limit: int) -> list[str]:
+        """Objects older than ``created_before_ms`` that nothing needs (docs/server-api.md).
+
+        Needed: served by any namespace (the shared tier included), the NAR of a promoted path,
+        or evidence of a CI or reproducer attestation. What is left: uploads never attested, and
+        owner pushes their owner deleted.
+        """
+        rows = tx.fetchall(
+            f"SELECT o.object_key FROM cache_objects o WHERE {_ORPHAN} ORDER BY o.object_key LIMIT ?",  # noqa: S608 - a constant
+            (created_before_ms, limit),
+        )
+        return [str(r[0]) for r in rows]
+
+    def is_orphan(self, tx: Tx, key: str, created_before_ms: int) -> bool:
+        """Whether one object is still an orphan in the sense of :meth:`orphan_objects`."""
+        row = tx.fetchone(
+            f"SELECT 1 FROM cache_objects o WHERE o.object_key = ? AND {_ORPHAN}",  # noqa: S608 - a constant
+            (key, created_before_ms),
+        )
+        return row is not None
+
+    def delete_object(self, tx: Tx, key: str) -> None:
+        """Forget an object's record (the bytes go separately)."""
+        tx.execute("DELETE FROM cache_objects WHERE object_key = ?", (key,))
 
     # -- attestations ----------------------------------------------------------
 
@@ -447,6 +509,15 @@ class Store:
             for r in rows
         ]
 
+    def is_queued(self, tx: Tx, hash_part: str) -> bool:
+        """Whether the store path is an open (not retired) reproduction candidate."""
+        return (
+            tx.fetchone(
+                "SELECT 1 FROM cache_repro_queue WHERE hash_part = ? AND retired_at_ms IS NULL", (hash_part,)
+            )
+            is not None
+        )
+
     def retire_repro(self, tx: Tx, hash_part: str, reason: str, now_ms: int) -> None:
         """Take a candidate off the queue for good."""
         tx.execute(
@@ -456,7 +527,14 @@ class Store:
         )
 
     def add_dispatch_failure(
-        self, tx: Tx, hash_part: str, attester_id: str, reason: str, now_ms: int
+        self,
+        tx: Tx,
+        hash_part: str,
+        attester_id: str,
+        reason: str,
+        now_ms: int,
+        diagnosis: str | None = None,
+        excerpt: str | None = None,
     ) -> bool:
         """Record one reproducer's failure report; False when this run already reported it."""
         if tx.fetchone(
@@ -465,15 +543,27 @@ class Store:
         ):
             return False
         tx.execute(
-            "INSERT INTO cache_dispatch_failures (hash_part, attester_id, reason, reported_at_ms)"
-            " VALUES (?, ?, ?, ?)",
-            (hash_part, attester_id, reason, now_ms),
+            "INSERT INTO cache_dispatch_failures"
+            " (hash_part, attester_id, reason, reported_at_ms, diagnosis, excerpt) VALUES (?, ?, ?, ?, ?, ?)",
+            (hash_part, attester_id, reason, now_ms, diagnosis, excerpt),
         )
         if reason == "build-failed":
             tx.execute(
                 "UPDATE cache_repro_queue SET attempts = attempts + 1 WHERE hash_part = ?", (hash_part,)
             )
         return True
+
+    def dispatch_failures(self, tx: Tx, hash_part: str) -> list[tuple[str, str | None, str | None]]:
+        """``(reason, diagnosis, excerpt)`` of every failure report for ``hash_part``, oldest first."""
+        rows = tx.fetchall(
+            "SELECT reason, diagnosis, excerpt FROM cache_dispatch_failures WHERE hash_part = ?"
+            " ORDER BY reported_at_ms, attester_id",
+            (hash_part,),
+        )
+        return [
+            (str(r[0]), None if r[1] is None else str(r[1]), None if r[2] is None else str(r[2]))
+            for r in rows
+        ]
 
     # -- metrics ------------------------------------------------------------------
 
