@@ -38,15 +38,15 @@ COMMANDS: tuple[str, ...] = (
     "doctor",
     "push",
     "cache",
+    "assess",
+    "mcp",
 )
 """Subcommand modules under ``vega.cli.commands``, registered in this order (help sorts them)."""
 
 PLANNED: dict[str, str] = {
-    "assess": "assess an agent's added store paths (cli.md §13)",
     "dashboard": "open the web dashboard (cli.md §17)",
     "diff": "diagnose a divergent build (cli.md §11)",
     "gate": "gate a closure against its lock file (cli.md §12)",
-    "mcp": "the MCP server for AI coding agents (cli.md §14)",
     "report": "report a build problem (cli.md §8)",
     "trust": "trust another builder, within a scope (cli.md §15)",
     "view": "your personal view's nix.conf lines (cli.md §16)",
@@ -62,6 +62,8 @@ examples:
   vega doctor                            check nix, zstd, your credential and nix.conf
   vega nar hash /nix/store/...-hello     NAR hash of a store path, as `nix hash path`
   vega nar ls dir.nar.zst                list a (compressed) NAR's entries
+  vega gate .#app --json | vega assess --added-paths -    gate the paths a change adds
+  vega mcp --public-key 'vega-cache-1:<base64>'           serve the read-only tools to AI agents
 
 Each command has its own examples: vega <command> --help
 """

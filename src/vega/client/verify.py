@@ -67,9 +67,10 @@ from vega.core.narinfo import NarInfo, parse_narinfo, verify_narinfo_signature
 from vega.core.note import VerifierKey
 from vega.core.revocations import RevocationStatus
 from vega.core.signing import SHARED_KEY_NAME, PublicKey, key_scope, parse_public_key
-from vega.errors import ConfigError, FormatError, VegaError, VerificationError
+from vega.errors import ConfigError, FormatError, NetworkError, VegaError, VerificationError
 
 __all__ = [
+    "ERROR_CODES",
     "Check",
     "Transparency",
     "VerifyContext",
@@ -117,6 +118,10 @@ class VerifyOptions:
     """``--max-scan``: entries the original linear scan may read."""
     log_keys: tuple[VerifierKey, ...] = ()
     """Checkpoint-note verifier keys the user trusts (optional; see :func:`_checkpoint_identity`)."""
+    tenant_discovery: bool = True
+    """On a 404 at a root base, look for the build in a tenant (cli.md §10.2); MCP and assess: off."""
+    cache_published_key: bool = True
+    """Accept a tenant base's published key (cli.md §10.3); MCP and assess: off (mcp.md §1)."""
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
@@ -197,6 +202,9 @@ class VerifyReport:
         The log's own revocation check already fails the shared route through ``checks``.
         """
         return self.revocation is not None and self.revocation.status == "revoked"
+
+    error_code: str | None = None
+    """What kind of failure ``error`` is (:data:`ERROR_CODES`), for machine consumers (MCP, assess)."""
 
     @property
     def tenant_scope(self) -> bool:
@@ -368,6 +376,8 @@ class _Run:
         self.checks: list[Check] = []
         self.notices: list[str] = []
         self.warnings: list[str] = []
+        self.stage = "narinfo"
+        """Which step is running, to classify a failure (:func:`_error_code`)."""
 
     def finish(self, **changes: object) -> VerifyReport:
         return replace(
@@ -392,7 +402,19 @@ def verify_target(ctx: VerifyContext, target: str, options: VerifyOptions | None
         return _verify(run)
     except VegaError as e:
         log.debug("verify %s stopped", target, exc_info=True)
-        return run.finish(error=e.message, next_steps=e.next_steps)
+        return run.finish(error=e.message, next_steps=e.next_steps, error_code=_error_code(run.stage, e))
+
+
+ERROR_CODES = ("NOT_IN_CACHE", "CACHE_UNREACHABLE", "NARINFO_MALFORMED", "NO_TRUSTED_KEY", "LOG_UNAVAILABLE")
+"""The kinds of :attr:`VerifyReport.error_code` (the MCP tool-error codes of mcp.md §4.2, extended)."""
+
+
+def _error_code(stage: str, e: VegaError) -> str:
+    if stage == "narinfo":
+        return "CACHE_UNREACHABLE" if isinstance(e, NetworkError) else "NOT_IN_CACHE"
+    if stage == "key":
+        return "NO_TRUSTED_KEY"
+    return "LOG_UNAVAILABLE"
 
 
 def _verify(run: _Run) -> VerifyReport:
@@ -402,7 +424,9 @@ def _verify(run: _Run) -> VerifyReport:
         info = parse_narinfo(raw.body)
     except FormatError as e:
         run.checks.append(Check(name="store-path", ok=False, detail=f"malformed narinfo: {e.message}"))
-        return run.finish(error=f"malformed narinfo for {hash_part}: {e.message}")
+        return run.finish(
+            error=f"malformed narinfo for {hash_part}: {e.message}", error_code="NARINFO_MALFORMED"
+        )
     run.report = replace(
         run.report,
         base_url=cache.base_url,
@@ -424,7 +448,9 @@ def _verify(run: _Run) -> VerifyReport:
     )
 
     # 2. signature under a key the user trusts
+    run.stage = "key"
     key = _resolve_key(run, cache, info)
+    run.stage = "log"
     sig_ok, sig_detail = True, f"signed by {key.name}"
     try:
         verify_narinfo_signature(info, {key.name: key})
@@ -523,7 +549,7 @@ def _find_narinfo(run: _Run, cache: BinaryCache, hash_part: str) -> tuple[Binary
     first = cache.narinfo(hash_part)
     if first.ok:
         return cache, first
-    if first.status != 404 or is_tenant_scope(cache.base_url):
+    if first.status != 404 or is_tenant_scope(cache.base_url) or not run.options.tenant_discovery:
         raise VerificationError(f"no build found for {hash_part} (HTTP {first.status})")
     tenants = cache.tenants(hash_part)
     if not tenants:
@@ -549,7 +575,7 @@ def _resolve_key(run: _Run, cache: BinaryCache, info: NarInfo) -> PublicKey:
     if chosen is not None:
         return chosen
     names = signature_names(info.sigs)
-    if is_tenant_scope(cache.base_url):
+    if is_tenant_scope(cache.base_url) and run.options.cache_published_key:
         published = cache.tenant_key()
         if published is not None:
             try:
