@@ -16,6 +16,7 @@ from collections.abc import Mapping, Sequence
 from typing import TYPE_CHECKING, Any, TextIO
 
 from vega.cli import style
+from vega.cli.targets import resolve_local
 from vega.errors import VegaError
 
 if TYPE_CHECKING:
@@ -124,7 +125,7 @@ def run(args: argparse.Namespace) -> int:
 
     environ = read_environ()
     args.url = default_url(args.url, environ)
-    args.targets = [_resolve_local(t) for t in args.targets]
+    args.targets = [resolve_local(t) for t in args.targets]
     for target in args.targets:
         parse_target(target)
     options = options_from(args)
@@ -149,17 +150,6 @@ def default_url(flag: str | None, environ: Mapping[str, str]) -> str:
     except VegaError:
         cred = None
     return cred.url if cred is not None else DEFAULT_URL
-
-
-def _resolve_local(target: str) -> str:
-    """A local symlink into the store (``./result``) stands for the store path it points to."""
-    import os
-
-    if "/" in target and not target.startswith("/nix/store/") and os.path.lexists(target):
-        real = os.path.realpath(target)
-        if real.startswith("/nix/store/"):
-            return "/".join(real.split("/")[:4])
-    return target
 
 
 def execute(
