@@ -87,6 +87,7 @@ def test_closure_reads_path_info_of_the_outputs() -> None:
         nar_size=1072,
         references=(),
         deriver=parse_store_path("/nix/store/5y02fvyhvgykz6ls5iv1c52351cgjfiq-vega-push-lib.drv"),
+        ultimate=True,
     )
     assert app.references == (parse_store_path(LIB),)
     assert str(app.nar_hash) == str(parse_nix_hash("sha256-XSJdz7X1/oYgDS6lU4HHFfa/s5tdENzxxN2wR9DtQLM="))
