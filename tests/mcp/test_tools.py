@@ -32,14 +32,14 @@ HELLO = Output("hello", b"nix-archive-1 hello world " * 200)
 UPSTREAM = generate_secret_key("cache.example.org-1", b"\x07" * 32)
 
 
-class FakeClock:
-    def __init__(self, step: float) -> None:
-        self.now = 0.0
-        self.step = step
+class ScriptedClock:
+    """Returns the given readings in order, then the last one forever."""
+
+    def __init__(self, *readings: float) -> None:
+        self.readings = list(readings)
 
     def __call__(self) -> float:
-        self.now += self.step
-        return self.now
+        return self.readings.pop(0) if len(self.readings) > 1 else self.readings[0]
 
 
 class Bench:
@@ -279,8 +279,10 @@ def test_cap_truncates_and_is_never_allow(bench: Bench) -> None:
 
 def test_time_budget_stops_and_marks_partial(bench: Bench) -> None:
     bench.promote(HELLO)
-    ctx = replace(bench.ctx, clock=FakeClock(step=4.0))  # every look at the clock is 4 s later
-    bounds = AssessBounds(max_paths=10, budget_s=10.0, nar_timeout_s=None, workers=1)
+    # Readings: the start, the check before the first path, the wait for it (the budget's 600 s
+    # are real seconds the first path may take), then the check before the second: past the end.
+    ctx = replace(bench.ctx, clock=ScriptedClock(0.0, 0.0, 0.0, 700.0))
+    bounds = AssessBounds(max_paths=10, budget_s=600.0, nar_timeout_s=None, workers=1)
     env = assess_change(ctx, [HELLO.store_path, "/nix/store/" + "2" * 32 + "-b"], bounds)
     assert env["evidence"]["addedClosure"] == {"count": 2, "assessed": 1, "truncated": True}  # type: ignore[index]
     assert env["reasonCodes"] == ["change.allPathsVerified", "change.timeBudgetExceeded"]
@@ -320,12 +322,25 @@ def test_bounded_returns_control_when_the_budget_runs_out() -> None:
     assert bounded(lambda: 7, 5) == (7, False)
 
 
-def test_single_call_budget_is_a_partial_tool_error(bench: Bench) -> None:
-    ctx = replace(bench.ctx, call_budget_s=0.0)
-    out = vega_risk(ctx, HELLO.hash_part)
-    assert out["code"] == "TIME_BUDGET_EXCEEDED"
-    assert out["partial"] is True
-    assert out["verdict"] == "warn"
+def test_single_call_budget_is_a_partial_tool_error(tmp_path: Path) -> None:
+    """A cache that accepts the connection and never answers: the call returns within its budget."""
+    from tests.e2e.conftest import loopback_socket
+
+    sock, url = loopback_socket()  # listens, never accepts: the request waits for its deadline
+    with sock, httpx2.Client() as client:
+        vctx = VerifyContext(
+            client=client,
+            base_url=url,
+            trusted_keys={},
+            state=LogState(tmp_path / "state"),
+            limits=HttpLimits(timeout_s=2.0, tries=1),
+            sleep=lambda s: None,
+        )
+        ctx = ToolContext(verify=vctx, options=VerifyOptions(), call_budget_s=0.2)
+        out = vega_risk(ctx, HELLO.hash_part)
+        assert out["code"] == "TIME_BUDGET_EXCEEDED"
+        assert out["partial"] is True
+        assert out["verdict"] == "warn"
 
 
 def test_worst() -> None:

@@ -134,8 +134,8 @@ def _envelope(
         codes.append("change.timeBudgetExceeded" if timed_out else "change.truncated")
         verdict = worst([verdict, "warn"])
         actions.append(
-            f"assess the change in batches of at most {bounds.max_paths} paths, or run `vega gate` first "
-            "to see only the paths it adds"
+            f"assess the change in batches of at most {bounds.max_paths} paths, "
+            "passing only the paths it adds"
         )
     if verdicts["warn"]:
         actions.append("check a specific path with vega_verify or vega_risk to see why it is not verified")

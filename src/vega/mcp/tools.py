@@ -406,7 +406,7 @@ def vega_reproduce(ctx: ToolContext, target: object) -> dict[str, object]:
     if reproduction == "diverged":
         actions.append("this build is not reproducible: a Vega reproduction disagreed")
     if verdict != "allow":
-        actions.append("reproduce it locally: vega diff <the flake output or store path>")
+        actions.append("reproduce it locally: nix build --rebuild <the flake output> and compare the outputs")
     return {
         "target": hash_part,
         "verdict": verdict,
