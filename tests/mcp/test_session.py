@@ -141,14 +141,13 @@ def test_tenant_only_path_warns(w: World, tmp_path: Path) -> None:
     assert _codes(s.results[1]) == ["NOT_IN_CACHE"]
     assert _codes(s.results[3]) == ["NOT_IN_CACHE"]
     assert "reproduce.uncorroborated" in _codes(s.results[2])
-    # Pinned to the tenant with its key (taken out of band, as a user pins it): scoped => warn.
+    # Pinned to the tenant, its key in the user's nix.conf (taken out of band, as a user pins it;
+    # no --public-key): scoped => warn.
     tenant_key = httpx2.get(f"{w.a.url}/tenant/alice/hello/key").json()["publicKey"]
-    t = mcp_session(
-        f"{w.proxy.url}/tenant/alice/hello",
-        tmp_path / "tenant",
-        each_tool(TENANT.store_path),
-        public_key=tenant_key,
-    )
+    conf = tmp_path / "tenant" / ".config" / "nix" / "nix.conf"
+    conf.parent.mkdir(parents=True)
+    conf.write_text(f"extra-trusted-public-keys = {tenant_key}\n")
+    t = mcp_session(f"{w.proxy.url}/tenant/alice/hello", tmp_path / "tenant", each_tool(TENANT.store_path))
     verify, risk, _, assess = t.results
     assert verify.structured is not None
     assert verify.structured["signature"]["scope"] == "scoped"
@@ -156,6 +155,7 @@ def test_tenant_only_path_warns(w: World, tmp_path: Path) -> None:
     assert risk.verdict == "warn"
     assert _codes(risk) == ["SCOPED_BINDING_NOT_GLOBAL"]
     assert assess.verdict == "warn"
+    assert not any(p.endswith("/key") for p in w.proxy.seen)  # never a key served by the cache
 
 
 def test_tampered_narinfo_is_denied(w: World, tmp_path: Path) -> None:
