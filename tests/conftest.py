@@ -15,7 +15,9 @@ from hypothesis import HealthCheck, settings
 settings.register_profile(
     "vega", deadline=None, max_examples=150, suppress_health_check=[HealthCheck.too_slow]
 )
-settings.load_profile("vega")
+# scripts/mutation runs each mutant against the tests: fewer examples keep that bearable.
+settings.register_profile("mutation", parent=settings.get_profile("vega"), max_examples=25)
+settings.load_profile(os.environ.get("VEGA_HYPOTHESIS_PROFILE", "vega"))
 
 NIX_CONFIG = (
     "experimental-features = nix-command flakes\n"

@@ -95,6 +95,7 @@ class NixError(VegaError):
         stderr: bytes | str,
         *,
         next_steps: Sequence[str] = (),
+        timed_out: bool = False,
     ) -> None:
         text = stderr.decode("utf-8", "replace") if isinstance(stderr, bytes) else stderr
         tail = text.strip()[-2000:]
@@ -108,6 +109,8 @@ class NixError(VegaError):
         """Its exit status."""
         self.stderr_tail = tail
         """The last part of what it wrote to stderr."""
+        self.timed_out = timed_out
+        """The runner's timer stopped it (nix exits 1 on SIGTERM, so the status cannot tell)."""
 
 
 class StorageError(VegaError):

@@ -3,7 +3,9 @@
 from __future__ import annotations
 
 import hashlib
+import io
 import lzma
+import os
 from pathlib import Path
 
 import pytest
@@ -144,3 +146,21 @@ def test_restore_confine_symlinks(tmp_path: Path) -> None:
     assert done.stderr.decode() == "error: NAR symlink would point outside the restore target: b'l'\n"
     assert not (tmp_path / "r").exists()
     assert run_vega(["nar", "restore", str(tmp_path / "r")], stdin=data).returncode == 0
+
+
+def test_ls_on_a_terminal_makes_hostile_names_safe(tmp_path: Path) -> None:
+    """Issue 14: a NAR's names (often a cache's) cannot drive the terminal; piped, bytes stay exact."""
+    from vega.cli.commands.nar import _ls_line
+    from vega.core import nar
+
+    root = tmp_path / "t"
+    root.mkdir()
+    hostile = "a\x1b]0;owned\x07\u202eb\u200bc\x9b"
+    (root / hostile).write_bytes(b"x")
+    os.symlink(hostile, root / "l")
+    data = run_vega(["nar", "dump", str(root)]).stdout
+    entries = [e for e in nar.list_nar(nar.read_nar(io.BytesIO(data).read)) if e.path]
+    assert [_ls_line(e, long=False, terminal=True) for e in entries] == [b"./a]0;ownedbc", b"./l"]
+    long = _ls_line(entries[1], long=True, terminal=True)
+    assert long.endswith(b"./l -> a]0;ownedbc")
+    assert _ls_line(entries[0], long=False) == b"./" + hostile.encode()

@@ -31,6 +31,7 @@ from vega.core.compression import Compression, Compressor
 from vega.core.hashes import HashAlgorithm, hash_bytes
 from vega.core.narinfo import NarInfo, SignedFields, fingerprint, format_narinfo, sign_narinfo
 from vega.core.note import SignerKey
+from vega.core.revocations import Revocation, sign_revocation_list
 from vega.core.signing import PublicKey, SecretKey, generate_secret_key
 from vega.core.storepath import StorePath, parse_store_path
 from vega.server.db import open_database
@@ -119,6 +120,8 @@ class CacheServer:
     builds: dict[str, Build] = field(default_factory=dict)
     tenant_builds: dict[str, Build] = field(default_factory=dict)
     legacy: bool = False
+    revoked_list: list[Revocation] = field(default_factory=list)
+    """Entries of the signed ``/api/revocations`` list (changes-0.19.md)."""
     proxy: _LogProxy = field(default_factory=_LogProxy)
     logs: int = 0
 
@@ -247,6 +250,10 @@ class CacheServer:
                 return JSONResponse({"verdict": "unknown", "tenants": ["alice/hello", "bad tenant!"]})
             return JSONResponse({"error": "unknown"}, status_code=404)
 
+        def revocations(request: Request) -> Response:
+            body = self.revocations_body()
+            return body if isinstance(body, Response) else JSONResponse(body)
+
         def tenant_key(request: Request) -> Response:
             from vega.core.signing import format_public_key
 
@@ -257,10 +264,15 @@ class CacheServer:
             Route("/{hash}.narinfo", narinfo),
             Route("/nar/{file}", nar),
             Route("/api/status/{hash}", status),
+            Route("/api/revocations", revocations),
             Route("/tenant/{owner}/{tenant}/{hash}.narinfo", narinfo),
             Route("/tenant/{owner}/{tenant}/nar/{file}", nar),
             Route("/tenant/{owner}/{tenant}/key", tenant_key),
         ]
+
+    def revocations_body(self) -> object:
+        """The signed revocation list as served (tests override it to tamper)."""
+        return sign_revocation_list(SHARED, self.revoked_list, self.clock.ms)
 
     # -- the client side ---------------------------------------------------------------------------
 
@@ -274,6 +286,7 @@ class CacheServer:
             state=LogState(self.tmp / "state"),
             limits=HttpLimits(),
             sleep=lambda s: None,
+            now_ms=lambda: self.clock.ms,
         )
 
 

@@ -134,7 +134,7 @@ def test_discover_github_reads_api_info(world: tuple[World, TestClient]) -> None
         w.info = odd
         assert account.discover_github(http, URL).url == "https://github.com"
     w.info = {"github": {"url": "http://ghe.example.com"}}
-    with pytest.raises(ConfigError, match="advertises a GitHub that is not https"):
+    with pytest.raises(ConfigError, match="advertises a GitHub URL that is not https"):
         account.discover_github(http, URL)
 
 
@@ -159,6 +159,42 @@ def test_discover_github_reads_api_info(world: tuple[World, TestClient]) -> None
             200,
             {"credential": "c", "login": "a", "userId": 7, "expiresAt": "soon"},
             "enrollment failed (200: expiresAt is not a number)",
+        ),
+        # issue 14: the login is validated (GitHub syntax), never stored with hostile characters
+        (
+            200,
+            {"credential": "c", "login": "alice\x1b]0;owned\x07", "userId": 7},
+            "enrollment failed (200: login 'alice]0;owned' is not a GitHub login)",
+        ),
+        (
+            200,
+            {"credential": "c", "login": "ali\u202ece", "userId": 7},
+            "enrollment failed (200: login 'alice' is not a GitHub login)",
+        ),
+        (
+            200,
+            {"credential": "c", "login": "alice\u200b", "userId": 7},
+            "enrollment failed (200: login 'alice' is not a GitHub login)",
+        ),
+        (
+            200,
+            {"credential": "c", "login": "-alice", "userId": 7},
+            "enrollment failed (200: login '-alice' is not a GitHub login)",
+        ),
+        (
+            200,
+            {"credential": "c", "login": "a--b", "userId": 7},
+            "enrollment failed (200: login 'a--b' is not a GitHub login)",
+        ),
+        (
+            200,
+            {"credential": "c", "login": "a" * 40, "userId": 7},
+            f"enrollment failed (200: login '{'a' * 40}' is not a GitHub login)",
+        ),
+        (
+            200,
+            {"credential": "c", "login": "", "userId": 7},
+            "enrollment failed (200: login '' is not a GitHub login)",
         ),
     ],
 )

@@ -126,8 +126,8 @@ def test_strict_invalid_url(tmp_path: Path) -> None:
     with pytest.raises(ConfigError) as e:
         load_credential(path, NOW_MS)
     assert e.value.message == (
-        "control plane must be a valid https URL (got 'http://evil.test'); "
-        "refusing to send credentials over plaintext."
+        "control plane must be a valid https URL: it is plaintext http to a host that is not loopback"
+        " (localhost, 127.0.0.1, ::1); refusing to send credentials over plaintext."
     )
     assert load_credential_lenient(path) is None
 

@@ -361,7 +361,7 @@ def test_nix_that_exits_non_zero_fails_with_its_last_error_line(doctor: Doctor) 
     )
     check = doctor.check(broken).checks[0]
     assert check.level == "fail"
-    assert check.detail == "`nix --version` exited 1: error:  [31mbad"
+    assert check.detail == "`nix --version` exited 1: error: [31mbad"
 
 
 def test_nix_command_disabled_is_detected_and_the_config_still_read(doctor: Doctor) -> None:
@@ -489,7 +489,7 @@ def test_a_control_plane_that_cannot_check_credentials_says_not_checked(doctor: 
     doctor.enrol("https://vega-cache.dev", login="ali\x1bce")  # the original: no /api/owner/whoami
     auth = by_name(doctor.check(runner("plain")))["auth"]
     assert auth == Check(
-        name="auth", level="ok", detail="enrolled as ali ce (not checked with the control plane)"
+        name="auth", level="ok", detail="enrolled as alice (not checked with the control plane)"
     )
 
 
@@ -568,7 +568,7 @@ def test_api_info_with_an_unusable_shared_key_is_ignored(doctor: Doctor, info: R
     checks = by_name(
         doctor.check(runner("plain", substituters="http://127.0.0.1:9", trusted_public_keys=WRONG_SHARED))
     )
-    assert checks["control plane"].detail.endswith("; server 1.2 [0m)")
+    assert checks["control plane"].detail.endswith("; server 1.2[0m)")
     assert checks["trusted keys"].detail == "trusted: vega-cache-1"  # nothing to compare with
 
 

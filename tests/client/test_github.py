@@ -170,7 +170,7 @@ def test_deadline_passes_without_approval() -> None:
 def test_control_characters_in_errors_are_neutralised() -> None:
     with pytest.raises(VegaError) as e:
         run_flow(FakeGitHub([{"error": "bad\x1b[31m\nthing"}]), Clock())
-    assert e.value.message == "authorization failed: bad [31m thing"
+    assert e.value.message == "authorization failed: bad[31m thing"
 
 
 @pytest.mark.parametrize("status", [404, 500])

@@ -30,8 +30,9 @@ def client_for(status: int, body: bytes | object) -> LogClient:
 def test_lookup_missing_endpoint_means_an_original_server() -> None:
     assert client_for(404, b"Not Found").lookup("h") is None
     assert client_for(405, b"").lookup("h") is None
-    with pytest.raises(ApiError, match=r"log lookup failed \(404: no\)"):
-        client_for(404, {"error": "no"}).lookup("h")
+    # issue 14: the original's unknown routes are JSON 404s (protocol.md §4.0); still missing
+    assert client_for(404, {"error": "not found"}).lookup("h") is None
+    assert client_for(501, {"error": "not implemented"}).lookup("h") is None
     with pytest.raises(ApiError, match=r"log lookup failed \(400\)"):
         client_for(400, b"<html>").lookup("h")
 

@@ -44,9 +44,9 @@ def test_normalise_valid_urls(url: str, want: str) -> None:
 def test_invalid_urls_fail_with_the_spec_text(url: str) -> None:
     with pytest.raises(ConfigError) as e:
         normalise_url(url)
-    assert e.value.message == (
-        f"control plane must be a valid https URL (got '{url}'); refusing to send credentials over plaintext."
-    )
+    assert e.value.message.startswith("control plane must be a valid https URL: ")
+    assert e.value.message.endswith("; refusing to send credentials over plaintext.")
+    assert (url.split("//")[-1] or "\0") not in e.value.message
 
 
 def test_url_precedence() -> None:

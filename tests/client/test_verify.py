@@ -18,6 +18,7 @@ from vega.client.verify import (
     verify_target,
 )
 from vega.core.compression import Compression
+from vega.core.narinfo import format_narinfo
 from vega.core.note import VerifierKey
 from vega.core.signing import generate_secret_key
 from vega.errors import ConfigError
@@ -268,6 +269,25 @@ def test_not_promoted_fails_with_a_note(server: CacheServer) -> None:
     assert report.nar.ok
 
 
+def test_another_builds_signed_narinfo_is_refused(server: CacheServer) -> None:
+    """issue 14 (mutation audit): asked for A, served B's correctly signed and promoted narinfo."""
+    a = promoted(server, "wanted")
+    b = promoted(server, "other", filler=2)
+    assert verify_target(server.context(), b.hash).exit_ok  # B itself verifies completely
+    server.recorder.serve[f"/{a.hash}.narinfo"] = (200, format_narinfo(b.info).encode())
+    report = verify_target(server.context(), a.hash)
+    assert not report.exit_ok
+    assert not report.verified
+    assert checks(report)["store-path"] == (
+        False,
+        f"asked for {a.hash}, the narinfo is for {b.path.absolute}",
+    )
+    # Everything else about B's narinfo is genuine: only the path comparison catches the swap.
+    assert all(ok for name, (ok, _) in checks(report).items() if name != "store-path")
+    allowed = verify_target(server.context(), a.hash, VerifyOptions(allow_signature_only=True))
+    assert not allowed.exit_ok
+
+
 # -- tampering: each piece fails with its own message -----------------------------------------------
 
 
@@ -495,6 +515,7 @@ def test_truncated_lookup_cannot_rule_out_revocation(server: CacheServer) -> Non
     def change(body: bytes) -> bytes:
         obj = json.loads(body)
         obj["truncated"] = True
+        del obj["events"]  # no signed list of promotions and revocations
         return json.dumps(obj).encode()
 
     server.recorder.tamper["/log/lookup/"] = change
@@ -504,6 +525,60 @@ def test_truncated_lookup_cannot_rule_out_revocation(server: CacheServer) -> Non
         False,
         "the log returned only the oldest 1 entries for this build; a revocation cannot be ruled out",
     )
+
+
+def test_truncated_lookup_with_a_signed_event_list_rules_out_revocation(server: CacheServer) -> None:
+    build = promoted(server)
+
+    def change(body: bytes) -> bytes:
+        obj = json.loads(body)
+        obj["truncated"] = True
+        return json.dumps(obj).encode()
+
+    server.recorder.tamper["/log/lookup/"] = change
+    report = verify_target(server.context(), build.hash)
+    assert report.exit_ok
+    assert checks(report)["revocation"][0] is True
+
+
+@pytest.mark.parametrize(
+    ("tamper", "detail"),
+    [
+        (
+            lambda ev, entries: ev.update(signature="vega-cache-1:" + "A" * 86 + "=="),
+            "unknown: the log's list of promotions and revocations is not signed by vega-cache-1",
+        ),
+        (
+            lambda ev, entries: ev.update(indexes=[*ev["indexes"], 99]),
+            "unknown: the log's list of promotions and revocations is not signed by vega-cache-1",
+        ),
+        (
+            lambda ev, entries: entries.clear(),
+            "unknown: the log's signed list of promotions and revocations does not match the entries it sent",
+        ),
+        (
+            lambda ev, entries: entries[0].update(proofHex=["00" * 32] * len(entries[0]["proofHex"])),
+            "entries #20 have invalid inclusion proofs",
+        ),
+    ],
+    ids=["forged-signature", "index-added", "entries-withheld", "bad-proof"],
+)
+def test_an_event_list_that_does_not_hold_up_is_unknown_never_clean(
+    server: CacheServer, tamper: Any, detail: str
+) -> None:
+    build = promoted(server)
+    server.revoke(server.add("other", b"other"))  # unrelated: not in this build's list
+
+    def change(body: bytes) -> bytes:
+        obj = json.loads(body)
+        obj["truncated"] = True
+        tamper(obj["events"], obj["entries"])
+        return json.dumps(obj).encode()
+
+    server.recorder.tamper["/log/lookup/"] = change
+    report = verify_target(server.context(), build.hash)
+    assert not report.exit_ok
+    assert checks(report)["revocation"] == (False, detail)
 
 
 # -- the original's endpoints -----------------------------------------------------------------------
@@ -519,7 +594,7 @@ def test_legacy_server_still_verifies_and_says_so(server: CacheServer) -> None:
     assert report.transparency.scanned == 4
     assert "server lacks /log/lookup" in report.notices[0]
     assert server.recorder.paths[1:4] == [f"/log/lookup/{build.hash}", "/log/sth", "/log/entry/23"]
-    assert report.requests == 3 + 4 + 2  # narinfo, lookup, sth; 4 entries; inclusion, NAR
+    assert report.requests == 3 + 4 + 3  # narinfo, lookup, sth; 4 entries; inclusion, revocations, NAR
     server.filler(2, start=99)
     again = verify_target(server.context(), build.hash)
     assert again.exit_ok
@@ -567,6 +642,26 @@ def test_legacy_rollback_detected(server: CacheServer) -> None:
     report = verify_target(ctx, build.hash)
     assert checks(report)["checkpoint"][1].startswith("log fork or rollback detected: ")
     assert not report.exit_ok
+    # issue 14 (mutation audit): as on the new path, nothing after a fork is reported as checked.
+    why = "not checked: the log is not consistent with the remembered checkpoint"
+    assert checks(report)["promotion"] == (False, why)
+    assert checks(report)["revocation"] == (False, why)
+
+
+def test_legacy_rollback_without_the_build_reads_not_checked(server: CacheServer) -> None:
+    """A forked legacy log that lacks the build must not report "no revocation in the log"."""
+    build = promoted(server)
+    server.legacy = True
+    ctx = server.context()
+    assert verify_target(ctx, build.hash).exit_ok
+    server.new_log()
+    server.filler(2)
+    report = verify_target(ctx, build.hash)
+    assert not report.exit_ok
+    assert checks(report)["checkpoint"][1].startswith("log fork or rollback detected: ")
+    why = "not checked: the log is not consistent with the remembered checkpoint"
+    assert checks(report)["promotion"] == (False, why)
+    assert checks(report)["revocation"] == (False, why)
 
 
 def test_legacy_and_new_share_the_remembered_checkpoint(server: CacheServer) -> None:

@@ -210,3 +210,20 @@ def test_open_checkpoint_arbitrary_bytes(data: bytes) -> None:
 def test_lone_surrogates_are_format_errors() -> None:
     with pytest.raises(FormatError, match="lone surrogates"):
         checkpoint.parse_checkpoint("a\ud800\n1\n" + base64.b64encode(ROOT).decode() + "\n")
+
+
+def test_one_witness_cosigning_twice_counts_once() -> None:
+    """issue 14 (mutation audit): two valid cosignatures by one witness are not two witnesses."""
+    verifiers = [w.verifier for w in WITNESSES]
+    once = _cosigned(1)
+    again = checkpoint.cosign_checkpoint(once, WITNESSES[0], 1_700_000_100)
+    twice = Note(once.text, (*once.signatures, again.signatures[-1]))
+    reparsed = note.parse_note(note.format_note(twice))
+    mine = [s for s in reparsed.signatures if s.name == WITNESSES[0].name]
+    assert len(mine) == 2
+    assert mine[0] != mine[1]
+    for sig in mine:  # both are genuine cosignatures of the checkpoint
+        assert WITNESSES[0].verifier.is_valid(reparsed.text, sig.signature)
+    with pytest.raises(VerificationError, match="cosigned by 1 of 4 witnesses, the policy requires 2"):
+        checkpoint.verify_witness_policy(reparsed, verifiers, 2)
+    assert len(checkpoint.verify_witness_policy(reparsed, verifiers, 1)) == 1

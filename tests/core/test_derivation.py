@@ -17,6 +17,7 @@ from hypothesis import strategies as st
 from vega.core.derivation import (
     Derivation,
     DerivationOutput,
+    derivation_bytes,
     derivation_path,
     format_derivation,
     hash_derivation_modulo,
@@ -24,7 +25,7 @@ from vega.core.derivation import (
     parse_derivation,
 )
 from vega.core.hashes import HashAlgorithm
-from vega.core.storepath import StorePath, parse_store_path
+from vega.core.storepath import StorePath, make_text_path, parse_store_path
 from vega.errors import FormatError
 
 DRVS = {
@@ -304,10 +305,52 @@ def test_malformed(text: str, message: str) -> None:
 def test_limits_and_encoding() -> None:
     with pytest.raises(FormatError, match="larger than 100 bytes"):
         parse_derivation(DRV_FOD, max_bytes=100)
-    with pytest.raises(FormatError, match="not UTF-8 at byte 3"):
+    with pytest.raises(FormatError, match=r"expected 'Derive\(' at offset 0"):
         parse_derivation(b"Der\xffive(")
     utf8 = DRV_FOD.replace("hello >", "h\u00e9llo \u2603 >")
     assert format_derivation(parse_derivation(utf8.encode())) == utf8
+    assert derivation_bytes(parse_derivation(utf8.encode())) == utf8.encode()
+
+
+@pytest.mark.parametrize(
+    "raw",
+    [
+        b"\xe4\xf6\xfc",  # Latin-1 "äöü", not UTF-8
+        b"\x80\x8a\x9f",  # CP1252 "€Šź" bytes, not UTF-8
+        b"\xc3\xa4 \xe4",  # UTF-8 and a stray Latin-1 byte together
+        b"\xed\xa0\x80",  # an encoded surrogate: not UTF-8 either
+    ],
+)
+def test_non_utf8_strings_read_and_write_byte_for_byte(raw: bytes) -> None:
+    """Nix strings are bytes: a .drv with Latin-1/CP1252 bytes parses and hashes those bytes."""
+    data = DRV_FOD.encode().replace(b"hello >", b"h" + raw + b" >")
+    drv = parse_derivation(data)
+    assert derivation_bytes(drv) == data
+    assert format_derivation(drv).encode("utf-8", "surrogateescape") == data
+    want = make_text_path("x.drv", data, drv.input_srcs)
+    assert derivation_path(drv, "x") == want
+    # Input-addressed: the modulo hash covers the same bytes (BASE's builder script holds them).
+    base = DRVS[BASE].encode().replace(b"newline", raw)
+    other = DRVS[BASE].encode().replace(b"newline", raw[::-1])
+    assert derivation_bytes(parse_derivation(base)) == base
+    assert hash_derivation_modulo(parse_derivation(base), resolver()) != hash_derivation_modulo(
+        parse_derivation(other), resolver()
+    )
+
+
+def test_environment_sorts_by_bytes_as_nix_does() -> None:
+    """Nix's std::map orders by bytes: 0x80 (a CP1252 byte) sorts before "é" (0xC3 0xA9)."""
+    data = DRV_FOD.encode().replace(b'("builder",', b'("a\xc3\xa9","1"),("a\x80","2"),("builder",')
+    assert derivation_bytes(parse_derivation(data)) != data  # not in Nix's order
+    fixed = data.replace(b'("a\xc3\xa9","1"),("a\x80","2")', b'("a\x80","2"),("a\xc3\xa9","1")')
+    assert derivation_bytes(parse_derivation(data)) == fixed
+    assert derivation_bytes(parse_derivation(fixed)) == fixed
+
+
+def test_a_surrogate_that_is_not_a_byte_is_refused_when_written() -> None:
+    drv = parse_derivation(DRV_FOD.replace("hello >", "h\ud800 >"))
+    with pytest.raises(FormatError, match=r"character '\\ud800' at offset \d+ is not text or a byte"):
+        derivation_bytes(drv)
 
 
 def test_output_kinds_refused_for_paths() -> None:
@@ -390,3 +433,102 @@ def test_mutated_drvs_raise_only_format_error(path: str, data: st.DataObject) ->
         return
     text = format_derivation(drv)
     assert format_derivation(parse_derivation(text)) == text
+
+
+EXACT_MESSAGES = [
+    "derivation: expected 'Derive(' at offset 0, found ''",
+    "derivation: expected 'Derive(' at offset 0, found 'DrvWithVersion(\"xp-dyn-drv\",[])'",
+    "derivation: expected the end at offset 496, found '\\n'",
+    "derivation: expected ')' at offset 495, found ''",
+    "derivation: expected ',' or ']' at offset 494, found ''",
+    'derivation: expected a string at offset 160, found \'x86_64-linux,"/bin/sh",["-c","echo -n he\'',
+    "derivation: expected ',' or ']' at offset 191, found 'echo -n hello > $out\"],[(\"builder\",\"/bin'",
+    "derivation: expected a string at offset 15, found '/nix/store/v54vglapf03chw0pd4niqk8b5ba5l'",
+    "derivation: expected an absolute store path at offset 15, "
+    "found '\"/tmp/v54vglapf03chw0pd4niqk8b5ba5lg8a-v'",
+    "derivation: at offset 15: not a store path: '/nix/store/v54v-x'",
+    "unknown hash algorithm 'sha257' (output 'out' at offset 15)",
+    "derivation: output hash '2cf24dba5fb0a30e26e83b2ac5b9e29e1b161e5c1fa7425e73043362938b9824' "
+    "without an algorithm (output 'out' at offset 15)",
+    "hash '2cf2' has wrong length for hash type 'sha256' (output 'out' at offset 15)",
+    "derivation: a fixed output has no path (output 'out' at offset 15)",
+    "derivation: a floating content-addressed output has a path (output 'out' at offset 15)",
+    "derivation: platform may not contain a quote or backslash: 'x86\"64'",
+    "derivation: output name may not contain a quote or backslash: 'o\\\\ut'",
+    "derivation: duplicate environment variable 'builder'",
+    "derivation: duplicate input source 'w0jpmpqz4gdhnzar4i46hxqs7cz4f20g-data.txt'",
+    "derivation: duplicate output of input j6p8kpmzay68qvrargmx8x6cpgp8m83y-vega-base.drv 'dev'",
+    "derivation: input derivation output name may not contain a quote or backslash: 'de\"v'",
+    "derivation: duplicate output 'out'",
+    "derivation: duplicate input derivation 'aaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaa-a.drv'",
+]
+
+
+@pytest.mark.parametrize(("case", "message"), list(zip(MALFORMED, EXACT_MESSAGES, strict=True)))
+def test_malformed_messages_exactly(case: tuple[str, str], message: str) -> None:
+    """Each message names what was expected, where, and what was found (40 characters of it)."""
+    with pytest.raises(FormatError) as e:
+        parse_derivation(case[0])
+    assert e.value.message == message
+
+
+def test_special_characters_are_escaped_one_kind_at_a_time() -> None:
+    for special, escaped in (("\\", "\\\\"), ('"', '\\"'), ("\n", "\\n"), ("\r", "\\r"), ("\t", "\\t")):
+        drv = parse_derivation(DRV_FOD.replace("echo -n hello", "echo " + escaped + " x"))
+        assert drv.args[1] == "echo " + special + " x > $out"
+        assert format_derivation(drv) == DRV_FOD.replace("echo -n hello", "echo " + escaped + " x")
+
+
+def test_output_names_sort_by_bytes() -> None:
+    data = (
+        DRVS[BASE].encode().replace(b'("dev",', b'("a\xc3\xa9",').replace(b'("out","/nix', b'("a\x80","/nix')
+    )
+    drv = parse_derivation(data)
+    names = [name for name, _ in drv.outputs]
+    text = derivation_bytes(drv)
+    assert text.index(b'("a\x80"') < text.index(b'("a\xc3\xa9"')
+    assert len(names) == 2
+
+
+def test_size_limit_is_inclusive_and_missing_outputs_are_named() -> None:
+    assert parse_derivation(DRV_FOD, max_bytes=len(DRV_FOD)) == parse_derivation(DRV_FOD)
+    with pytest.raises(KeyError) as e:
+        parse_derivation(DRV_FOD).output("nope")
+    assert e.value.args == ("nope",)
+    with pytest.raises(FormatError) as f:
+        output_paths(parse_derivation(DRVS[BASE].replace('("name","vega-base"),', "")), resolver())
+    assert f.value.message == "derivation: no 'name' in its environment; pass the name"
+
+
+def test_shared_inputs_are_hashed_once_and_none_is_skipped() -> None:
+    """A memoized input popped again must not end the walk: inputs below it are still pending."""
+    base = parse_derivation(DRVS[BASE])
+    other = "/nix/store/00000000000000000000000000000000-other.drv"  # sorts first: popped last
+    top = Derivation(
+        outputs=base.outputs,
+        input_drvs=(
+            (parse_store_path(other), ("out",)),
+            *base.input_drvs,  # also inputs of BASE: memoized before popped here
+            (parse_store_path(BASE), ("out",)),
+        ),
+        input_srcs=(),
+        platform=base.platform,
+        builder=base.builder,
+        args=base.args,
+        env=base.env,
+    )
+    calls: list[str] = []
+    known = resolver(calls)
+
+    def resolve(path: str) -> Derivation:
+        return parse_derivation(DRV_FOD) if path == other else known(path)
+
+    digest = hash_derivation_modulo(top, resolve)
+    assert sorted(calls) == sorted(set(calls))  # each input read once
+    cache = {
+        p.absolute: hash_derivation_modulo(parse_derivation(DRVS[p.absolute]), known)
+        for p, _ in base.input_drvs
+    }
+    cache[BASE] = hash_derivation_modulo(base, known)
+    cache[other] = hash_derivation_modulo(parse_derivation(DRV_FOD), known)
+    assert hash_derivation_modulo(top, resolve, cache=cache) == digest

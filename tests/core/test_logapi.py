@@ -13,6 +13,7 @@ from vega.core.logapi import (
     MAX_PROOF_HASHES,
     ConsistencyAnswer,
     EntryAnswer,
+    EventStatement,
     InclusionAnswer,
     LookupAnswer,
     LookupEntry,
@@ -55,6 +56,13 @@ def test_consistency_round_trip(first: int, second: int, proof: tuple[bytes, ...
 )
 def test_lookup_round_trip(note: str, entries: list[LookupEntry], truncated: bool) -> None:
     answer = LookupAnswer(checkpoint_note=note, sth={"size": 1}, entries=tuple(entries), truncated=truncated)
+    assert LookupAnswer.from_json(wire(answer.to_json())) == answer
+
+
+@given(indexes=st.lists(_sizes, max_size=5).map(tuple), signature=st.text())
+def test_lookup_event_statement_round_trip(indexes: tuple[int, ...], signature: str) -> None:
+    events = EventStatement(indexes=indexes, signature=signature)
+    answer = LookupAnswer(checkpoint_note="c", sth=None, entries=(), events=events)
     assert LookupAnswer.from_json(wire(answer.to_json())) == answer
 
 
@@ -111,6 +119,22 @@ def test_lookup_without_truncated_is_complete() -> None:
             {"checkpoint": "c", "entries": [], "truncated": "no"},
             "truncated: expected true or false",
         ),
+        (
+            LookupAnswer.from_json,
+            {"checkpoint": "c", "entries": [], "events": {"indexes": [1, -2], "signature": "s"}},
+            r"events\.indexes\[1\]: expected a non-negative integer",
+        ),
+        (
+            LookupAnswer.from_json,
+            {"checkpoint": "c", "entries": [], "events": {"indexes": [True], "signature": "s"}},
+            r"events\.indexes\[0\]: expected a non-negative integer",
+        ),
+        (
+            LookupAnswer.from_json,
+            {"checkpoint": "c", "entries": [], "events": {"indexes": []}},
+            r"events\.signature: expected a string",
+        ),
+        (EventStatement.from_json, [], "body: expected a JSON object"),
     ],
 )
 def test_malformed_answers_are_refused(parse: object, body: object, message: str) -> None:
@@ -143,6 +167,7 @@ def test_arbitrary_json_raises_only_format_error(obj: object) -> None:
         InclusionAnswer.from_json,
         ConsistencyAnswer.from_json,
         LookupAnswer.from_json,
+        EventStatement.from_json,
     ):
         with contextlib.suppress(FormatError):
             parse(obj)

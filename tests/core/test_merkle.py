@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import hashlib
 import json
 import random
 from collections.abc import Callable, Sequence
@@ -205,6 +206,29 @@ def test_inclusion_error_messages() -> None:
     with pytest.raises(VerificationError, match="proof hash 3 must be 32 bytes, got 33 bytes"):
         merkle.verify_inclusion(hashes[41], 41, 1234, [*proof[:3], proof[3] + b"x", *proof[4:]], root)
     assert t.leaves
+
+
+def test_inclusion_proof_longer_than_the_tree_needs_is_refused() -> None:
+    """issue 14 (mutation audit): extra hashes after the path must not let a forged root through.
+
+    Entry 0 of a one-entry tree needs no hash. With one extra hash ``x`` the verification loop
+    would compute ``node(x, leaf)``; a server that publishes exactly that as its root must still
+    be refused (a length check loosened to "at least" would accept it).
+    """
+    leaf = merkle.leaf_hash(b"the only entry")
+    extra = hashlib.sha256(b"attacker").digest()
+    forged_root = merkle.node_hash(extra, leaf)
+    merkle.verify_inclusion(leaf, 0, 1, [], leaf)
+    with pytest.raises(VerificationError, match=r"expected 0 hashes for size 1, got 1$"):
+        merkle.verify_inclusion(leaf, 0, 1, [extra], forged_root)
+    # The same in a bigger tree: a valid path plus one extra hash, folded into a forged root.
+    leaves = leaves_for(6)
+    hashes = [merkle.leaf_hash(x) for x in leaves]
+    proof = merkle.prove_inclusion(5, 6, Tree(leaves).read)
+    root = merkle.root_from_leaf_hashes(hashes)
+    merkle.verify_inclusion(hashes[5], 5, 6, proof, root)
+    with pytest.raises(VerificationError, match=r"expected 2 hashes for size 6, got 3$"):
+        merkle.verify_inclusion(hashes[5], 5, 6, [*proof, extra], merkle.node_hash(extra, root))
 
 
 def test_consistency_conventions_and_errors() -> None:

@@ -139,3 +139,21 @@ def test_arbitrary_text_raises_only_format_error(text: str) -> None:
     except FormatError:
         return
     assert nixbase32.encode(raw) == text
+
+
+def test_error_messages_name_the_character_and_quote_at_most_120_characters() -> None:
+    """The messages say what is wrong and never echo more than 120 characters of the input."""
+    long_bad = "e" + "0" * 159
+    with pytest.raises(FormatError) as e:
+        nixbase32.decode(long_bad)
+    assert e.value.message == f"nix base-32: invalid character 'e' in {long_bad[:120]!r}"
+    with pytest.raises(FormatError) as e:
+        nixbase32.decode("000")
+    assert e.value.message == "nix base-32: invalid length 3: '000'"
+    long_len = "0" * 131
+    with pytest.raises(FormatError) as e:
+        nixbase32.decode(long_len)
+    assert e.value.message == f"nix base-32: invalid length 131: {long_len[:120]!r}"
+    with pytest.raises(FormatError) as e:
+        nixbase32.decode("z" + "0" * 129)
+    assert e.value.message == f"nix base-32: non-zero bits past the last byte in {('z' + '0' * 129)[:120]!r}"

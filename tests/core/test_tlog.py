@@ -352,3 +352,87 @@ def test_leaf_binds_narinfo() -> None:
 @given(st.binary(max_size=200))
 def test_leaf_binds_never_raises(data: bytes) -> None:
     assert not tlog.leaf_binds_narinfo(data, SP, NH, FP)
+
+
+def test_events_message_names_build_tree_and_indexes() -> None:
+    """ADR 0012: the lookup's signed list of promotions and revocations."""
+    h = "0" * 32
+    assert tlog.events_message(h, 10, b"\xab" * 32, [3, 7]) == (
+        f"vega-events:v1:{h}:10:{'ab' * 32}:3,7".encode()
+    )
+    assert tlog.events_message(h, 0, b"\x00" * 32, []).endswith(b":")
+
+
+def _big_fingerprint(refs: int) -> str:
+    listed = ",".join(f"/nix/store/{'a' * 32}-ref-{k}" for k in range(refs))
+    return f"1;{SP};{NH};226560;{listed}"
+
+
+def test_a_leaf_too_large_for_one_entry_is_compact_and_still_binds() -> None:
+    """Issue 14/11: about 1,300 references made "102391 bytes exceeds 65535"; ADR 0012."""
+    fp = _big_fingerprint(2000)
+    promotion = PromotionLeaf(store_path=SP, fingerprint=fp, nar_hash=NH, agreed_since=1, at=2)
+    data = tlog.encode_leaf(promotion)
+    assert len(data) <= tlog.MAX_LEAF_BYTES
+    digest = tlog.fingerprint_sha256(fp)
+    assert (
+        data
+        == (
+            f'{{"v":1,"event":"promotion","storePath":"{SP}","fingerprintSha256":"{digest}",'
+            f'"narHash":"{NH}","agreedSince":1,"at":2}}'
+        ).encode()
+    )
+    parsed = tlog.parse_leaf(data)
+    assert parsed == PromotionLeaf(
+        store_path=SP, fingerprint="", nar_hash=NH, agreed_since=1, at=2, fingerprint_sha256=digest
+    )
+    assert tlog.leaf_binds_narinfo(data, SP, NH, fp)
+    assert tlog.leaf_binds_narinfo(parsed, SP, NH, fp)
+    assert not tlog.leaf_binds_narinfo(data, SP, NH, fp + "x")
+    assert not tlog.leaf_binds_narinfo(parsed, SP, NH, _big_fingerprint(1999))
+    assert not tlog.leaf_binds_narinfo(data, SP, NH.replace("1", "2"), fp)
+    attestation = AttestationLeaf(
+        store_path=SP, fingerprint=fp, nar_hash=NH, tenant="o/r", lane="gh-actions", attester_id="a", at=3
+    )
+    compact = tlog.encode_leaf(attestation)
+    assert len(compact) <= tlog.MAX_LEAF_BYTES
+    assert tlog.parse_leaf(compact) == AttestationLeaf(
+        store_path=SP,
+        fingerprint="",
+        nar_hash=NH,
+        tenant="o/r",
+        lane="gh-actions",
+        attester_id="a",
+        at=3,
+        fingerprint_sha256=digest,
+    )
+
+
+def test_leaves_that_fit_keep_the_original_shape() -> None:
+    fp = _big_fingerprint(100)
+    data = tlog.encode_leaf(PromotionLeaf(store_path=SP, fingerprint=fp, nar_hash=NH, at=2))
+    assert json.loads(data)["fingerprint"] == fp
+    assert "fingerprintSha256" not in json.loads(data)
+
+
+@pytest.mark.parametrize(
+    ("data", "message"),
+    [
+        (
+            f'{{"v":1,"event":"promotion","storePath":"{SP}","fingerprintSha256":"AB","narHash":"{NH}","at":1}}',
+            "fingerprintSha256 must be 64 lowercase hex digits",
+        ),
+        (
+            f'{{"v":1,"event":"promotion","storePath":"{SP}","fingerprint":"1;",'
+            f'"fingerprintSha256":"{"a" * 64}","narHash":"{NH}","at":1}}',
+            "unexpected field 'fingerprintSha256'",
+        ),
+        (
+            f'{{"v":1,"event":"promotion","storePath":"{SP}","narHash":"{NH}","at":1}}',
+            "fingerprint must be a string",
+        ),
+    ],
+)
+def test_compact_leaves_are_parsed_strictly(data: str, message: str) -> None:
+    with pytest.raises(FormatError, match=message):
+        tlog.parse_leaf(data)

@@ -318,16 +318,29 @@ FAILING_FLAKE = """{
   outputs = { self }: {
     packages.x86_64-linux.impure = derivation {
       name = "impure-SEED"; system = "x86_64-linux"; builder = "/bin/sh";
-      args = [ "-c" "/usr/bin/env true > $out" ];
+      args = [ "-c" "/usr/bin/env -i > $out" ];
+    };
+  };
+}
+"""
+EXTRA_OUTPUT = """    packages.x86_64-linux.extra = derivation {
+      name = "extra-SEED"; system = "x86_64-linux"; builder = "/bin/sh";
+      args = [ "-c" "echo > $out" ];
     };
   };
 }
 """
 
 
-def test_a_failed_reproduction_is_reported_with_its_class_and_a_redacted_excerpt(
+def test_failed_reproductions_are_reported_with_their_class_and_a_redacted_excerpt(
     server: ServerProcess, nix: NixRunner, tmp_path: Path
 ) -> None:
+    """Two candidates builder B cannot rebuild, each the way it happens for real.
+
+    ``impure`` reads ``/usr/bin/env``: it built on builder A, whose nix had the sandbox off, and
+    fails in B's sandbox (``build-failed``, ``impure-host-path``). ``extra`` was built by A from
+    an uncommitted change, so the commit A's token names does not have it (``unresolvable``).
+    """
     import io
     import sqlite3
 
@@ -335,42 +348,50 @@ def test_a_failed_reproduction_is_reported_with_its_class_and_a_redacted_excerpt
 
     if system(nix) != "x86_64-linux":
         pytest.skip("x86_64-linux flake")
-    repo, sha = app_repo(
-        tmp_path / "app", "x", {"flake.nix": FAILING_FLAKE.replace("SEED", str(time.time_ns()))}
+    seed = str(time.time_ns())
+    repo, sha = app_repo(tmp_path / "app", "x", {"flake.nix": FAILING_FLAKE.replace("SEED", seed)})
+    (repo / "vega.yaml").unlink()
+    flake = (repo / "flake.nix").read_text()
+    (repo / "flake.nix").write_text(flake.rsplit("  };\n}", 1)[0] + EXTRA_OUTPUT.replace("SEED", seed))
+    relaxed = dict(nix.env, NIX_CONFIG=nix.env["NIX_CONFIG"] + "\nsandbox = false")
+    for attr in ("packages.x86_64-linux.impure", "packages.x86_64-linux.extra"):
+        env = relaxed | server.ci_env(APP_REPOSITORY, sha) | {"GITHUB_WORKSPACE": str(repo)}
+        code, out, err = attest_in_process_argv([f".#{attr}"], env, repo)
+        assert code == 0, out + err
+    queue = httpx2.get(f"{server.url}/api/repro/queue").json()["candidates"]
+    hashes = {c["attr"].rsplit(".", 1)[1]: c["hash"] for c in queue}
+    assert sorted(hashes) == ["extra", "impure"]
+
+    env = (
+        dict(nix.env)
+        | server.reproducer_env(sha)
+        | {
+            "VEGA_GITHUB_MIRRORS": f"{APP_REPOSITORY}=git+file://{repo}",
+            "VEGA_NIX_STORE": str(tmp_path / "store-b"),
+        }
     )
-    mirror = {"VEGA_GITHUB_MIRRORS": f"{APP_REPOSITORY}=git+file://{repo}"}
-    hash_part = "0" * 31 + "1"
-    results = []
-    for attr in ("packages.x86_64-linux.impure", "packages.x86_64-linux.missing"):
-        env = (
-            dict(nix.env)
-            | server.reproducer_env(sha)
-            | mirror
-            | {
-                "VEGA_FLAKE_REF": f"github:{APP_REPOSITORY}",
-                "VEGA_ATTR": attr,
-                "VEGA_REV": sha,
-                "VEGA_HASH": f" {hash_part} ",
-                "VEGA_NIX_STORE": str(tmp_path / "store-b"),
-            }
-        )
-        out, err = io.StringIO(), io.StringIO()
-        results.append((reproduce_main([], env, out, err), out.getvalue(), err.getvalue()))
-    (code1, out1, err1), (code2, out2, err2) = results
-    assert code1 == 1, out1 + err1
-    assert f"Reported build-failed for {hash_part} (impure-host-path)" in out1
-    assert "error: reproduction of git+file://" in err1
-    assert code2 == 1, out2 + err2
-    assert f"Reported unresolvable for {hash_part} (eval)" in out2
+    out_b, err_b = io.StringIO(), io.StringIO()
+    assert reproduce_main(["--from-queue"], env, out_b, err_b) == 1
+    text = out_b.getvalue()
+    assert f"Reported build-failed for {hashes['impure']} (impure-host-path)" in text
+    assert f"Reported unresolvable for {hashes['extra']} (eval)" in text
+    assert "(report failed to send)" not in text
+    assert "Queue done: 2 candidate(s), 0 diverged, 2 failed." in text
+    assert "nix build exited with code 1" in err_b.getvalue()
     db = sqlite3.connect(tmp_path / "server" / "server.db")
     rows = db.execute(
-        "SELECT reason, diagnosis, excerpt FROM cache_dispatch_failures ORDER BY reason"
+        "SELECT hash_part, reason, diagnosis, excerpt FROM cache_dispatch_failures ORDER BY reason"
     ).fetchall()
     db.close()
-    assert [(r[0], r[1]) for r in rows] == [("build-failed", "impure-host-path"), ("unresolvable", "eval")]
-    assert "/usr/bin/env" in rows[0][2]
-    assert len(rows[0][2].encode()) <= 2048
-    assert "does not provide attribute" in rows[1][2]
+    assert [r[:3] for r in rows] == [
+        (hashes["impure"], "build-failed", "impure-host-path"),
+        (hashes["extra"], "unresolvable", "eval"),
+    ]
+    assert "/usr/bin/env" in rows[0][3]
+    assert len(rows[0][3].encode()) <= 2048
+    assert "does not provide attribute" in rows[1][3]
+    remaining = httpx2.get(f"{server.url}/api/repro/queue").json()["candidates"]
+    assert [c["hash"] for c in remaining] == [hashes["impure"]]  # unresolvable retired it; one failure so far
 
 
 def test_include_exclude_and_the_0_19_exclusions(dev_server: Server, nix: NixRunner, tmp_path: Path) -> None:
@@ -586,3 +607,29 @@ def attest_in_process_argv(argv: list[str], env: dict[str, str], cwd: Path) -> t
     finally:
         os.chdir(old)
     return code, out.getvalue(), err.getvalue()
+
+
+SLOW_FLAKE = """{
+  outputs = { self }: {
+    packages.x86_64-linux.slow = derivation {
+      name = "slow-SEED"; system = "x86_64-linux"; builder = "/bin/sh";
+      args = [ "-c" "sleep 120; echo > $out" ];
+    };
+  };
+}
+"""
+
+
+def test_the_build_timer_stops_a_build_and_says_so(
+    dev_server: Server, nix: NixRunner, tmp_path: Path
+) -> None:
+    if system(nix) != "x86_64-linux":
+        pytest.skip("x86_64-linux flake")
+    repo = tmp_path / "slow"
+    repo.mkdir()
+    (repo / "flake.nix").write_text(SLOW_FLAKE.replace("SEED", str(time.time_ns())))
+    env = dict(nix.env) | ci_env(dev_server.url, "example-org/slow", "a" * 40, "ci.yml")
+    env |= {"GITHUB_WORKSPACE": str(repo), "VEGA_BUILD_TIMEOUT_MINUTES": "", "VEGA_BUILD_TIMEOUT_MS": "1500"}
+    code, _out, err = attest_in_process_argv([f"path:{repo}#packages.x86_64-linux.slow"], env, repo)
+    assert code == 1
+    assert "error: nix build timed out after 0.025m" in err

@@ -168,8 +168,8 @@ def test_status_of_a_tampered_credential(dev_server: Server, capsys: pytest.Capt
 def test_login_refuses_plaintext_urls(capsys: pytest.CaptureFixture[str]) -> None:
     assert main(["login", "--url", "http://vega.example"]) == 1
     assert capsys.readouterr().err == (
-        "error: control plane must be a valid https URL (got 'http://vega.example'); "
-        "refusing to send credentials over plaintext.\n"
+        "error: control plane must be a valid https URL: it is plaintext http to a host that is not"
+        " loopback (localhost, 127.0.0.1, ::1); refusing to send credentials over plaintext.\n"
     )
 
 

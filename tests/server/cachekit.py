@@ -14,6 +14,7 @@ import zstandard
 from starlette.testclient import TestClient
 
 from vega.core import nixbase32
+from vega.core.nar import MAGIC, NODE_END, padding, regular_header
 from vega.core.signing import generate_secret_key
 from vega.server.app import create_app, identity_for
 from vega.server.blobs import LocalBlobStore
@@ -31,6 +32,12 @@ T0 = 1_767_225_600_000
 def nix32_sha256(data: bytes) -> str:
     """``sha256:<nix32>`` of ``data``."""
     return "sha256:" + nixbase32.encode(hashlib.sha256(data).digest())
+
+
+def file_nar(contents: bytes) -> bytes:
+    """The NAR of a store path that is one regular file holding ``contents``."""
+    n = len(contents)
+    return MAGIC + regular_header(False, n) + contents + padding(n) + NODE_END
 
 
 def attest_body(store_path: str, nar: bytes, compressed: bytes, references: list[str]) -> dict[str, Any]:
@@ -57,9 +64,15 @@ class Output:
     """One fake build output: NAR bytes, compressed bytes, the attest body."""
 
     name: str
-    nar: bytes
+    contents: bytes
+    """The contents of the one regular file the output is."""
     references: list[str] = field(default_factory=list)
     level: int = 3
+
+    @property
+    def nar(self) -> bytes:
+        """The output's NAR: a regular file holding ``contents`` (the server parses what it stores)."""
+        return file_nar(self.contents)
 
     @property
     def hash_part(self) -> str:

@@ -356,9 +356,13 @@ def test_reproduction_queue_and_dispatch_failures(h: Harness) -> None:
 
 def test_dispatch_failures_keep_the_diagnosis_and_excerpt(h: Harness) -> None:
     """changes-0.19.md: the class and a redacted excerpt are recorded; both stay optional."""
+    out = Output("diagnosed", b"nar bytes " * 10)
+    alice = h.ci_token("alice/hello", run_id="4", sha="b" * 40)
+    h.upload(alice, out)
+    attest_ok(h, alice, out, attr="packages.x86_64-linux.default")
     repro = h.ci_token("vega-org/vega", run_id="5", reproducer=True)
     auth = {"authorization": f"Bearer {repro}"}
-    hash_part = "1" * 32
+    hash_part = out.hash_part
     old = {"hash": hash_part, "reason": "build-failed"}
     new = {"hash": hash_part, "reason": "unresolvable", "diagnosis": "eval", "excerpt": "error: no attr"}
     for body in (old, new):

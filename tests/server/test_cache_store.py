@@ -159,3 +159,29 @@ def test_concurrent_writers_on_one_path_lose_nothing(store: Store) -> None:
         t.join()
     with store.read() as tx:
         assert len(store.attestations(tx, H)) == 40
+
+
+def test_a_long_fingerprint_is_stored_and_deduplicated(store: Store) -> None:
+    """Issue 14: a 2,000-reference fingerprint exceeded PostgreSQL's B-tree entry limit."""
+    long_fp = "1;" + ",".join(f"/nix/store/{'a' * 32}-dep-{k}" for k in range(2000))
+    with store.write() as tx:
+        assert store.add_attestation(tx, row("a", long_fp))
+        assert not store.add_attestation(tx, row("a", long_fp))
+        assert store.add_attestation(tx, row("a", long_fp + "x"))
+    with store.read() as tx:
+        assert [r.record.fingerprint for r in store.attestations(tx, H)] == [long_fp, long_fp + "x"]
+
+
+def test_rows_copied_by_the_fpkey_migration_are_rekeyed_once(database: Database) -> None:
+    """A version-2 row keeps its fingerprint as key; the next open gives it the bounded key."""
+    store = Store(database)
+    long_fp = "1;" + "b" * 500
+    with store.write() as tx:
+        assert store.add_attestation(tx, row("a", long_fp))
+        tx.execute("UPDATE cache_attestations SET fingerprint_key = fingerprint")
+        tx.execute("INSERT INTO cache_rekey_pending (pending) VALUES (1)")
+    again = Store(database)
+    with again.write() as tx:
+        assert not again.add_attestation(tx, row("a", long_fp))  # found under its new key
+    with again.read() as tx:
+        assert len(again.attestations(tx, H)) == 1

@@ -19,8 +19,8 @@ import pytest
 from tests.conftest import NIX_CONFIG, NixRunner
 from vega.core.derivation import (
     Derivation,
+    derivation_bytes,
     derivation_path,
-    format_derivation,
     hash_derivation_modulo,
     output_paths,
     parse_derivation,
@@ -40,7 +40,7 @@ def check_drv(path: str, cache: dict[str, bytes]) -> Derivation:
     """Parse, re-render, and recompute the .drv path and every output path of one .drv file."""
     raw = Path(path).read_bytes()
     drv = parse_derivation(raw)
-    assert format_derivation(drv).encode() == raw, path
+    assert derivation_bytes(drv) == raw, path
     sp = parse_store_path(path)
     name = sp.name.removesuffix(".drv")
     assert derivation_path(drv, name) == sp, path
@@ -148,6 +148,43 @@ def test_fresh_derivations(nix: NixRunner, built: list[dict[str, object]], tmp_p
         drv = check_drv(item["drv"], cache)
         computed = output_paths(drv, read_drv, cache=cache)
         assert {k: v.absolute for k, v in computed.items()} == item["outs"], f"seed {seed}"
+
+
+@pytest.mark.parametrize(
+    "raw",
+    [
+        pytest.param(b"Latin-1: \xe4\xf6\xfc\xdf \xe9t\xe9", id="latin1"),
+        pytest.param(b"CP1252: \x80 \x8a \x93quoted\x94 \x9f", id="cp1252"),
+        pytest.param(b"mixed: \xc3\xa4 UTF-8 then \xe4 Latin-1", id="mixed"),
+    ],
+)
+def test_non_utf8_strings(nix: NixRunner, tmp_path: Path, raw: bytes) -> None:
+    """issue 14: Nix strings are bytes; a .nix file written in Latin-1 or CP1252 gives a .drv
+    that is not UTF-8. Its .drv path and output paths (also of a derivation depending on it,
+    through the modulo hash) are computed from the same bytes as Nix."""
+    nonce = os.urandom(6).hex()
+    expr = (
+        b'let dep = derivation { name = "vega-bytes-dep-' + nonce.encode() + b'";'
+        b' system = builtins.currentSystem; builder = "/bin/sh";'
+        b' args = [ "-c" "echo \'' + raw + b'\' > $out" ]; chars = "' + raw + b'"; };'
+        b' top = derivation { name = "vega-bytes-top-' + nonce.encode() + b'";'
+        b' system = builtins.currentSystem; builder = "/bin/sh";'
+        b' args = [ "-c" "cat ${dep} > $out" ]; note = "' + raw + b'"; };'
+        b" in map (d: { drv = d.drvPath; out = d.outPath; }) [ dep top ]"
+    )
+    (tmp_path / "bytes.nix").write_bytes(expr)
+    got = json.loads(nix.run("nix", "eval", "--impure", "--json", "--file", str(tmp_path / "bytes.nix")))
+    cache: dict[str, bytes] = {}
+    for item in got:
+        data = Path(item["drv"]).read_bytes()
+        assert raw in data
+        data.decode("latin-1")  # always possible; the point is the next line
+        with pytest.raises(UnicodeDecodeError):
+            data.decode("utf-8")
+        drv = check_drv(item["drv"], cache)
+        assert {k: v.absolute for k, v in output_paths(drv, read_drv, cache=cache).items()} == {
+            "out": item["out"]
+        }
 
 
 def test_every_drv_in_the_store(nix: NixRunner, built: list[dict[str, object]]) -> None:

@@ -69,6 +69,7 @@ def test_nix_copy_narinfo_round_trips_and_verifies(nix: NixRunner, tmp_path: Pat
         # The unsigned hints describe the file nix wrote.
         nar_file = (cache / info.url).read_bytes()
         assert len(nar_file) == info.file_size
+        assert info.file_hash is not None
         assert hashlib.sha256(nar_file).digest() == info.file_hash.digest
         if compression == "none":
             assert info.file_hash == info.nar_hash

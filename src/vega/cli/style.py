@@ -3,7 +3,12 @@
 Colour is decided once per stream: on a TTY, unless ``NO_COLOR`` is set;
 ``FORCE_COLOR`` turns it on anywhere. ``--json`` output never carries colour.
 
-Spec: cli.md §1.1.
+Every helper renders its text through :func:`vega.core.safetext.safe_text` (JSON through
+:func:`~vega.core.safetext.safe_json`) before adding its own colour codes: messages carry
+server strings (narinfo fields, key names, logins, error texts), and no server may drive the
+terminal (issue 14). One printed message is capped at :data:`LINE_LIMIT` characters.
+
+Spec: cli.md §1.1; issue 14.
 """
 
 from __future__ import annotations
@@ -13,19 +18,26 @@ import sys
 from collections.abc import Mapping, Sequence
 from typing import TextIO
 
+from vega.core.safetext import safe_json, safe_text
+
 __all__ = [
+    "LINE_LIMIT",
     "MARK",
     "emit_json",
     "fail",
     "info",
     "is_interactive",
     "key_values",
+    "safe",
     "success",
     "use_colour",
     "warn",
 ]
 
 MARK = "\u2726"
+
+LINE_LIMIT = 4000
+"""The most characters of one printed message (or one JSON string) that reach the terminal."""
 
 _GREEN = "\x1b[32m"
 _YELLOW = "\x1b[33m"
@@ -50,6 +62,11 @@ def is_interactive(stream: TextIO, environ: Mapping[str, str]) -> bool:
     return bool(isatty and isatty()) and environ.get("CI", "") in ("", "0", "false")
 
 
+def safe(text: str) -> str:
+    """``text`` as every helper here prints it: no controls or invisible characters, capped."""
+    return safe_text(text, LINE_LIMIT)
+
+
 def _paint(text: str, code: str, stream: TextIO, environ: Mapping[str, str]) -> str:
     return f"{code}{text}{_RESET}" if use_colour(stream, environ) else text
 
@@ -57,18 +74,18 @@ def _paint(text: str, code: str, stream: TextIO, environ: Mapping[str, str]) -> 
 def success(message: str, environ: Mapping[str, str], stream: TextIO | None = None) -> None:
     """Print ``✦ <message>`` to stdout, the star in green."""
     out = stream or sys.stdout
-    print(f"{_paint(MARK, _GREEN, out, environ)} {message}", file=out)
+    print(f"{_paint(MARK, _GREEN, out, environ)} {safe(message)}", file=out)
 
 
 def info(message: str, stream: TextIO | None = None) -> None:
     """Print a plain line to stdout."""
-    print(message, file=stream or sys.stdout)
+    print(safe(message), file=stream or sys.stdout)
 
 
 def warn(message: str, environ: Mapping[str, str], stream: TextIO | None = None) -> None:
     """Print ``warning: <message>`` to stderr."""
     err = stream or sys.stderr
-    print(f"{_paint('warning', _YELLOW, err, environ)}: {message}", file=err)
+    print(f"{_paint('warning', _YELLOW, err, environ)}: {safe(message)}", file=err)
 
 
 def fail(
@@ -79,12 +96,12 @@ def fail(
 ) -> None:
     """Print ``error: <message>`` and, when given, a blank line, ``Try:`` and each step."""
     err = stream or sys.stderr
-    print(f"{_paint('error', _RED, err, environ)}: {message}", file=err)
+    print(f"{_paint('error', _RED, err, environ)}: {safe(message)}", file=err)
     if next_steps:
         print("", file=err)
         print("Try:", file=err)
         for step in next_steps:
-            print(f"  {step}", file=err)
+            print(f"  {safe(step)}", file=err)
 
 
 def key_values(
@@ -94,6 +111,7 @@ def key_values(
     out = stream or sys.stdout
     if not rows:
         return
+    rows = [(safe(k), safe(v)) for k, v in rows]
     width = max(len(k) for k, _ in rows) + 1
     for key, value in rows:
         label = f"{key}:".ljust(width)
@@ -101,7 +119,8 @@ def key_values(
 
 
 def emit_json(obj: object, stream: TextIO | None = None) -> None:
-    """Print one compact JSON object per line, non-ASCII unescaped."""
+    """Print one compact JSON object per line, non-ASCII unescaped, every string made safe."""
     out = stream or sys.stdout
-    out.write(json.dumps(obj, separators=(",", ":"), ensure_ascii=False) + "\n")
+    clean = safe_json(obj, LINE_LIMIT)
+    out.write(json.dumps(clean, separators=(",", ":"), ensure_ascii=False) + "\n")
     out.flush()

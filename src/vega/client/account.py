@@ -17,8 +17,6 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Literal
 
-import httpx2
-
 from vega.client.credentials import (
     Credential,
     all_credentials,
@@ -28,9 +26,11 @@ from vega.client.credentials import (
     remember_credential,
     stored_path,
 )
+from vega.client.deadline import new_client
 from vega.client.github import DeviceCode, GitHubEndpoint, poll_for_token, request_device_code
 from vega.client.http import Http, HttpLimits, require_safe_url, safe_error
 from vega.client.settings import DEFAULT_URL, GITHUB_CLIENT_ID, GITHUB_URL, Settings, system_clock_ms
+from vega.core.safetext import GITHUB_LOGIN, safe_text
 from vega.errors import ConfigError, FormatError, NetworkError, VegaError
 
 __all__ = [
@@ -69,7 +69,7 @@ class AccountContext:
 @contextmanager
 def open_account(settings: Settings) -> Iterator[AccountContext]:
     """The real context: an ``httpx2.Client``, the system clocks and ``time.sleep``."""
-    with httpx2.Client(headers={"user-agent": "vega-cli"}) as client:
+    with new_client(headers={"user-agent": "vega-cli"}) as client:
         yield AccountContext(
             settings=settings,
             http=Http(client, settings.http),
@@ -115,7 +115,7 @@ def discover_github(http: Http, url: str) -> GitHubEndpoint:
         safe = require_safe_url(gh_url)
     except ConfigError:
         raise ConfigError(
-            f"the control plane advertises a GitHub that is not https: {gh_url[:200]!r}",
+            "the control plane advertises a GitHub URL that is not https (not shown: the server chose it)",
             next_steps=[f"ask the operator of {url} to advertise an https GitHub in /api/info"],
         ) from None
     return GitHubEndpoint(safe, client_id if isinstance(client_id, str) and client_id else GITHUB_CLIENT_ID)
@@ -204,8 +204,15 @@ def _enroll(http: Http, url: str, github_token: str) -> Credential:
         and isinstance(user_id, str)
     ):
         raise VegaError(f"enrollment failed ({resp.status}: incomplete answer)", next_steps=_LOGIN)
-    if not user_id.isdigit():
+    if not user_id.isdigit() or len(user_id) > 20:
         raise VegaError(f"enrollment failed ({resp.status}: userId is not numeric)", next_steps=_LOGIN)
+    if not GITHUB_LOGIN.fullmatch(login_name):
+        # NOTE: refused, not cleaned: stripping an invisible character could turn it into
+        # someone else's login. Shown made safe and short (the server chose these bytes).
+        raise VegaError(
+            f"enrollment failed ({resp.status}: login {safe_text(login_name, 60)!r} is not a GitHub login)",
+            next_steps=_LOGIN,
+        )
     if isinstance(expires, bool) or not isinstance(expires, int | float | None):
         raise VegaError(f"enrollment failed ({resp.status}: expiresAt is not a number)", next_steps=_LOGIN)
     return Credential(

@@ -46,8 +46,10 @@ import httpx2
 import vega
 from vega.client.cache import Runner, parse_trusted_keys, run_process
 from vega.client.credentials import format_expiry_date, load_credential_lenient
+from vega.client.deadline import new_client
 from vega.client.http import Http, HttpLimits, safe_error
 from vega.client.settings import DEFAULT_URL, Settings, system_clock_ms
+from vega.core.safetext import safe_text
 from vega.core.signing import (
     SHARED_KEY_NAME,
     PublicKey,
@@ -85,13 +87,12 @@ RELEASES_URL = "https://api.github.com/repos/Ad-Astra-Computing/vega-agent/relea
 
 _INSTALL_NIX = "https://nixos.org/download"
 _FEATURES_FIX = 'add "experimental-features = nix-command flakes" to ~/.config/nix/nix.conf'
-_CONTROL = re.compile(r"[\x00-\x1f\x7f]")
 _OWNER_KEY = re.compile(r"vega-owner-([0-9]+)-1")
 
 
 def _clean(text: str, limit: int = 200) -> str:
-    """Untrusted text made safe to print: control characters replaced, length capped."""
-    return _CONTROL.sub(" ", text[:limit])
+    """Untrusted text made safe to print (the one sanitiser, :func:`vega.core.safetext.safe_text`)."""
+    return safe_text(text, limit)
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
@@ -186,7 +187,7 @@ def _zstandard_version() -> str | None:
 @contextmanager
 def open_doctor(settings: Settings) -> Iterator[DoctorContext]:
     """The real context: subprocesses, an ``httpx2.Client``, the system clocks."""
-    with httpx2.Client(headers={"user-agent": "vega-cli"}) as client:
+    with new_client(headers={"user-agent": "vega-cli"}) as client:
         yield DoctorContext(
             run=run_process,
             client=client,

@@ -21,12 +21,12 @@ Spec: protocol.md §9, §10; RFC 8628 §3.2-§3.5; cli.md §3 (failure texts).
 
 from __future__ import annotations
 
-import re
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from urllib.parse import parse_qsl, urlencode, urlsplit, urlunsplit
 
 from vega.client.http import Http, safe_error
+from vega.core.safetext import is_safe_text, safe_text
 from vega.errors import FormatError, VegaError
 
 __all__ = [
@@ -43,7 +43,6 @@ DEVICE_GRANT = "urn:ietf:params:oauth:grant-type:device_code"
 """The RFC 8628 grant type."""
 
 _HEADERS = {"accept": "application/json"}
-_CONTROL = re.compile(r"[\x00-\x1f\x7f]")
 _EXPIRED = "device code expired before authorization."
 _SLOW_DOWN_S = 5
 _DEFAULT_INTERVAL_S = 5
@@ -86,7 +85,7 @@ def parse_device_code(obj: object) -> DeviceCode:
         raise FormatError("device code response: expected a JSON object")
     strings = {k: obj.get(k) for k in ("device_code", "user_code", "verification_uri")}
     for key, value in strings.items():
-        if not isinstance(value, str) or not value or _CONTROL.search(value):
+        if not isinstance(value, str) or not value or not is_safe_text(value) or len(value) > 2048:
             raise FormatError(f"device code response: {key} must be a non-empty string")
     numbers: dict[str, int] = {}
     for key, default in (("expires_in", _DEFAULT_EXPIRES_S), ("interval", _DEFAULT_INTERVAL_S)):
@@ -157,7 +156,7 @@ def poll_for_token(
             continue
         if error == "expired_token":
             raise VegaError(_EXPIRED, next_steps=["vega login"])
-        shown = _CONTROL.sub(" ", error)[:100] if isinstance(error, str) and error else "unknown"
+        shown = safe_text(error, 100) if isinstance(error, str) and error else "unknown"
         raise VegaError(f"authorization failed: {shown}", next_steps=["vega login"])
     raise VegaError(_EXPIRED, next_steps=["vega login"])
 

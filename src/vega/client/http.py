@@ -1,8 +1,11 @@
 """The client's HTTP edge: bounded, retrying requests over an injected ``httpx2.Client``.
 
-Every request has a per-attempt deadline (connect, each read, and the whole body read) and a body
-size cap enforced while reading, so a hostile or broken server can neither hang the client nor make
-it buffer without bound. Idempotent requests (GET, HEAD; POST only when the caller says the endpoint
+Every request has a per-attempt wall-clock deadline covering connecting, the status line, the
+headers and the whole body (:mod:`vega.client.deadline` bounds each socket operation by it, so a
+server dripping one byte a second cannot hold a request past it), and a body size cap enforced
+while reading, so a hostile or broken server can neither hang the client nor make it buffer
+without bound. An attempt that ran out of its deadline is not retried: the same server would
+drip again. Idempotent requests (GET, HEAD; POST only when the caller says the endpoint
 is idempotent) are retried on 408, 429, 5xx and network errors, sleeping for a numeric
 ``Retry-After`` (capped) or the spec's fixed back-off. After the last try a retryable status is
 returned to the caller and a network error is raised as :class:`~vega.errors.NetworkError`, the
@@ -20,7 +23,6 @@ from __future__ import annotations
 import json
 import logging
 import math
-import re
 import time
 from collections.abc import Callable, Iterator, Mapping
 from contextlib import contextmanager
@@ -30,6 +32,8 @@ from urllib.parse import urlsplit
 
 import httpx2
 
+from vega.client.deadline import request_deadline
+from vega.core.safetext import is_safe_text, safe_text
 from vega.errors import ApiError, ConfigError, FormatError, NetworkError
 
 __all__ = [
@@ -45,7 +49,6 @@ __all__ = [
 log = logging.getLogger(__name__)
 
 _RETRYABLE = frozenset({408, 429, 500, 502, 503, 504})
-_CONTROL = re.compile(r"[\x00-\x1f\x7f]")
 _CHUNK = 64 * 1024
 
 
@@ -142,6 +145,10 @@ class StreamResponse:
 
 class _TooLargeError(NetworkError):
     """A body over the cap: not transient, so never retried."""
+
+
+class _DeadlineError(NetworkError):
+    """The attempt's wall-clock deadline passed: not retried (the same server would drip again)."""
 
 
 class Http:
@@ -247,6 +254,8 @@ class Http:
         for attempt in range(1, limits.tries + 1):
             last = attempt == limits.tries
             self.requests += 1
+            deadline = request_deadline(limits.stream_timeout_s)
+            deadline.__enter__()
             try:
                 cm = self.client.stream(
                     "GET",
@@ -257,14 +266,17 @@ class Http:
                 )
                 raw = cm.__enter__()
             except (httpx2.HTTPError, httpx2.StreamError) as e:
+                deadline.__exit__(None, None, None)
                 if last:
-                    raise _network_error("GET", url, e) from e
+                    raise _network_error("GET", url, e, limits.stream_timeout_s) from e  # not yet streaming
                 self._sleep(self._delay(attempt, None))
                 continue
             except httpx2.InvalidURL as e:
-                raise ConfigError(f"not a valid URL: {url[:200]!r}") from e
+                deadline.__exit__(None, None, None)
+                raise ConfigError(f"not a valid URL: {safe_text(url, 200)!r}") from e
             if raw.status_code in _RETRYABLE and not last:
                 cm.__exit__(None, None, None)
+                deadline.__exit__(None, None, None)
                 self._sleep(self._delay(attempt, raw.headers.get("retry-after")))
                 continue
             try:
@@ -276,6 +288,7 @@ class Http:
                 )
             finally:
                 cm.__exit__(None, None, None)
+                deadline.__exit__(None, None, None)
             return
 
     # -- internals ------------------------------------------------------------------------------
@@ -296,8 +309,8 @@ class Http:
             self.requests += 1
             try:
                 resp = self._once(method, url, headers, body)
-            except _TooLargeError:
-                raise  # the same server will send the same body again
+            except (_TooLargeError, _DeadlineError):
+                raise  # the same server will send the same body again (or drip again)
             except NetworkError as e:
                 if last:
                     raise
@@ -312,16 +325,19 @@ class Http:
 
     def _once(self, method: str, url: str, headers: Mapping[str, str] | None, body: bytes | None) -> Response:
         limits = self.limits
+        start, wall = self._monotonic(), time.monotonic()
         try:
-            with self.client.stream(
-                method,
-                url,
-                headers=dict(headers or {}),
-                content=body,
-                timeout=httpx2.Timeout(limits.timeout_s),
-                follow_redirects=False,
-            ) as raw:
-                start = self._monotonic()
+            with (
+                request_deadline(limits.timeout_s),
+                self.client.stream(
+                    method,
+                    url,
+                    headers=dict(headers or {}),
+                    content=body,
+                    timeout=httpx2.Timeout(limits.timeout_s),
+                    follow_redirects=False,
+                ) as raw,
+            ):
                 # NOTE: a HEAD answer's Content-Length describes the GET body; it carries none.
                 cap = limits.max_body_bytes if method != "HEAD" else 0
                 parts = list(self._bounded(raw, url, cap, start, limits.timeout_s, head=method == "HEAD"))
@@ -329,9 +345,9 @@ class Http:
                     status=raw.status_code, headers=_headers(raw.headers), body=b"".join(parts), url=url
                 )
         except (httpx2.HTTPError, httpx2.StreamError) as e:
-            raise _network_error(method, url, e) from e
+            raise _network_error(method, url, e, limits.timeout_s, time.monotonic() - wall) from e
         except httpx2.InvalidURL as e:
-            raise ConfigError(f"not a valid URL: {url[:200]!r}") from e
+            raise ConfigError(f"not a valid URL: {safe_text(url, 200)!r}") from e
 
     def _bounded(
         self,
@@ -354,10 +370,12 @@ class Http:
                 if seen > max_bytes:
                     raise _TooLargeError(f"{_where(url)}: response body is over the {max_bytes}-byte limit")
                 if self._monotonic() - start > deadline_s:
-                    raise NetworkError(f"{_where(url)}: response body not read within {deadline_s:g}s")
+                    raise _DeadlineError(
+                        f"{_where(url)} timed out: the response was not complete within {deadline_s:g}s"
+                    )
                 yield chunk
         except (httpx2.HTTPError, httpx2.StreamError) as e:
-            raise _network_error("GET", url, e) from e
+            raise _network_error("GET", url, e, deadline_s, self._monotonic() - start) from e
 
     def _delay(self, attempt: int, retry_after: str | None) -> float:
         limits = self.limits
@@ -375,9 +393,15 @@ def _headers(headers: httpx2.Headers) -> Mapping[str, str]:
     return MappingProxyType({k.lower(): v for k, v in headers.items()})
 
 
-def _network_error(method: str, url: str, e: Exception) -> NetworkError:
-    kind = "timed out" if isinstance(e, httpx2.TimeoutException) else "failed"
-    detail = _CONTROL.sub(" ", str(e))[:200] or type(e).__name__
+def _network_error(
+    method: str, url: str, e: Exception, deadline_s: float, elapsed_s: float = 0.0
+) -> NetworkError:
+    """The transport failure ``e`` as a NetworkError; a spent wall-clock deadline is final."""
+    if isinstance(e, httpx2.TimeoutException):
+        message = f"{method} {_where(url)} timed out: the response was not complete within {deadline_s:g}s"
+        return _DeadlineError(message) if elapsed_s + 0.05 >= deadline_s else NetworkError(message)
+    kind = "failed"
+    detail = safe_text(str(e), 200) or type(e).__name__
     return NetworkError(f"{method} {_where(url)} {kind}: {detail}")
 
 
@@ -409,14 +433,14 @@ def safe_error(status: int, body: bytes) -> str:
     """``<status>`` or ``<status>: <error>`` per the safe-error rule; never the raw body.
 
     ``<error>`` is the string field ``error`` of a JSON object body, truncated to 200 characters,
-    with control characters replaced by spaces (so a hostile server cannot drive the terminal).
+    made safe by :func:`vega.core.safetext.safe_text` (so a hostile server cannot drive the terminal).
 
     Spec: cli.md §1.4.
     """
     error = _error_field(body)
     if error is None:
         return str(status)
-    return f"{status}: {_CONTROL.sub(' ', error[:200])}"
+    return f"{status}: {safe_text(error[:200], 200)}"
 
 
 def is_loopback_host(host: str) -> bool:
@@ -448,35 +472,45 @@ def _remove_dot_segments(path: str) -> str:
     return "/" + "/".join(out)
 
 
+def _bad_url(why: str) -> ConfigError:
+    # NOTE: never echoes the URL: it may come from a hostile server or paste (issue 14).
+    return ConfigError(
+        f"control plane must be a valid https URL: {why}; refusing to send credentials over plaintext."
+    )
+
+
 def require_safe_url(url: str) -> str:
     """Validate a control-plane URL and return its normalised form.
 
-    Valid iff absolute with scheme ``https``, or with host ``localhost``, ``127.0.0.1`` or ``::1``
-    (any scheme). Normalised: ``<scheme>://<host[:port]><path>`` with scheme and host lower-cased,
+    Valid iff absolute with scheme ``https``, or scheme ``http`` and host ``localhost``,
+    ``127.0.0.1`` or ``::1``. Normalised: ``<scheme>://<host[:port]><path>`` with scheme and host lower-cased,
     the default port dropped, dot-segments resolved, query, fragment and user-info dropped, and one
     trailing ``/`` removed.
 
     Raises:
-        ConfigError: the URL is invalid (the spec's message, verbatim).
+        ConfigError: the URL is invalid: the spec's message, except that it says what is wrong
+            instead of echoing the URL (issue 14: the URL may be hostile).
 
-    Spec: cli.md §1.3 (this client also accepts ``::1``, as the issue asks).
+    Spec: cli.md §1.3 (this client also accepts ``::1``, as the issue asks; a loopback URL must
+    still be http or https).
     """
-    bad = ConfigError(
-        f"control plane must be a valid https URL (got '{url}'); refusing to send credentials over plaintext."
-    )
-    if _CONTROL.search(url) or " " in url.strip():
-        raise bad
+    if not is_safe_text(url) or " " in url.strip():
+        raise _bad_url("it contains spaces, control or invisible characters")
     try:
         parts = urlsplit(url.strip())
         port = parts.port
     except ValueError:
-        raise bad from None
+        raise _bad_url("its host or port does not parse") from None
     scheme = parts.scheme.lower()
     host = (parts.hostname or "").lower()
-    if not scheme or not host or not parts.netloc:
-        raise bad
+    if not scheme:
+        raise _bad_url("it has no scheme (write https://<host>)")
+    if scheme not in _DEFAULT_PORTS:
+        raise _bad_url(f"its scheme is not https or http (got {safe_text(scheme, 20)}:)")
+    if not host or not parts.netloc:
+        raise _bad_url("it has no host")
     if scheme != "https" and not is_loopback_host(host):
-        raise bad
+        raise _bad_url("it is plaintext http to a host that is not loopback (localhost, 127.0.0.1, ::1)")
     shown_host = f"[{host}]" if ":" in host else host
     if port is not None and port != _DEFAULT_PORTS.get(scheme):
         shown_host = f"{shown_host}:{port}"

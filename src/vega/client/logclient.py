@@ -8,8 +8,9 @@ New endpoints (one request each)::
     GET /log/checkpoint                                     the signed checkpoint note
 
 The original endpoints (protocol.md §5) are used only when a server lacks ``/log/lookup``
-(it answers 404, 405 or 501): ``/log/sth``, ``/log/entry/<i>`` (a newest-first linear scan, as
-the original client did) and ``/log/proof/inclusion/<i>?size=N``. Every response is narrowed
+(it answers 404, 405 or 501, with or without a JSON error body): ``/log/sth``,
+``/log/entry/<i>`` (a newest-first linear scan, as the original client did) and
+``/log/proof/inclusion/<i>?size=N``. Every response is narrowed
 into the frozen messages of :mod:`vega.core.logapi` (the server renders the same types); anything
 malformed is a :class:`~vega.errors.FormatError` naming the JSON path, and a non-2xx status an
 :class:`~vega.errors.ApiError` (safe-error text only).
@@ -70,7 +71,12 @@ class LogClient:
             NetworkError: transport failure after retries, or an oversized body.
         """
         resp = self.http.get(self._url(f"/log/lookup/{hash_part}"))
-        if resp.status in _MISSING_ENDPOINT and _error_body(resp) is None:
+        # NOTE: support is decided by the answer's shape, never by the absence of an error body:
+        # the original answers every unknown route 404 with {"error": ...} (protocol.md §4.0),
+        # and a Vega log never answers a well-formed lookup with 404, 405 or 501 (an unknown
+        # build is 200 with no entries). A forced fallback only costs the original's linear scan,
+        # which checks the same signed tree head and remembered checkpoint (ADR 0007, 0012).
+        if resp.status in _MISSING_ENDPOINT:
             return None
         return LookupAnswer.from_json(self._object(resp, "log lookup"), "log lookup: ")
 
@@ -143,13 +149,3 @@ class LogClient:
         what = f"log inclusion proof {index}"
         obj = self._object(self.http.get(self._url(f"/log/proof/inclusion/{index}?size={size}")), what)
         return InclusionAnswer.from_json(obj, f"{what}: ")
-
-
-def _error_body(resp: Response) -> str | None:
-    """The ``error`` string of a JSON body: our server's 404s carry one, a missing route does not."""
-    try:
-        obj = resp.json()
-    except FormatError:
-        return None
-    err = obj.get("error") if isinstance(obj, dict) else None
-    return err if isinstance(err, str) else None

@@ -64,6 +64,8 @@ class ProcessResult:
     """Everything written to stdout."""
     stderr_tail: str = ""
     """The last lines of stderr, for error messages."""
+    timed_out: bool = False
+    """The runner's timer sent SIGTERM."""
 
 
 class Runner(Protocol):
@@ -88,6 +90,8 @@ class PathInfo:
     """Its references, in Nix's order (may include itself)."""
     deriver: StorePath | None = None
     """The ``.drv`` that built it, when Nix knows."""
+    ultimate: bool = False
+    """Built on this machine (Nix's ``ultimate``), not substituted from a cache."""
 
 
 def build_timeout_s(environ: Mapping[str, str]) -> float | None:
@@ -181,6 +185,7 @@ def _path_info(path_text: object, entry: Mapping[str, object], where: str) -> Pa
         nar_size=size,
         references=tuple(_store_path(r, f"{where}.references[{k}]") for k, r in enumerate(refs)),
         deriver=None if deriver is None else _store_path(deriver, f"{where}.deriver"),
+        ultimate=entry.get("ultimate") is True,
     )
 
 
@@ -240,7 +245,7 @@ class Nix:
         full = [self._program, *argv]
         result = self._run(full)
         if result.returncode != 0:
-            raise NixError(full, result.returncode, result.stderr_tail)
+            raise NixError(full, result.returncode, result.stderr_tail, timed_out=result.timed_out)
         return result.stdout
 
     def build(self, installable: str, extra: Sequence[str] = ()) -> tuple[StorePath, ...]:
@@ -316,8 +321,14 @@ class SubprocessRunner:
         reader = threading.Thread(target=self._drain, args=(stderr, tail), daemon=True)
         reader.start()
         timer = None
+        fired = threading.Event()
+
+        def stop() -> None:
+            fired.set()
+            proc.send_signal(signal.SIGTERM)
+
         if self._timeout_s is not None:
-            timer = threading.Timer(self._timeout_s, proc.send_signal, (signal.SIGTERM,))
+            timer = threading.Timer(self._timeout_s, stop)
             timer.daemon = True
             timer.start()
         chunks: list[bytes] = []
@@ -337,7 +348,7 @@ class SubprocessRunner:
         reader.join()
         if too_big:
             return ProcessResult(1, b"", f"output larger than {self._max_stdout} bytes")
-        return ProcessResult(code, b"".join(chunks), "\n".join(tail))
+        return ProcessResult(code, b"".join(chunks), "\n".join(tail), fired.is_set())
 
     def _drain(self, stream: IO[bytes], tail: collections.deque[str]) -> None:
         with stream:

@@ -49,8 +49,8 @@ def normalise_url(url: str) -> str:
     """Validate a control-plane URL and return its normalised form (cli.md §1.3, ``::1`` allowed).
 
     Raises:
-        ConfigError: ``control plane must be a valid https URL (got '<url>'); refusing to send
-            credentials over plaintext.``
+        ConfigError: ``control plane must be a valid https URL: <what is wrong>; refusing to send
+            credentials over plaintext.`` (the URL itself is never echoed).
     """
     return require_safe_url(url)
 

@@ -8,14 +8,17 @@ at most 3 requests to the log (normally 1 or 2), reporting each as a :class:`Che
                 (:mod:`vega.client.logstate`): a fork or rollback is a distinct, loud failure,
                 never retried;
 ``promotion``   a promotion leaf binds this narinfo and is proven included at that head;
-``revocation``  no revocation leaf for this build is in the log.
+``revocation``  no revocation leaf for this build is in the log: every entry of the build was
+                returned, or the lookup's signed list of its promotions and revocations (ADR
+                0012) verifies and matches the proven entries; otherwise "unknown", never clean.
 
 New endpoints: ``/log/lookup/<hash>`` (every entry of the build, proven at one checkpoint) and,
 when the log grew since last time, ``/log/proof/consistency``. A server without ``/log/lookup``
 gets the original algorithm (``/log/sth``, a newest-first scan of ``/log/entry/<i>``, and
 ``/log/proof/inclusion``), with the same remembered-checkpoint check, flagged ``legacy``.
 
-Spec: issue 3; cli.md §10.4 steps 3-5; protocol.md §2.7, §5; docs/log-api.md; ADR 0007.
+Spec: issue 3, issue 14; cli.md §10.4 steps 3-5; protocol.md §2.7, §5; docs/log-api.md;
+ADR 0007, 0012.
 """
 
 from __future__ import annotations
@@ -32,7 +35,7 @@ from vega.core.checkpoint import parse_checkpoint
 from vega.core.hashes import format_nix_hash
 from vega.core.narinfo import NarInfo, fingerprint
 from vega.core.note import ALG_ED25519, VerifierKey, parse_note, verify_note
-from vega.core.signing import PublicKey
+from vega.core.signing import PublicKey, is_valid_signature
 from vega.errors import FormatError, LogForkError, VerificationError
 
 __all__ = ["Check", "LogVerdict", "Transparency", "verify_in_log"]
@@ -244,13 +247,53 @@ def _check_log(run: _LogRun, info: NarInfo, key: PublicKey) -> Transparency:
     if lookup.truncated:
         note = f"the log returned only the oldest {len(lookup.entries)} entries for this build"
     t = _record_entries(run, t, promotion, revocations, bad_proofs, note)
-    if lookup.truncated and not t.revoked:
+    statement = _event_statement(run, lookup, head, key)
+    if t.revoked:
+        return t
+    if statement is not None:
+        # NOTE: the answer claimed completeness and the claim does not hold up: never "unrevoked".
+        run.checks[-1] = Check(name="revocation", ok=False, detail=f"unknown: {statement}")
+        return replace(t, revoked=True)
+    if lookup.truncated and lookup.events is None:
         # NOTE: a revocation may sit among the entries not returned; never report "unrevoked" then.
         run.checks[-1] = Check(
             name="revocation", ok=False, detail=f"{note}; a revocation cannot be ruled out"
         )
         t = replace(t, revoked=True)
+    elif lookup.events is not None:
+        run.checks[-1] = Check(
+            name="revocation",
+            ok=True,
+            detail=f"no revocation in the log (signed list of {len(lookup.events.indexes)} "
+            f"promotion and revocation entries at size {head.size})",
+        )
     return t
+
+
+def _event_statement(
+    run: _LogRun, lookup: LookupAnswer, head: RememberedCheckpoint, key: PublicKey
+) -> str | None:
+    """Check the lookup's signed list of promotions and revocations (ADR 0012); None when it holds.
+
+    It holds when there is none, or when it is signed by the user's key for this build at the
+    trusted checkpoint, and names exactly the promotion and revocation entries returned, each
+    proven included. Otherwise the reason.
+    """
+    events = lookup.events
+    if events is None:
+        return None
+    message = tlog.events_message(run.hash_part, head.size, head.root_hash, events.indexes)
+    if not is_valid_signature(key, message, events.signature):
+        return f"the log's list of promotions and revocations is not signed by {key.name}"
+    returned = {e.index: e for e in lookup.entries if _is_event(e.data)}
+    if set(events.indexes) != set(returned):
+        return "the log's signed list of promotions and revocations does not match the entries it sent"
+    for e in returned.values():
+        try:
+            merkle.verify_inclusion(merkle.leaf_hash(e.data), e.index, head.size, e.proof, head.root_hash)
+        except VerificationError:
+            return f"entry #{e.index} has an invalid inclusion proof"
+    return None
 
 
 def _lookup_head(
@@ -299,6 +342,10 @@ def _check_log_legacy(run: _LogRun, logc: LogClient, info: NarInfo, key: PublicK
         )
         t = replace(t, log_id=head.origin)
         t = _remember(run, logc, head, t)
+        if not t.consistency_ok:
+            # As on the new path: after a fork nothing the log says is evidence (issue 14).
+            _fail_rest(run, "the log is not consistent with the remembered checkpoint")
+            return replace(t, note=fallback)
     else:
         run.checks.append(Check(name="checkpoint", ok=False, detail="the STH signature does not verify"))
     limit = min(max(run.max_scan, 0) or 10000, size)
@@ -481,6 +528,15 @@ def _binds(data: bytes, info: NarInfo) -> bool:
     return tlog.leaf_binds_narinfo(
         data, info.store_path.absolute, format_nix_hash(info.nar_hash), fingerprint(info)
     )
+
+
+def _is_event(data: bytes) -> bool:
+    """A promotion or revocation of any build (as leniently as the server indexes them)."""
+    try:
+        obj = json.loads(data)
+    except (ValueError, RecursionError):
+        return False
+    return isinstance(obj, dict) and obj.get("event") in ("promotion", "revocation")
 
 
 def _is_revocation(data: bytes, info: NarInfo) -> bool:

@@ -55,13 +55,17 @@ from vega.client.cache import (
     select_trusted_key,
     signature_names,
 )
+from vega.client.deadline import new_client
 from vega.client.http import Http, HttpLimits, Response, require_safe_url
 from vega.client.logclient import LogClient
 from vega.client.logstate import LogState, default_state_dir
+from vega.client.revocations import fetch_revocation_status, pinned_shared_key, revocation_check
+from vega.client.settings import system_clock_ms
 from vega.client.transparency import Check, Transparency, verify_in_log
 from vega.core.hashes import format_nix_hash
 from vega.core.narinfo import NarInfo, parse_narinfo, verify_narinfo_signature
 from vega.core.note import VerifierKey
+from vega.core.revocations import RevocationStatus
 from vega.core.signing import SHARED_KEY_NAME, PublicKey, key_scope, parse_public_key
 from vega.errors import ConfigError, FormatError, NetworkError, VegaError, VerificationError
 
@@ -138,6 +142,10 @@ class VerifyContext:
     """Back-off sleep (tests pass a no-op)."""
     original_servers: set[str] = field(default_factory=set, repr=False, compare=False)
     """Bases found to lack ``/log/lookup`` during this run, so later paths skip the probe."""
+    now_ms: Callable[[], int] = system_clock_ms
+    """Wall clock, epoch milliseconds (the revocation list's 6-hour freshness rule)."""
+    revocation_lists: dict[str, object] = field(default_factory=dict, repr=False, compare=False)
+    """Signed revocation lists fetched during this run, by control-plane origin (asked once)."""
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
@@ -184,6 +192,17 @@ class VerifyReport:
     """``--no-nar`` was given."""
     log_note: str | None = None
     """Why the log was not asked for a shared-key verification (no signature of that key)."""
+    revocation: RevocationStatus | None = None
+    """What the signed revocation list said (changes-0.19.md), when it was asked."""
+
+    @property
+    def revoked(self) -> bool:
+        """The signed revocation list names this build: fails every route.
+
+        The log's own revocation check already fails the shared route through ``checks``.
+        """
+        return self.revocation is not None and self.revocation.status == "revoked"
+
     error_code: str | None = None
     """What kind of failure ``error`` is (:data:`ERROR_CODES`), for machine consumers (MCP, assess)."""
 
@@ -233,6 +252,7 @@ class VerifyReport:
             and self.nar.checked
             and self.nar.ok
             and self._path_ok
+            and not self.revoked
         )
 
     @property
@@ -246,6 +266,7 @@ class VerifyReport:
             and self.scope not in (None, "shared")
             and not found
             and self._path_ok
+            and not self.revoked
         )
 
     @property
@@ -280,6 +301,8 @@ class VerifyReport:
             notices=list(self.notices),
             warnings=list(self.warnings),
         )
+        if self.revocation is not None:
+            out["revocation"] = {"status": self.revocation.status, "detail": self.revocation.detail}
         if self.error is not None:
             out["error"] = self.error
         return out
@@ -323,7 +346,7 @@ def open_context(
     home = Path(environ.get("HOME", "") or Path.home())
     trusted = load_trusted_keys(run, nix_conf_files(home)) if read_nix_keys else {}
     limits = limits or HttpLimits()
-    with httpx2.Client(timeout=limits.timeout_s, follow_redirects=False) as client:
+    with new_client(timeout=limits.timeout_s, follow_redirects=False) as client:
         yield VerifyContext(
             client=client,
             base_url=base,
@@ -462,6 +485,9 @@ def _verify(run: _Run) -> VerifyReport:
         for name in ("checkpoint", "promotion", "revocation"):
             run.checks.append(Check(name=name, ok=False, skipped=True, detail=note))
 
+    # 5'. the original's signed revocation list, where the proven log check is absent (changes-0.19.md)
+    _check_revocation_list(run, info)
+
     # 6. the NAR bytes (even when the signature failed: cli.md §10.4)
     if run.options.check_nar:
         nar = cache.check_nar(info)
@@ -470,6 +496,26 @@ def _verify(run: _Run) -> VerifyReport:
     else:
         run.checks.append(Check(name="nar", ok=False, skipped=True, detail="not checked (--no-nar)"))
     return run.finish()
+
+
+def _check_revocation_list(run: _Run, info: NarInfo) -> None:
+    """Ask the signed revocation list unless our log's proven revocation check ran."""
+    t = run.report.transparency
+    if t is not None and not t.legacy:
+        return
+    key = pinned_shared_key(run.options.public_key, run.ctx.trusted_keys)
+    root = control_plane_root(run.report.base_url)
+    status = fetch_revocation_status(run.http, root, key, info, run.ctx.now_ms(), run.ctx.revocation_lists)
+    k = next((i for i, c in enumerate(run.checks) if c.name == "revocation"), None)
+    log_check = run.checks[k] if t is not None and k is not None else None
+    check = revocation_check(status, shared_scope=t is not None, log_check=log_check)
+    if k is None:
+        run.checks.append(check)
+    else:
+        run.checks[k] = check
+    if t is not None and not check.ok:
+        t = replace(t, revoked=True)
+    run.report = replace(run.report, revocation=status, transparency=t)
 
 
 def control_plane_root(base_url: str) -> str:

@@ -23,6 +23,12 @@ hex of that input's own modulo hash. For an input-addressed derivation's
 outputs the ATerm is hashed with the output paths, and the environment
 variables named after the outputs, blanked.
 
+Nix strings are bytes: a ``.drv`` may hold any bytes in its strings (Nix
+writes Latin-1 or CP1252 text from a ``.nix`` file as it is). Bytes that are
+not UTF-8 are kept as lone surrogates (Python's ``surrogateescape``), so a
+file reads into ``str`` fields and writes back byte for byte; hashing uses the
+same bytes (:func:`derivation_bytes`).
+
 Upstream (Nix 2.8): src/libstore/derivations.cc (``parseDerivation``,
 ``Derivation::unparse``, ``hashDerivationModulo``), primops.cc
 (``derivationStrict``).
@@ -53,6 +59,7 @@ __all__ = [
     "MAX_DERIVATION_BYTES",
     "Derivation",
     "DerivationOutput",
+    "derivation_bytes",
     "derivation_path",
     "format_derivation",
     "hash_derivation_modulo",
@@ -304,7 +311,8 @@ def parse_derivation(text: str | bytes, max_bytes: int = MAX_DERIVATION_BYTES) -
     """Parse a ``.drv`` file (``Derive(...)``).
 
     Args:
-        text: The file's contents (bytes must be UTF-8).
+        text: The file's contents. Bytes that are not UTF-8 become lone
+            surrogates (``surrogateescape``) and are written back as they were.
         max_bytes: Refuse longer input.
 
     Returns:
@@ -316,10 +324,7 @@ def parse_derivation(text: str | bytes, max_bytes: int = MAX_DERIVATION_BYTES) -
     if len(text) > max_bytes:
         raise FormatError(f"derivation: larger than {max_bytes} bytes")
     if isinstance(text, bytes):
-        try:
-            text = text.decode("utf-8")
-        except UnicodeDecodeError as e:
-            raise FormatError(f"derivation: not UTF-8 at byte {e.start}") from None
+        text = text.decode("utf-8", "surrogateescape")
     r = _Reader(text)
     r.expect("Derive(")
     outputs = r.list_of(r.output)
@@ -373,11 +378,12 @@ def _render(drv: Derivation, *, mask_outputs: bool, inputs: Iterable[tuple[str, 
     outputs = ",".join(
         f'("{name}","{"" if mask_outputs or out.path is None else out.path.absolute}",'
         f'"{out.hash_algo}","{out.hash}")'
-        for name, out in sorted(drv.outputs, key=lambda item: item[0])
+        for name, out in sorted(drv.outputs, key=lambda item: _encode(item[0]))
     )
     input_drvs = ",".join(f'("{key}",{_bare_list(sorted(names))})' for key, names in inputs)
     env = ",".join(
-        f"({_quote(key)},{_quote('' if key in masked else value)})" for key, value in sorted(drv.env)
+        f"({_quote(key)},{_quote('' if key in masked else value)})"
+        for key, value in sorted(drv.env, key=lambda item: _encode(item[0]))
     )
     return (
         f"Derive([{outputs}],[{input_drvs}],"
@@ -390,14 +396,34 @@ def _render(drv: Derivation, *, mask_outputs: bool, inputs: Iterable[tuple[str, 
 def format_derivation(drv: Derivation) -> str:
     """Write the ``.drv`` text exactly as Nix writes it (every list but the arguments sorted).
 
+    Sorted by bytes, as Nix's maps are: a name holding non-UTF-8 bytes sorts by those bytes.
+
     Args:
         drv: The derivation.
 
     Returns:
-        The ATerm text (no trailing newline); encode it as UTF-8 for the file.
+        The ATerm text (no trailing newline); :func:`derivation_bytes` gives the file's bytes.
     """
     inputs = sorted((path.absolute, names) for path, names in drv.input_drvs)
     return _render(drv, mask_outputs=False, inputs=inputs)
+
+
+def derivation_bytes(drv: Derivation) -> bytes:
+    """The ``.drv`` file's bytes: :func:`format_derivation` with non-UTF-8 bytes restored.
+
+    Raises:
+        FormatError: A string holds a surrogate that does not stand for a byte.
+    """
+    return _encode(format_derivation(drv))
+
+
+def _encode(text: str) -> bytes:
+    try:
+        return text.encode("utf-8", "surrogateescape")
+    except UnicodeEncodeError as e:
+        raise FormatError(
+            f"derivation: character {e.object[e.start]!r} at offset {e.start} is not text or a byte"
+        ) from None
 
 
 def derivation_path(drv: Derivation, name: str) -> StorePath:
@@ -411,7 +437,7 @@ def derivation_path(drv: Derivation, name: str) -> StorePath:
         ``/nix/store/<hash>-<name>.drv``.
     """
     references = [*drv.input_srcs, *(path for path, _ in drv.input_drvs)]
-    return make_text_path(f"{name}.drv", format_derivation(drv).encode(), references)
+    return make_text_path(f"{name}.drv", derivation_bytes(drv), references)
 
 
 # --- hashDerivationModulo and output paths -------------------------------------------------------
@@ -474,7 +500,7 @@ def _modulo(drv: Derivation, memo: MutableMapping[str, bytes], *, mask_outputs: 
     for path, names in drv.input_drvs:
         inputs.setdefault(memo[path.absolute].hex(), set()).update(names)
     return hashlib.sha256(
-        _render(drv, mask_outputs=mask_outputs, inputs=sorted(inputs.items())).encode()
+        _encode(_render(drv, mask_outputs=mask_outputs, inputs=sorted(inputs.items())))
     ).digest()
 
 

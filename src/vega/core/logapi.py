@@ -6,7 +6,8 @@ One definition for both sides (house-style.md §4.1 rule 6)::
     GET /log/proof/inclusion/<i>[?size=N]   {"index", "size", "leafHashHex", "rootHex", "proofHex"}
     GET /log/proof/consistency?first&second {"first", "second", "proofHex"}
     GET /log/lookup/<hash>                  {"checkpoint", "sth", "entries": [{"index", "data",
-                                             "proofHex"}], "truncated"}
+                                             "proofHex"}], "truncated", "events": {"indexes",
+                                             "signature"}}
 
 ``data`` is the leaf's bytes as a string: its UTF-8 encoding is exactly what
 was hashed (§5.2). Hashes travel as 64 lowercase hex characters; no proof for
@@ -29,6 +30,7 @@ __all__ = [
     "MAX_PROOF_HASHES",
     "ConsistencyAnswer",
     "EntryAnswer",
+    "EventStatement",
     "InclusionAnswer",
     "LookupAnswer",
     "LookupEntry",
@@ -176,6 +178,35 @@ class LookupEntry:
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
+class EventStatement:
+    """The lookup's signed claim: these are every promotion and revocation of the build (ADR 0012).
+
+    Signed over :func:`vega.core.tlog.events_message` at the lookup's checkpoint.
+    """
+
+    indexes: tuple[int, ...]
+    """The indexes of every promotion and revocation entry of the build, ascending."""
+    signature: str
+    """``<key name>:<B64>`` by the STH key."""
+
+    def to_json(self) -> dict[str, object]:
+        """The wire form."""
+        return {"indexes": list(self.indexes), "signature": self.signature}
+
+    @classmethod
+    def from_json(cls, obj: object, path: str = "") -> EventStatement:
+        """Narrow untrusted JSON; FormatError names the bad field after ``path``."""
+        o = expect_object(obj, path.rstrip(".") or "body")
+        items = expect_list(o, "indexes", path=path)
+        indexes = []
+        for k, i in enumerate(items):
+            if isinstance(i, bool) or not isinstance(i, int) or i < 0:
+                raise FormatError(f"{path}indexes[{k}]: expected a non-negative integer")
+            indexes.append(i)
+        return cls(indexes=tuple(indexes), signature=expect_str(o, "signature", path=path))
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
 class LookupAnswer:
     """Every entry of one build with proofs at one checkpoint, as ``/log/lookup/<hash>`` serves it."""
 
@@ -187,15 +218,20 @@ class LookupAnswer:
     """The build's entries, oldest first."""
     truncated: bool = False
     """The server had more entries than it returned."""
+    events: EventStatement | None = None
+    """The signed list of every promotion and revocation (all of them are in ``entries``)."""
 
     def to_json(self) -> dict[str, object]:
-        """The wire form."""
-        return {
+        """The wire form (``events`` only when there is a statement)."""
+        out: dict[str, object] = {
             "checkpoint": self.checkpoint_note,
             "sth": self.sth,
             "entries": [e.to_json() for e in self.entries],
             "truncated": self.truncated,
         }
+        if self.events is not None:
+            out["events"] = self.events.to_json()
+        return out
 
     @classmethod
     def from_json(cls, obj: object, path: str = "") -> LookupAnswer:
@@ -205,4 +241,7 @@ class LookupAnswer:
         items = expect_list(o, "entries", path=path)
         entries = tuple(LookupEntry.from_json(item, f"{path}entries[{k}].") for k, item in enumerate(items))
         truncated = expect_bool(o, "truncated", path=path) if "truncated" in o else False
-        return cls(checkpoint_note=note, sth=o.get("sth"), entries=entries, truncated=truncated)
+        events = EventStatement.from_json(o["events"], f"{path}events.") if "events" in o else None
+        return cls(
+            checkpoint_note=note, sth=o.get("sth"), entries=entries, truncated=truncated, events=events
+        )

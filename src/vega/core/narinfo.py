@@ -27,9 +27,30 @@ file hash and size, deriver, CA, unknown lines) is an unsigned hint of the
 cache. NOTE: Nix's fingerprint does not cover ``CA`` either; a
 content-addressed path is checked by its address, not by a signature.
 
-Parsing is stricter than Nix where Nix is ambiguous: a repeated key (other
-than ``Sig``), a repeated reference, a hash not in ``sha256:<nix32>`` form or a
-size that is not a plain decimal are refused with the line number.
+Strict in what we write, liberal in what we read: :func:`parse_narinfo` takes
+every narinfo Nix 2.x accepts, as Nix reads it (``NarInfo::NarInfo`` in
+nar-info.cc), so that what ``vega verify`` checks is what Nix would install:
+
+* ``NarHash`` and ``FileHash`` in any encoding Nix reads: ``sha256:`` with
+  Nix base-32, base-16 (Cachix writes it) or base-64, and SRI ``sha256-…``;
+  the fingerprint always renders the hash in Nix base-32, as Nix does. A
+  ``FileHash`` may name another algorithm (it is an unsigned hint); a
+  ``NarHash`` must be SHA-256 (the only one Nix writes, and the only one a
+  NAR can be re-hashed with here);
+* ``Compression`` missing or empty means ``bzip2`` (Nix's default);
+  ``FileHash`` and ``FileSize`` may be missing (None);
+* ``Deriver: unknown-deriver`` (and an empty ``Deriver``) means no deriver;
+* a repeated key: the last one counts, as in Nix; ``References`` may repeat
+  only while the earlier ones were empty, ``CA`` only while empty ("extra
+  References"/"extra CA" in Nix); a reference repeated within the list counts
+  once (Nix keeps a set);
+* unknown keys are kept verbatim in :attr:`NarInfo.extra_lines` and ignored.
+
+What Nix refuses is refused (no ``StorePath``, ``URL`` or ``NarHash``, a bad
+store path, a bad hash or size), each with the line number. Nix also refuses a
+zero ``NarSize`` and a last line without ``\n``; those are accepted here.
+:func:`format_narinfo` writes only Nix's canonical form (SHA-256 in
+``sha256:<nix32>``, every field present).
 
 Spec: protocol.md §2.4 (format), §2.5 (fingerprint).
 Upstream: Nix src/libstore/nar-info.cc, path-info.cc (``fingerprint``).
@@ -49,7 +70,9 @@ from vega.core.storepath import STORE_DIR, StorePath, parse_store_path
 from vega.errors import FormatError, VerificationError
 
 __all__ = [
+    "DEFAULT_COMPRESSION",
     "MAX_NARINFO_BYTES",
+    "UNKNOWN_DERIVER",
     "NarInfo",
     "SignedFields",
     "fingerprint",
@@ -63,7 +86,12 @@ MAX_NARINFO_BYTES = 4 << 20
 """Default cap on a narinfo's size (tens of thousands of references fit)."""
 
 _MAX_SIZE = 2**64 - 1  # Nix keeps sizes in uint64_t
-_DECIMAL = re.compile(r"[0-9]{1,20}")
+_DECIMAL = re.compile(r"[0-9]{1,64}")
+_PREFIXED_HASH = re.compile(r"[a-z0-9]+[:-]")
+DEFAULT_COMPRESSION = "bzip2"
+"""What a narinfo without ``Compression`` means (Nix: nar-info.cc)."""
+UNKNOWN_DERIVER = "unknown-deriver"
+"""The ``Deriver`` value old Nix versions wrote for "no deriver"."""
 _CONTROL = re.compile(r"[\x00-\x1f\x7f]")
 _ASCII_WHITESPACE = re.compile(r"[\t\n\v\f\r ]+")
 _SINGLE_KEYS = (
@@ -79,7 +107,7 @@ _SINGLE_KEYS = (
     "CA",
 )
 _KNOWN_KEYS = frozenset((*_SINGLE_KEYS, "Sig"))
-_REQUIRED = ("StorePath", "URL", "Compression", "FileHash", "FileSize", "NarHash", "NarSize")
+_REQUIRED = ("StorePath", "URL", "NarHash", "NarSize")
 
 
 def _quote(value: str) -> str:
@@ -91,8 +119,8 @@ def _check_size(value: object, what: str) -> None:
         raise FormatError(f"{what} must be an integer from 0 to 2^64-1, got {value!r}")
 
 
-def _check_hash(value: object, what: str) -> None:
-    if not isinstance(value, NixHash) or value.algorithm is not HashAlgorithm.SHA256:
+def _check_hash(value: object, what: str, *, any_algorithm: bool = False) -> None:
+    if not isinstance(value, NixHash) or not (any_algorithm or value.algorithm is HashAlgorithm.SHA256):
         raise FormatError(f"{what} must be a sha256 NixHash, got {value!r}")
 
 
@@ -153,10 +181,10 @@ class NarInfo:
     """Where the (compressed) NAR is, relative to the cache root."""
     compression: str
     """``none``, ``xz``, ``zstd``, ``bzip2``, ``br``, …"""
-    file_hash: NixHash
-    """SHA-256 of the file at ``url``."""
-    file_size: int
-    """Bytes in the file at ``url``."""
+    file_hash: NixHash | None
+    """Hash of the file at ``url`` (SHA-256 in what Vega writes); None when the cache omits it."""
+    file_size: int | None
+    """Bytes in the file at ``url``; None when the cache omits it."""
     deriver: StorePath | None = None
     """The ``.drv`` that built it, when known."""
     ca: str | None = None
@@ -171,8 +199,10 @@ class NarInfo:
             raise FormatError(f"signed must be SignedFields, got {self.signed!r}")
         _check_text(self.url, "url", allow_empty=False)
         _check_text(self.compression, "compression", allow_empty=False)
-        _check_hash(self.file_hash, "file_hash")
-        _check_size(self.file_size, "file_size")
+        if self.file_hash is not None:
+            _check_hash(self.file_hash, "file_hash", any_algorithm=True)
+        if self.file_size is not None:
+            _check_size(self.file_size, "file_size")
         if self.deriver is not None and not isinstance(self.deriver, StorePath):
             raise FormatError(f"deriver must be a StorePath or None, got {self.deriver!r}")
         if self.ca is not None:
@@ -226,7 +256,7 @@ def _to_text(data: str | bytes, max_bytes: int) -> str:
 
 
 def parse_narinfo(data: str | bytes, *, max_bytes: int = MAX_NARINFO_BYTES) -> NarInfo:
-    r"""Parse a narinfo by the client rules of §2.4.
+    r"""Parse a narinfo as Nix 2.x reads it (§2.4; see the module docstring for the rules).
 
     Lines are split on ``\n`` only (a CR stays in the value), empty lines are
     skipped, ``Sig`` may repeat, unknown lines are kept in :attr:`NarInfo.extra_lines`.
@@ -245,16 +275,29 @@ def parse_narinfo(data: str | bytes, *, max_bytes: int = MAX_NARINFO_BYTES) -> N
     fields: dict[str, tuple[int, str]] = {}
     sigs: list[str] = []
     extra: list[str] = []
+    references: list[StorePath] = []
+    ca: str | None = None
     for lineno, line in enumerate(text.split("\n"), start=1):
         if not line:
             continue
         key, value = _split_line(line)
+        where = f"narinfo line {lineno}: {key}"
         if key == "Sig":
             sigs.append(value)
-        elif key in fields:
-            raise FormatError(f"narinfo line {lineno}: repeated {key} (first on line {fields[key][0]})")
+        elif key == "References":
+            # Nix: a second non-empty References is "extra References"; an empty one adds nothing.
+            if references and value.strip(" "):
+                raise FormatError(f"{where}: a second References list")
+            for token in _ASCII_WHITESPACE.split(value):
+                ref = _path_of(where, token, absolute=False) if token else None
+                if ref is not None and ref not in references:  # Nix keeps a set
+                    references.append(ref)
+        elif key == "CA":
+            if ca is not None and value:
+                raise FormatError(f"{where}: a second CA")
+            ca = ca or value or None
         elif key in _SINGLE_KEYS:
-            fields[key] = (lineno, value)
+            fields[key] = (lineno, value)  # Nix: the last one counts
         else:
             extra.append(line)
     for key in _REQUIRED:
@@ -265,78 +308,75 @@ def parse_narinfo(data: str | bytes, *, max_bytes: int = MAX_NARINFO_BYTES) -> N
         lineno, value = fields[key]
         return f"narinfo line {lineno}: {key}", value
 
-    def text_of(key: str) -> str:
-        where, value = field(key)
-        if not value:
-            raise FormatError(f"{where} must not be empty")
-        return value
-
     def size_of(key: str) -> int:
         where, value = field(key)
         if not _DECIMAL.fullmatch(value) or int(value) > _MAX_SIZE:
             raise FormatError(f"{where} must be a non-negative integer, got {_quote(value)}")
         return int(value)
 
-    def hash_of(key: str) -> NixHash:
+    def hash_of(key: str, algorithm: HashAlgorithm | None) -> NixHash:
         where, value = field(key)
         try:
-            h = parse_nix_hash(value, HashAlgorithm.SHA256)
+            if not _PREFIXED_HASH.match(value):
+                raise FormatError("no algorithm prefix")
+            return parse_nix_hash(value, algorithm)
         except FormatError:
-            h = None
-        if h is None or format_nix_hash(h) != value:
-            raise FormatError(f"{where} must be sha256:<52 nix32 characters>, got {_quote(value)}")
-        return h
+            want = "a sha256 hash" if algorithm else "a hash"
+            raise FormatError(
+                f"{where} must be {want} (sha256:<nix32|base16|base64> or sha256-<base64>), "
+                f"got {_quote(value)}"
+            ) from None
 
-    def path_of(where: str, value: str, *, absolute: bool) -> StorePath:
-        if absolute != value.startswith(STORE_DIR + "/"):
-            form = "an absolute store path" if absolute else "a store path base name"
-            raise FormatError(f"{where} must be {form}, got {_quote(value)}")
-        try:
-            return parse_store_path(value)
-        except FormatError as e:
-            raise FormatError(f"{where}: {e.message}") from None
-
+    where, value = field("URL")
+    if not value:
+        raise FormatError(f"{where} must not be empty")
+    url = value
     where, value = field("StorePath")
-    store_path = path_of(where, value, absolute=True)
-    references: list[StorePath] = []
-    if "References" in fields:
-        where, value = field("References")
-        for token in _ASCII_WHITESPACE.split(value):
-            if token:
-                ref = path_of(where, token, absolute=False)
-                if ref in references:
-                    raise FormatError(f"{where} repeats {_quote(token)}")
-                references.append(ref)
+    store_path = _path_of(where, value, absolute=True)
     deriver = None
-    if fields.get("Deriver", (0, ""))[1]:
-        where, value = field("Deriver")
-        deriver = path_of(where, value, absolute=False)
+    if "Deriver" in fields and field("Deriver")[1] not in ("", UNKNOWN_DERIVER):
+        deriver = _path_of(*field("Deriver"), absolute=False)
     signed = SignedFields(
         store_path=store_path,
-        nar_hash=hash_of("NarHash"),
+        nar_hash=hash_of("NarHash", HashAlgorithm.SHA256),
         nar_size=size_of("NarSize"),
         references=tuple(references),
     )
     return NarInfo(
         signed=signed,
-        url=text_of("URL"),
-        compression=text_of("Compression"),
-        file_hash=hash_of("FileHash"),
-        file_size=size_of("FileSize"),
+        url=url,
+        compression=fields.get("Compression", (0, ""))[1] or DEFAULT_COMPRESSION,
+        file_hash=hash_of("FileHash", None) if "FileHash" in fields else None,
+        file_size=size_of("FileSize") if "FileSize" in fields else None,
         deriver=deriver,
-        ca=fields.get("CA", (0, ""))[1] or None,
+        ca=ca,
         sigs=tuple(sigs),
         extra_lines=tuple(extra),
     )
+
+
+def _path_of(where: str, value: str, *, absolute: bool) -> StorePath:
+    if absolute != value.startswith(STORE_DIR + "/"):
+        form = "an absolute store path" if absolute else "a store path base name"
+        raise FormatError(f"{where} must be {form}, got {_quote(value)}")
+    try:
+        return parse_store_path(value)
+    except FormatError as e:
+        raise FormatError(f"{where}: {e.message}") from None
 
 
 def format_narinfo(info: NarInfo) -> str:
     r"""Render in Nix's order (§2.4), ``\n`` after every line.
 
     Raises:
-        FormatError: a value holds a C0 control character or DEL.
+        FormatError: a value holds a C0 control character or DEL, or the file hash
+            (SHA-256) or size is missing.
     """
     sp = info.signed
+    if info.file_hash is None or info.file_hash.algorithm is not HashAlgorithm.SHA256:
+        raise FormatError("narinfo: refusing to write without a sha256 FileHash")
+    if info.file_size is None:
+        raise FormatError("narinfo: refusing to write without a FileSize")
     lines = [
         f"StorePath: {sp.store_path.absolute}",
         f"URL: {info.url}",

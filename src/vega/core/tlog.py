@@ -21,14 +21,21 @@ non-ASCII characters kept as UTF-8 (JavaScript ``JSON.stringify``)::
 ``agreedSince`` (promotion), ``provenance`` and ``dir`` (attestation) are
 omitted when absent; ``tenant`` is ``null`` for the pool lane.
 
+A leaf must fit one C2SP entry (at most :data:`MAX_LEAF_BYTES`), but a fingerprint lists every
+reference, so a build with about 1,300 references or more does not. Such a promotion or
+attestation leaf carries ``"fingerprintSha256": "<64 hex>"`` (SHA-256 of the fingerprint's UTF-8
+bytes) in place of ``"fingerprint"``, at the same position; every leaf that fits keeps the
+original's shape byte for byte (ADR 0012, docs/log-api.md).
+
 Spec: protocol.md §2.7 (STH message), §5.1 (STH), §5.2 (leaves, "binds"), §7.1 (attestation).
 """
 
 from __future__ import annotations
 
+import hashlib
 import json
 import math
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from decimal import Decimal
 from typing import Literal, cast, get_args
@@ -37,6 +44,7 @@ from vega.core import signing
 from vega.errors import FormatError, VerificationError
 
 __all__ = [
+    "MAX_LEAF_BYTES",
     "AttestationLeaf",
     "BuildProvenance",
     "KeyAddedLeaf",
@@ -47,6 +55,8 @@ __all__ = [
     "RevocationLeaf",
     "SignedTreeHead",
     "encode_leaf",
+    "events_message",
+    "fingerprint_sha256",
     "js_number",
     "leaf_binds_narinfo",
     "parse_leaf",
@@ -59,6 +69,8 @@ __all__ = [
 Lane = Literal["gh-actions", "owner", "pool", "vega-repro"]
 _LANES: tuple[str, ...] = get_args(Lane)
 _MAX_JSON_BYTES = 1 << 20
+MAX_LEAF_BYTES = 0xFFFF
+"""The largest leaf: one C2SP entry-bundle entry (a 16-bit length)."""
 _MAX_SAFE = 2**53 - 1
 
 # --- signed tree head -------------------------------------------------------------------------
@@ -192,6 +204,18 @@ def verify_sth(sth: SignedTreeHead, public_key: signing.PublicKey) -> None:
         )
 
 
+def events_message(store_hash: str, size: int, root: bytes, indexes: Sequence[int]) -> bytes:
+    """Return the message of a lookup's signed event statement (docs/log-api.md, ADR 0012).
+
+    ``vega-events:v1:<store-path hash>:<size>:<root hex>:<i1>,<i2>,...``: "in the tree of
+    ``size`` leaves with this root, the promotion and revocation entries of this build are
+    exactly these indexes". Signed with the STH key, so an omission is signed evidence against
+    the log. The prefix keeps it apart from STH messages and narinfo fingerprints (``1;...``).
+    """
+    listed = ",".join(str(i) for i in indexes)
+    return f"vega-events:v1:{store_hash}:{size}:{root.hex()}:{listed}".encode()
+
+
 # --- leaf events ------------------------------------------------------------------------------
 
 
@@ -202,13 +226,15 @@ class PromotionLeaf:
     store_path: str
     """Absolute store path."""
     fingerprint: str
-    """The §2.5 fingerprint of the promoted narinfo."""
+    """The §2.5 fingerprint of the promoted narinfo ("" when parsed from a compact leaf)."""
     nar_hash: str
     """``sha256:<52 nix32>``."""
     at: int
     """When (ms)."""
     agreed_since: int | None = None
     """When the quorum was first met (ms), if known."""
+    fingerprint_sha256: str | None = None
+    """Set only when parsed from a compact leaf: the fingerprint's SHA-256, 64 hex."""
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
@@ -244,7 +270,7 @@ class AttestationLeaf:
     store_path: str
     """Absolute store path."""
     fingerprint: str
-    """The §2.5 fingerprint the attester claims."""
+    """The §2.5 fingerprint the attester claims ("" when parsed from a compact leaf)."""
     nar_hash: str
     """``sha256:<52 nix32>``."""
     tenant: str | None
@@ -257,6 +283,8 @@ class AttestationLeaf:
     """When (ms)."""
     provenance: BuildProvenance | None = None
     """Build provenance, when the attester gave it."""
+    fingerprint_sha256: str | None = None
+    """Set only when parsed from a compact leaf: the fingerprint's SHA-256, 64 hex."""
 
     def __post_init__(self) -> None:
         if self.lane not in _LANES:
@@ -291,30 +319,39 @@ LeafEvent = PromotionLeaf | RevocationLeaf | AttestationLeaf | KeyAddedLeaf | Ke
 """Every leaf event Vega writes."""
 
 
+def fingerprint_sha256(fingerprint: str) -> str:
+    """The ``fingerprintSha256`` of a compact leaf: SHA-256 of the fingerprint's UTF-8, 64 hex."""
+    return hashlib.sha256(fingerprint.encode("utf-8", "surrogatepass")).hexdigest()
+
+
 def encode_leaf(event: LeafEvent) -> bytes:
     """Return the canonical leaf bytes of an event (see the module docstring).
+
+    A promotion or attestation whose leaf would exceed :data:`MAX_LEAF_BYTES` is written in
+    the compact form (``fingerprintSha256`` in place of ``fingerprint``).
 
     Raises:
         FormatError: a string is not encodable as UTF-8 (a lone surrogate).
     """
+    data = _encode_leaf(event, compact=False)
+    if len(data) > MAX_LEAF_BYTES and isinstance(event, PromotionLeaf | AttestationLeaf):
+        return _encode_leaf(event, compact=True)
+    return data
+
+
+def _encode_leaf(event: LeafEvent, *, compact: bool) -> bytes:
     obj: dict[str, object] = {"v": 1}
     match event:
         case PromotionLeaf():
-            obj |= {
-                "event": "promotion",
-                "storePath": event.store_path,
-                "fingerprint": event.fingerprint,
-                "narHash": event.nar_hash,
-            }
+            obj |= {"event": "promotion", "storePath": event.store_path, **_fingerprint(event, compact)}
+            obj["narHash"] = event.nar_hash
             if event.agreed_since is not None:
                 obj["agreedSince"] = event.agreed_since
         case RevocationLeaf():
             obj |= {"event": "revocation", "storePath": event.store_path, "reason": event.reason}
         case AttestationLeaf():
+            obj |= {"event": "attestation", "storePath": event.store_path, **_fingerprint(event, compact)}
             obj |= {
-                "event": "attestation",
-                "storePath": event.store_path,
-                "fingerprint": event.fingerprint,
                 "narHash": event.nar_hash,
                 "tenant": event.tenant,
                 "lane": event.lane,
@@ -352,21 +389,27 @@ def parse_leaf(data: bytes | str) -> LeafEvent:
     f = _Fields(obj, f"{str(event)[:40]} leaf")
     match event:
         case "promotion":
+            store_path = f.text("storePath")
+            fp, fp_sha = f.fingerprint()
             leaf: LeafEvent = PromotionLeaf(
-                store_path=f.text("storePath"),
-                fingerprint=f.text("fingerprint"),
+                store_path=store_path,
+                fingerprint=fp,
                 nar_hash=f.text("narHash"),
                 agreed_since=f.optional_int("agreedSince"),
                 at=f.integer("at"),
+                fingerprint_sha256=fp_sha,
             )
         case "revocation":
             leaf = RevocationLeaf(store_path=f.text("storePath"), reason=f.text("reason"), at=f.integer("at"))
         case "attestation":
             f.seen.add("tenant")
+            store_path = f.text("storePath")
+            fp, fp_sha = f.fingerprint()
             tenant = None if "tenant" in obj and obj["tenant"] is None else f.text("tenant")
             leaf = AttestationLeaf(
-                store_path=f.text("storePath"),
-                fingerprint=f.text("fingerprint"),
+                store_path=store_path,
+                fingerprint=fp,
+                fingerprint_sha256=fp_sha,
                 nar_hash=f.text("narHash"),
                 tenant=tenant,
                 lane=_lane(f.text("lane")),
@@ -391,10 +434,12 @@ def leaf_binds_narinfo(
 
     True iff the leaf's ``event`` is ``"promotion"`` and its ``storePath``,
     ``narHash`` and ``fingerprint`` equal the narinfo's store path, NAR hash and
-    recomputed fingerprint. Raw leaves that are not JSON objects with string
-    fields are not bindings (the original client ignores them).
+    recomputed fingerprint (for a compact leaf: ``fingerprintSha256`` equals its
+    SHA-256). Raw leaves that are not JSON objects with string fields are not
+    bindings (the original client ignores them).
     """
     if isinstance(leaf, PromotionLeaf):
+        digest = leaf.fingerprint_sha256
         fields: tuple[object, ...] = (leaf.store_path, leaf.nar_hash, leaf.fingerprint)
     elif isinstance(leaf, bytes | str):
         try:
@@ -403,13 +448,22 @@ def leaf_binds_narinfo(
             return False
         if not isinstance(obj, dict) or obj.get("event") != "promotion":
             return False
+        digest = obj.get("fingerprintSha256") if "fingerprint" not in obj else None
         fields = (obj.get("storePath"), obj.get("narHash"), obj.get("fingerprint"))
     else:
         return False
+    if digest is not None:  # a compact leaf (a fingerprint too long for one entry)
+        return fields[:2] == (store_path, nar_hash) and digest == fingerprint_sha256(fingerprint)
     return fields == (store_path, nar_hash, fingerprint)
 
 
 # --- helpers ----------------------------------------------------------------------------------
+
+
+def _fingerprint(event: PromotionLeaf | AttestationLeaf, compact: bool) -> dict[str, object]:
+    if compact:
+        return {"fingerprintSha256": fingerprint_sha256(event.fingerprint)}
+    return {"fingerprint": event.fingerprint}
 
 
 def _loads(data: bytes | str, what: str) -> object:
@@ -459,6 +513,15 @@ class _Fields:
         if isinstance(value, bool) or not isinstance(value, int) or not 0 <= value <= _MAX_SAFE:
             raise FormatError(f"{self.what}: {key} must be an integer from 0 to 2**53 - 1")
         return value
+
+    def fingerprint(self) -> tuple[str, str | None]:
+        """``fingerprint``, or a compact leaf's ``fingerprintSha256`` (then the fingerprint is "")."""
+        if "fingerprint" in self.obj or "fingerprintSha256" not in self.obj:
+            return self.text("fingerprint"), None
+        digest = self.text("fingerprintSha256")
+        if len(digest) != 64 or not all(c in "0123456789abcdef" for c in digest):
+            raise FormatError(f"{self.what}: fingerprintSha256 must be 64 lowercase hex digits")
+        return "", digest
 
     def optional_int(self, key: str) -> int | None:
         return self.integer(key) if key in self.obj else None

@@ -162,6 +162,7 @@ def _serve(settings: ServerSettings, out: TextIO, run: Callable[..., None]) -> i
     from vega.server.app import create_app
     from vega.server.blobs import LocalBlobStore
     from vega.server.db import open_database
+    from vega.server.http import uvicorn_options
     from vega.server.service import ServerKeys
 
     _check_port_free(settings.host, settings.port)
@@ -204,7 +205,14 @@ def _serve(settings: ServerSettings, out: TextIO, run: Callable[..., None]) -> i
     thread = threading.Thread(target=sweeper, name="vega-sweeper", daemon=True)
     thread.start()
     try:
-        run(app, host=settings.host, port=settings.port, log_level="info", proxy_headers=False)
+        run(
+            app,
+            host=settings.host,
+            port=settings.port,
+            log_level="info",
+            proxy_headers=False,
+            **uvicorn_options(settings),
+        )
     finally:
         stop.set()
         db.close()

@@ -12,6 +12,7 @@ Routes (protocol.md §11; additions in docs/server-api.md)::
     POST       /api/cache/attest                           OIDC
     POST       /api/cache/push                             owner
     GET        /api/repro/queue
+    GET        /api/revocations                            signed revocation list (changes-0.19.md)
     POST       /api/repro/dispatch-failed                  OIDC (reproducer)
     GET        /api/info, /healthz, /metrics
     GET        /log/...                                    the transparency log (mounted)
@@ -22,7 +23,8 @@ Spec: protocol.md §3-§6, §11; house-style.md §4.9; issue 4.
 
 from __future__ import annotations
 
-from collections.abc import Callable, Sequence
+import contextlib
+from collections.abc import AsyncIterator, Callable, Sequence
 
 import httpx2
 from starlette.applications import Starlette
@@ -39,11 +41,14 @@ from vega.core.promotion import PromotionPolicy
 from vega.server.blobs import BlobStore
 from vega.server.db import Database
 from vega.server.handlers import Handlers, Metrics
+from vega.server.http import limit_worker_threads, upload_gate
 from vega.server.identity import Authenticator as IdentityAuthenticator
 from vega.server.identity import IdentitySettings
 from vega.server.identity.dev import DevSettings
 from vega.server.log.log import Sequencer, TransparencyLog
 from vega.server.log.routes import log_routes
+from vega.server.ratelimit import AttestLimits, AttestRateLimiter
+from vega.server.revocations import revocations_endpoint
 from vega.server.service import CacheService, ServerKeys
 from vega.server.settings import ServerSettings
 from vega.server.store import Store
@@ -106,6 +111,8 @@ def identity_for(
             reproducer_workflows=settings.reproducer_workflows,
             reproducer_self_hosted=settings.reproducer_self_hosted,
             dev=dev,
+            credential_ttl_s=settings.credential_ttl_s,
+            oidc_max_token_lifetime_s=settings.oidc_max_token_lifetime_s,
         ),
         master=keys.shared,
         db=db,
@@ -197,6 +204,8 @@ def create_app(
         capabilities=CAPABILITIES + (("dev-identity",) if settings.dev else ()),
     )
 
+    uploads = upload_gate(settings)
+
     def gauges() -> dict[str, int]:
         with store.read() as tx:
             counts = store.counts(tx)
@@ -207,6 +216,8 @@ def create_app(
             "vega_narinfos": counts.narinfos,
             "vega_log_size": log.latest().size,
             "vega_object_nar_reads": service.nar_reads,
+            "vega_uploads_in_progress": uploads.active,
+            "vega_uploads_waiting": uploads.waiting,
         }
 
     h = Handlers(
@@ -217,6 +228,16 @@ def create_app(
         metrics=metrics,
         max_json_bytes=settings.max_json_bytes,
         narinfo_max_age_s=settings.narinfo_max_age_s,
+        uploads=uploads,
+        limiter=AttestRateLimiter(
+            AttestLimits(
+                path_burst=settings.attest_path_burst,
+                path_per_hour=settings.attest_path_per_hour,
+                owner_burst=settings.attest_owner_burst,
+                owner_per_hour=settings.attest_owner_per_hour,
+            ),
+            now,
+        ),
     )
     g = h.guarded
     routes: list[BaseRoute] = [
@@ -232,13 +253,20 @@ def create_app(
         Route("/api/cache/delete", g(h.namespace_delete), methods=["POST"]),
         Route("/api/repro/queue", g(h.repro_queue), methods=["GET"]),
         Route("/api/repro/dispatch-failed", g(h.dispatch_failed), methods=["POST"]),
+        Route("/api/revocations", g(revocations_endpoint(store, keys.shared, now)), methods=["GET"]),
         *log_routes(log),
         *auth.routes(),
         *extra_routes,
         Route("/tenant/{rest:path}", g(h.tenant), methods=["GET"]),
         Route("/{rest:path}", g(h.root), methods=["GET"]),
     ]
-    app = Starlette(routes=routes, exception_handlers={HTTPException: _http_error})
+
+    @contextlib.asynccontextmanager
+    async def lifespan(_: Starlette) -> AsyncIterator[None]:
+        limit_worker_threads(settings.worker_threads)  # docs/adr/0013
+        yield
+
+    app = Starlette(routes=routes, exception_handlers={HTTPException: _http_error}, lifespan=lifespan)
     app.state.service = service
     app.state.log = log
     app.state.authenticator = auth

@@ -52,4 +52,7 @@ def error_response(exc: BaseException, headers: dict[str, str] | None = None) ->
         log.error("request failed: %s: %s", type(exc).__name__, exc, exc_info=exc)
     if status == 503:
         headers = {**(headers or {}), "Retry-After": "1"}
+    retry_after = getattr(exc, "retry_after_s", None)  # ratelimit.RateLimitedError (429)
+    if isinstance(retry_after, int):
+        headers = {**(headers or {}), "Retry-After": str(retry_after)}
     return JSONResponse({"error": message}, status_code=status, headers=headers)

@@ -17,7 +17,7 @@ from collections.abc import Awaitable, Callable, Iterator
 from typing import BinaryIO
 
 from starlette.concurrency import run_in_threadpool
-from starlette.requests import Request
+from starlette.requests import ClientDisconnect, Request
 from starlette.responses import JSONResponse, PlainTextResponse, Response, StreamingResponse
 
 from vega.core import nixbase32
@@ -26,6 +26,8 @@ from vega.core.cacheapi import DeleteRequest
 from vega.errors import AuthError, FormatError
 from vega.server.blobs import is_object_key
 from vega.server.errors import ServiceError, error_response
+from vega.server.http import UploadGate
+from vega.server.ratelimit import AttestRateLimiter
 from vega.server.service import Authenticator, CacheService, CiIdentity, OwnerPrincipal, check_tenant
 from vega.server.store import SHARED
 from vega.server.upload import ObjectDigest, UploadIngest
@@ -108,6 +110,8 @@ class Handlers:
         metrics: Metrics,
         max_json_bytes: int,
         narinfo_max_age_s: int,
+        uploads: UploadGate | None = None,
+        limiter: AttestRateLimiter | None = None,
     ) -> None:
         self.service = service
         self.auth = authenticator
@@ -116,6 +120,8 @@ class Handlers:
         self.metrics = metrics
         self.max_json_bytes = max_json_bytes
         self.narinfo_cache = f"public, max-age={narinfo_max_age_s}"
+        self.uploads = uploads or UploadGate(16)
+        self.limiter = limiter
 
     # -- helpers -------------------------------------------------------------------------
 
@@ -251,13 +257,23 @@ class Handlers:
             raise ServiceError("Content-Length is required", status=411)
         if int(declared) > self.service.max_upload_bytes:
             raise ServiceError(f"object larger than {self.service.max_upload_bytes} bytes", status=413)
-        ingest = self.service.start_upload(key, digest, int(declared))
-        try:
-            obj = await _ingest(request, ingest)
-        except BaseException:
-            ingest.abort()
-            raise
-        await run_in_threadpool(self.service.record_upload, key, obj)
+
+        async def stored() -> bool:
+            return await run_in_threadpool(self.service.object_size, key) is not None
+
+        if await self.uploads.wait_turn(key, stored):  # one PUT per object at once (ADR 0013)
+            return Response(None, status_code=200)  # the PUT we waited for stored these bytes
+        with self.uploads.claim(key):  # a bounded number of PUTs in all
+            ingest = self.service.start_upload(key, digest, int(declared))
+            try:
+                obj = await _ingest(request, ingest)
+            except ClientDisconnect:  # cut off, or dropped after stalling (docs/adr/0013)
+                ingest.abort()
+                raise ServiceError("the upload body was cut off", status=408) from None
+            except BaseException:
+                ingest.abort()
+                raise
+            await run_in_threadpool(self.service.record_upload, key, obj)
         size = obj.file_size
         self.metrics.inc("vega_uploads_total")
         self.metrics.inc("vega_upload_bytes_total", size)
@@ -267,6 +283,8 @@ class Handlers:
         """``POST /api/cache/attest`` (OIDC)."""
         identity = await self._oidc(request)
         body = AttestBody.from_json(await self._json(request))
+        if self.limiter is not None:
+            self.limiter.charge(f"gh:{identity.repository_owner_id}", body.store_path.hash_part)
         result = await run_in_threadpool(self.service.attest, identity, body)
         self.metrics.inc(
             "vega_attestations_total", lane="vega-repro" if identity.is_reproducer else "gh-actions"
@@ -279,6 +297,8 @@ class Handlers:
         """``POST /api/cache/push`` (owner)."""
         owner = await self._owner(request)
         body = AttestBody.from_json(await self._json(request))
+        if self.limiter is not None:
+            self.limiter.charge(f"owner:{owner.user_id}", body.store_path.hash_part)
         result = await run_in_threadpool(self.service.push, owner, body)
         self.metrics.inc("vega_attestations_total", lane="owner")
         return JSONResponse(result.to_json())

@@ -52,7 +52,7 @@ class NamespaceRules(ServiceCore):
                     hash=hash_part,
                     store_path=info.store_path.absolute,
                     nar_size=info.nar_size,
-                    file_size=info.file_size,
+                    file_size=info.file_size or 0,  # the server always writes FileSize
                     pushed_at_ms=updated_ms,
                 )
             )

@@ -112,15 +112,41 @@ class ServerSettings:
     """Largest JSON request body."""
     narinfo_max_age_s: int = 60
     """Cache lifetime of served narinfo files."""
+    attest_path_burst: int = 16
+    """Attestations one owner may make of one store path at once (then 429; ADR 0012)."""
+    attest_path_per_hour: int = 16
+    """Refill rate of ``attest_path_burst`` (0: no per-path limit)."""
+    attest_owner_burst: int = 20_000
+    """Attestations one owner may make at once, over all paths."""
+    attest_owner_per_hour: int = 200_000
+    """Refill rate of ``attest_owner_burst`` (0: no per-owner limit)."""
     orphan_retention_s: int = 7 * 24 * 3600
     """Age after which a NAR object nothing needs is deleted by the sweep; 0 keeps them all."""
     dev: bool = False
     """Development identity mode (loudly labelled; loopback only unless forced)."""
     dev_force: bool = False
     """Allow development mode on a non-loopback public URL."""
+    # -- connection, worker and lifetime bounds (docs/adr/0013; docs/security/server.md) --
+    http_read_timeout_s: int = 30
+    """Drop a connection whose client sends nothing this long while a request (head or body) is awaited."""
+    http_keep_alive_s: int = 5
+    """Close an idle keep-alive connection after this long."""
+    http_max_connections: int = 1000
+    """Open connections and requests in progress at once; past it, 503 (uvicorn ``limit_concurrency``)."""
+    worker_threads: int = 40
+    """Threads doing blocking work (database, files, signing) for requests."""
+    max_concurrent_uploads: int = 16
+    """Presigned PUT bodies received at once (each also uses three threads of its own)."""
+    upload_wait_s: int = 60
+    """How long a PUT of an object waits for another PUT of the same object (then 503)."""
+    credential_ttl_s: int = 7 * 24 * 3600
+    """Lifetime of an owner credential; a credential claiming a longer one is refused."""
+    oidc_max_token_lifetime_s: int = 3600
+    """Longest ``exp - iat`` accepted on an OIDC token (GitHub's are minutes)."""
 
     def __post_init__(self) -> None:
         _check(self)
+        _check_bounds(self)
 
     @property
     def resolved_public_url(self) -> str:
@@ -206,13 +232,36 @@ def _check(s: ServerSettings) -> None:
     for repository in s.reproducer_self_hosted:
         if not _REPOSITORY.fullmatch(repository):
             raise ConfigError(f"reproducer_self_hosted: {repository[:200]!r} is not owner/repo")
-    for name in ("settling_s", "narinfo_max_age_s", "orphan_retention_s"):
+    for name in ("settling_s", "narinfo_max_age_s", "orphan_retention_s", *_RATE_LIMITS):
         if int(getattr(s, name)) < 0:
             raise ConfigError(f"{name} must be non-negative, got {getattr(s, name)}")
     if s.github_client_secret is not None and not s.github_client_secret.strip():
         raise ConfigError("github_client_secret is empty")
     if not 0 <= s.port <= 65535:
         raise ConfigError(f"port out of range: {s.port}")
+
+
+_BOUNDS: dict[str, tuple[int, int]] = {  # setting: (least, most) accepted at start-up
+    "http_read_timeout_s": (1, 3600),
+    "http_keep_alive_s": (1, 3600),
+    "http_max_connections": (1, 1_000_000),
+    "worker_threads": (1, 10_000),
+    "max_concurrent_uploads": (1, 10_000),
+    "upload_wait_s": (0, 3600),
+    "upload_url_ttl_s": (1, 7 * 24 * 3600),
+    "credential_ttl_s": (60, 90 * 24 * 3600),
+    "oidc_max_token_lifetime_s": (60, 24 * 3600),
+    "settling_s": (0, 30 * 24 * 3600),
+    "narinfo_max_age_s": (0, 7 * 24 * 3600),
+}
+
+
+def _check_bounds(s: ServerSettings) -> None:
+    """Refuse limits and lifetimes outside sane ranges (an absurd TTL is a misconfiguration)."""
+    for name, (least, most) in _BOUNDS.items():
+        value = getattr(s, name)
+        if not least <= value <= most:
+            raise ConfigError(f"{name} must be from {least} to {most}, got {value}")
 
 
 _SECRETS = {"signing_key", "log_key", "github_client_secret"}
@@ -223,6 +272,9 @@ _INTS = {"port", "quorum", "min_reproductions", "settling_s", "upload_url_ttl_s"
     "narinfo_max_age_s",
     "orphan_retention_s",
 }
+_INTS |= set(_BOUNDS)
+_RATE_LIMITS = ("attest_path_burst", "attest_path_per_hour", "attest_owner_burst", "attest_owner_per_hour")
+_INTS |= set(_RATE_LIMITS)
 _BOOLS = {"dev", "dev_force"}
 _SECRET_FILE_KEYS = {"database_url_file": "database_url", "github_client_secret_file": "github_client_secret"}
 _PATHS = {"data_dir", "nar_dir", "signing_key_file", "log_key_file"}

@@ -32,6 +32,7 @@ from urllib.parse import urlencode
 from vega.core import nixbase32
 from vega.core.api import AttestBody, UploadUrlRequest, UploadUrlResponse, nar_url_for
 from vega.core.compression import Compression, Decompressor
+from vega.core.nar import read_nar
 from vega.core.narinfo import NarInfo, SignedFields
 from vega.errors import FormatError, VerificationError
 from vega.server.blobs import BlobWriter
@@ -65,27 +66,57 @@ class ObjectDigest:
     """Bytes of the NAR."""
 
 
-class _ThreadedSha256:
-    """SHA-256 of pieces handed over in order, computed in a thread of its own.
+class _NarParse:
+    """The NAR handed over in pieces, in order: hashed and parsed by the strict reader.
 
-    The hand-off holds at most ``_HASH_QUEUE`` pieces (1 MiB each), so memory stays bounded
-    when decompression runs ahead; :meth:`close` ends the thread (idempotent).
+    A thread of its own pulls the pieces through :func:`vega.core.nar.read_nar` (which accepts
+    only a canonical NAR: no ``..``, ``.``, ``/``, empty or unordered names, nothing after the
+    end) while hashing every byte. The hand-off holds at most ``_HASH_QUEUE`` pieces (1 MiB
+    each), so memory stays bounded when decompression runs ahead; after a parse error the rest
+    is drained unread. :meth:`close` ends the thread (idempotent).
     """
 
     def __init__(self) -> None:
         self._queue: queue.Queue[bytes | None] = queue.Queue(maxsize=_HASH_QUEUE)
         self._hash = hashlib.sha256()
-        self._thread = threading.Thread(target=self._run, name="vega-nar-sha256", daemon=True)
+        self._piece = b""
+        self._pos = 0
+        self._ended = False
+        self.error: FormatError | None = None
+        """Why the bytes are not a NAR (set by the thread; final once :meth:`close` returned)."""
+        self._thread = threading.Thread(target=self._run, name="vega-nar-parse", daemon=True)
         self._thread.start()
 
-    def _run(self) -> None:
-        while (piece := self._queue.get()) is not None:
+    def _read(self, n: int) -> bytes:
+        if self._pos >= len(self._piece):
+            piece = None if self._ended else self._queue.get()
+            if piece is None:
+                self._ended = True
+                return b""
             self._hash.update(piece)
+            self._piece, self._pos = piece, 0
+        out = self._piece[self._pos : self._pos + n]
+        self._pos += len(out)
+        return out
+
+    def _run(self) -> None:
+        try:
+            for _ in read_nar(self._read):
+                pass
+        except FormatError as e:
+            self.error = e
+        while not self._ended:  # after an error: consume (and hash) the rest so producers never wait
+            piece = self._queue.get()
+            if piece is None:
+                self._ended = True
+            else:
+                self._hash.update(piece)
 
     def update(self, piece: bytes) -> None:
         self._queue.put(piece)
 
     def digest(self) -> bytes:
+        """The SHA-256 of everything handed over (ends the thread first)."""
         self.close()
         return self._hash.digest()
 
@@ -96,37 +127,41 @@ class _ThreadedSha256:
 
 
 class NarCheck:
-    """The NAR inside a zstd stream fed in order: its SHA-256 and size, decompression capped.
+    """The NAR inside a zstd stream fed in order: parsed strictly, its SHA-256 and size.
 
-    With ``threaded``, the NAR's SHA-256 runs in a thread of its own beside decompression
-    (call :meth:`close` when abandoning the check).
+    Decompression is capped at ``max_nar_bytes``; the decompressed bytes go to a thread of their
+    own that hashes them and parses them with the strict NAR reader (call :meth:`close` when
+    abandoning the check).
     """
 
-    def __init__(self, max_nar_bytes: int, *, threaded: bool = False) -> None:
+    def __init__(self, max_nar_bytes: int) -> None:
         """Accept at most ``max_nar_bytes`` of decompressed output."""
         self._decompressor = Decompressor(Compression.ZSTD, max_output=max_nar_bytes)
-        self._threaded = _ThreadedSha256() if threaded else None
-        self._hash = hashlib.sha256()
-        self._sink = self._hash.update if self._threaded is None else self._threaded.update
+        self._parse = _NarParse()
 
     def close(self) -> None:
-        """Stop the hashing thread, if any (idempotent)."""
-        if self._threaded is not None:
-            self._threaded.close()
+        """Stop the parsing thread (idempotent)."""
+        self._parse.close()
 
     @property
     def over_cap(self) -> bool:
         """Whether the output went past the cap (the cause of the last ``feed``'s error)."""
         return self._decompressor.total > self._decompressor.max_output
 
+    def _refuse_if_not_nar(self) -> None:
+        if self._parse.error is not None:
+            raise VerificationError(f"the object is not a valid NAR: {self._parse.error.message}")
+
     def feed(self, chunk: bytes) -> None:
-        """Decompress and hash the next compressed bytes.
+        """Decompress, hash and parse the next compressed bytes.
 
         Raises:
-            VerificationError: not a zstd stream, or its output exceeds the cap.
+            VerificationError: not a zstd stream, its output exceeds the cap, or what came out so
+                far is not a NAR.
         """
+        self._refuse_if_not_nar()
         try:
-            self._decompressor.feed_to(chunk, self._sink)
+            self._decompressor.feed_to(chunk, self._parse.update)
         except FormatError as e:
             raise VerificationError(f"the object is not a valid zstd stream of a NAR: {e.message}") from None
 
@@ -134,13 +169,15 @@ class NarCheck:
         """The NAR's ``sha256:<nix32>`` and size, once the whole stream was fed.
 
         Raises:
-            VerificationError: the stream is truncated (or was empty).
+            VerificationError: the stream is truncated (or was empty), or is not one whole NAR.
         """
         try:
             self._decompressor.finish()
         except FormatError as e:
+            self.close()
             raise VerificationError(f"the object is not a valid zstd stream of a NAR: {e.message}") from None
-        digest = self._hash.digest() if self._threaded is None else self._threaded.digest()
+        digest = self._parse.digest()
+        self._refuse_if_not_nar()
         return _sha256_text(digest), self._decompressor.total
 
 
@@ -199,7 +236,7 @@ class UploadIngest:
         """Wrap ``writer`` (bound to the SHA-256 ``digest``)."""
         self._writer = writer
         self._digest = digest
-        self._check = NarCheck(max_nar_bytes, threaded=True)
+        self._check = NarCheck(max_nar_bytes)
         self._stages = (
             _Stage(self._check.feed, "vega-upload-check"),
             _Stage(writer.write, "vega-upload-write"),
@@ -366,15 +403,18 @@ class UploadRules(ServiceCore):
             raise ServiceError(f"{key} has not been uploaded", status=400)
         self.nar_reads += 1
         check = NarCheck(min(self.max_nar_bytes, claimed_nar_size + 1))
-        with f:
-            try:
-                while chunk := f.read(_CHUNK):
-                    check.feed(chunk)
-            except VerificationError:
-                if check.over_cap and claimed_nar_size < self.max_nar_bytes:
-                    raise VerificationError("narHash/narSize do not match the uploaded NAR") from None
-                raise
-        nar_hash, nar_size = check.finish()
+        try:
+            with f:
+                try:
+                    while chunk := f.read(_CHUNK):
+                        check.feed(chunk)
+                except VerificationError:
+                    if check.over_cap and claimed_nar_size < self.max_nar_bytes:
+                        raise VerificationError("narHash/narSize do not match the uploaded NAR") from None
+                    raise
+            nar_hash, nar_size = check.finish()
+        finally:
+            check.close()
         with self.store.write() as tx:
             self.store.put_object(tx, key, size, self.now())
             self.store.set_object_nar(tx, key, nar_hash, nar_size, source="read")

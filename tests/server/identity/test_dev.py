@@ -278,6 +278,54 @@ def test_ci_token_command_prints_exports(tmp_path: Path, clock: FakeClock) -> No
     )
 
 
+def test_ci_tokens_carry_the_runner_environment_and_owner_id(tmp_path: Path, clock: FakeClock) -> None:
+    """The reproducer lane's claims (a GitHub-hosted runner, its own owner id) can be simulated."""
+    out = io.StringIO()
+    argv = [
+        "--repo",
+        "vega-org/repro",
+        "--sha",
+        SHA,
+        "--runner-environment",
+        "self-hosted",
+        "--owner-id",
+        "77",
+    ]
+    assert ci_token_command(argv, default_url="http://x", default_state_dir=tmp_path, now=clock, out=out) == 0
+    token = out.getvalue().splitlines()[1].split("=", 1)[1]
+    dev = DevIdentity("http://x", DevSettings(state_dir=tmp_path), clock)
+    claims = jwt.decode(dev.mint_id_token(token, "x"), options={"verify_signature": False})
+    assert (claims["runner_environment"], claims["repository_owner_id"]) == ("self-hosted", "77")
+    default = dev.mint_id_token(dev.mint_request_token(repository="a/b", sha=SHA), "x")
+    assert jwt.decode(default, options={"verify_signature": False})["runner_environment"] == "github-hosted"
+    for bad in (["--owner-id", "07"], ["--owner-id", "x"]):
+        err = ci_token_command(
+            ["--repo", "a/b", "--sha", SHA, *bad],
+            default_url="http://x",
+            default_state_dir=tmp_path,
+            now=clock,
+        )
+        assert err == 1
+    with pytest.raises(ConfigError, match="runner environment must be one of"):
+        dev.mint_request_token(repository="a/b", sha=SHA, runner_environment="laptop")
+
+
+def test_ci_token_endpoint_takes_the_runner_environment(
+    auth: tuple[Authenticator, TestClient], clock: FakeClock
+) -> None:
+    _, client = auth
+    body = {"repository": "o/r", "sha": SHA, "runnerEnvironment": "self-hosted", "ownerId": "5"}
+    env = client.post("/_dev/ci-token", json=body).json()
+    got = client.get(
+        env["ACTIONS_ID_TOKEN_REQUEST_URL"],
+        params={"audience": URL},
+        headers={"authorization": f"Bearer {env['ACTIONS_ID_TOKEN_REQUEST_TOKEN']}"},
+    )
+    claims = jwt.decode(got.json()["value"], options={"verify_signature": False})
+    assert (claims["runner_environment"], claims["repository_owner_id"]) == ("self-hosted", "5")
+    assert client.post("/_dev/ci-token", json=body | {"runnerEnvironment": "x"}).status_code == 400
+
+
 def test_loopback_bind_rule() -> None:
     assert all(is_loopback_bind(h) for h in ("127.0.0.1", "::1", "[::1]", "localhost", "127.0.0.2"))
     assert not any(is_loopback_bind(h) for h in ("0.0.0.0", "::", "192.168.1.2", "example.com"))  # noqa: S104

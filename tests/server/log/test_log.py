@@ -10,12 +10,15 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from tests.server.log.conftest import NOTE_KEY, ORIGIN, STH_KEY, Clock, entry, open_log, store_hash
-from vega.core import checkpoint, merkle, tiles
+from vega.core import checkpoint, merkle, tiles, tlog
 from vega.core.signing import is_valid_signature
 from vega.errors import FormatError, StorageError
 from vega.server.db import Database, open_database
+from vega.server.log import log as log_module
 from vega.server.log.log import (
     MAX_LOOKUP_BYTES,
+    MAX_LOOKUP_ENTRIES,
+    MAX_LOOKUP_EVENTS,
     LogEntry,
     Sequencer,
     StoredCheckpoint,
@@ -385,3 +388,61 @@ def test_sequencer_commits_each_call_whole(log: TransparencyLog) -> None:
         assert not any(min(got) < s <= max(got) for s in sizes)
     assert sorted(i for got in calls for i in got) == list(range(6 * (5 + 5 * 3)))
     assert seq.append([]) == []
+
+
+def test_promotions_and_revocations_are_never_crowded_out(log: TransparencyLog) -> None:
+    """Issue 14: thousands of attestations of one path must not hide its promotion or revocation."""
+    sh = store_hash(44)
+    log.append([entry(0, build=44, event="promotion")])
+    log.append([entry(10 + i, build=44, event="attestation") for i in range(MAX_LOOKUP_ENTRIES + 50)])
+    log.append([entry(1, build=44, event="revocation")])
+    found = log.lookup(sh)
+    assert found.truncated
+    events = [json.loads(e.data)["event"] for e in found.entries]
+    assert events.count("promotion") == 1
+    assert events.count("revocation") == 1
+    revocation = MAX_LOOKUP_ENTRIES + 51
+    assert found.entries[-1].index == revocation
+    assert [e.index for e in found.entries] == sorted(e.index for e in found.entries)
+    assert found.events is not None
+    assert found.events.indexes == (0, revocation)
+    cp = found.checkpoint
+    message = tlog.events_message(sh, cp.size, cp.root, [0, revocation])
+    assert is_valid_signature(STH_KEY.public, message, found.events.signature)
+    for e in found.entries:
+        merkle.verify_inclusion(merkle.leaf_hash(e.data), e.index, cp.size, e.proof, cp.root)
+
+
+def test_too_many_events_give_no_statement(log: TransparencyLog) -> None:
+    log.append([entry(i, build=45) for i in range(MAX_LOOKUP_EVENTS + 1)])
+    found = log.lookup(store_hash(45))
+    assert found.events is None
+    assert found.truncated
+    assert len(found.entries) == MAX_LOOKUP_EVENTS + 1  # returned, but without a statement
+
+
+def test_events_logged_before_the_index_existed_are_indexed_at_open(
+    database: Database, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Migration 2 adds the event index; a log written before it is backfilled once, in ranges."""
+    monkeypatch.setattr(log_module, "_BACKFILL_BATCH", 2)
+    log = open_log(database)
+    a, b = store_hash(46), store_hash(47)
+    revocation = b'{"v":1,"event":"revocation","storePath":"/nix/store/x","reason":"r","at":1}'
+    log.append(
+        [
+            entry(0, build=46),
+            entry(1, build=46, event="attestation"),
+            entry(2, build=46, event="attestation"),
+            LogEntry(data=revocation, dedupe_key="both", store_hashes=(a, b)),  # index 3, two builds
+            entry(4, build=47),
+        ]
+    )
+    with database.transaction() as tx:
+        tx.execute("DELETE FROM log_event_index")
+        tx.execute("INSERT INTO log_event_backfill (pending) VALUES (1)")
+    first = open_log(database).lookup(a).events
+    assert first is not None
+    assert first.indexes == (0, 3)
+    reopened = open_log(database)  # the backfill ran once: nothing is indexed twice
+    assert [reopened.lookup(h).events.indexes for h in (a, b)] == [(0, 3), (3, 4)]  # type: ignore[union-attr]

@@ -13,7 +13,7 @@ from starlette.applications import Starlette
 from starlette.testclient import TestClient
 
 from tests.server.log.conftest import NOTE_KEY, STH_KEY, entry, store_hash
-from vega.core import merkle, note
+from vega.core import merkle, note, tlog
 from vega.core.signing import is_valid_signature
 from vega.server.log.log import TransparencyLog
 from vega.server.log.routes import IMMUTABLE, NO_CACHE, SHORT, log_routes
@@ -123,7 +123,7 @@ def test_lookup_answers_one_build_in_one_request(filled: TransparencyLog, client
     r = client.get(f"/log/lookup/{store_hash(5)}")
     assert r.status_code == 200
     body = r.json()
-    assert set(body) == {"checkpoint", "sth", "entries", "truncated"}
+    assert set(body) == {"checkpoint", "sth", "entries", "truncated", "events"}
     signed = note.open_note(body["checkpoint"], [NOTE_KEY.verifier])
     size = int(signed.text.split("\n")[1])
     sth = body["sth"]
@@ -134,7 +134,13 @@ def test_lookup_answers_one_build_in_one_request(filled: TransparencyLog, client
     for e in body["entries"]:
         proof = [bytes.fromhex(h) for h in e["proofHex"]]
         merkle.verify_inclusion(merkle.leaf_hash(e["data"].encode()), e["index"], size, proof, root)
-    assert client.get(f"/log/lookup/{store_hash(99999)}").json()["entries"] == []
+    # the signed statement lists every promotion (not the attestation at 301)
+    assert body["events"]["indexes"] == [5, 300]
+    message = tlog.events_message(store_hash(5), size, root, [5, 300])
+    assert is_valid_signature(STH_KEY.public, message, body["events"]["signature"])
+    unknown = client.get(f"/log/lookup/{store_hash(99999)}").json()
+    assert unknown["entries"] == []
+    assert unknown["events"]["indexes"] == []
 
 
 @pytest.mark.parametrize(

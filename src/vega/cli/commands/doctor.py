@@ -64,9 +64,10 @@ def render(
     for check in report.checks:
         mark, code = _MARKS[check.level]
         shown = f"{code}{mark}{_RESET}" if colour else mark
-        print(f"  {shown}  {check.name.ljust(14)} {check.detail}", file=out)
+        name, detail = style.safe(check.name), style.safe(check.detail)
+        print(f"  {shown}  {name.ljust(14)} {detail}", file=out)
         if check.fix is not None:
-            print(f"        fix: {check.fix}", file=out)
+            print(f"        fix: {style.safe(check.fix)}", file=out)
     return 0 if report.ok else 1
 
 

@@ -145,23 +145,32 @@ def run_ls(args: argparse.Namespace) -> int:
     from vega.core import compression, nar
 
     out = sys.stdout.buffer
+    # NOTE: names come from the NAR (often a cache's): on a terminal they are made safe (issue 14);
+    # piped, the bytes are exact, as Nix prints them.
+    terminal = sys.stdout.isatty()
     with open(sys.stdin.fileno() if args.file == "-" else args.file, "rb", closefd=args.file != "-") as f:
         read = compression.sniffing_reader(f.read, max_output=args.max_size)
         for entry in nar.list_nar(nar.read_nar(read)):
             if not entry.path and entry.kind == "directory":
                 continue  # like Nix: a directory root is shown by its entries
-            out.write(_ls_line(entry, long=args.long) + b"\n")
+            out.write(_ls_line(entry, long=args.long, terminal=terminal) + b"\n")
     out.flush()
     return 0
 
 
-def _ls_line(entry: NarListing, *, long: bool) -> bytes:
-    """One line as ``nix nar ls -R [-l] FILE /`` prints it (the root directory itself is not listed)."""
+def _ls_line(entry: NarListing, *, long: bool, terminal: bool = False) -> bytes:
+    """One line as ``nix nar ls -R [-l] FILE /`` prints it (the root directory itself is not listed).
+
+    With ``terminal``, the line is rendered through :func:`vega.cli.style.safe` (UTF-8, invalid
+    bytes replaced), so a hostile name cannot drive the terminal.
+    """
     rel = b"./" + entry.path if entry.path else b""
     if not long:
-        return rel
-    mode = {"directory": "dr-xr-xr-x", "symlink": "lrwxrwxrwx"}.get(
-        entry.kind, "-r-xr-xr-x" if entry.executable else "-r--r--r--"
-    )
-    line = f"{mode} {entry.size:20d} ".encode() + rel
-    return line + (b" -> " + entry.target if entry.kind == "symlink" else b"")
+        line = rel
+    else:
+        mode = {"directory": "dr-xr-xr-x", "symlink": "lrwxrwxrwx"}.get(
+            entry.kind, "-r-xr-xr-x" if entry.executable else "-r--r--r--"
+        )
+        line = f"{mode} {entry.size:20d} ".encode() + rel
+        line += b" -> " + entry.target if entry.kind == "symlink" else b""
+    return style.safe(line.decode("utf-8", "replace")).encode() if terminal else line

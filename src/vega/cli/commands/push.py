@@ -78,9 +78,8 @@ def run(args: argparse.Namespace) -> int:
     import tempfile
     from pathlib import Path
 
-    import httpx2
-
     from vega.client.credentials import credential_for
+    from vega.client.deadline import new_client
     from vega.client.http import Http, HttpLimits
     from vega.client.nix import Nix, SubprocessRunner, build_timeout_s, check_installable
     from vega.client.push import PushDeps
@@ -97,7 +96,7 @@ def run(args: argparse.Namespace) -> int:
         sys.stderr.flush()
 
     work = Path(tempfile.mkdtemp(prefix="vega-push-"))
-    with httpx2.Client() as client, httpx2.Client() as fresh:
+    with new_client() as client, new_client() as fresh:
         deps = PushDeps(
             nix=Nix(SubprocessRunner(forward, timeout_s=build_timeout_s(settings.environ))),
             uploader=UploadClient(

@@ -232,6 +232,8 @@ def _render_one(report: VerifyReport, environ: Mapping[str, str], out: TextIO, e
         else:
             rows.append(("In transparency log", "not found"))
         rows.append(("Not revoked", _check_text(report, "revocation")))
+    elif report.revocation is not None and report.revocation.status != "unknown":
+        rows.append(("Not revoked", _check_text(report, "revocation")))  # signed list (changes-0.19.md)
     if report.nar is not None:
         rows.append(("NAR bytes", f"{_ok(report.nar.ok)}  {report.nar.detail}"))
     style.key_values(rows, environ, out)

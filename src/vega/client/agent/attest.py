@@ -16,7 +16,6 @@ from __future__ import annotations
 
 import fnmatch
 import json
-import signal
 import time
 from collections.abc import Sequence
 from dataclasses import dataclass, field
@@ -164,7 +163,7 @@ def cache_build(
     try:
         outputs = session.build_nix.build(build.installable, extra)
     except NixError as e:
-        if settings.build_timeout_s is not None and e.returncode == -signal.SIGTERM:
+        if e.timed_out and settings.build_timeout_s is not None:
             raise VegaError(f"nix build timed out after {settings.build_timeout_s / 60:g}m") from None
         raise VegaError(f"nix build exited with code {e.returncode}") from None  # its log went to stderr
     closure = session.nix.closure(outputs)
@@ -184,10 +183,11 @@ def cache_build(
     resumed: list[str] = []
 
     def already_uploaded(file_hash: NixHash) -> bool:
-        if resume_base is None:
+        """agent.md §7.2: only a 200 for the compressed object skips the PUT; errors fail open."""
+        try:
+            return session.probe.head(f"{resume_base}/{nar_url_for(file_hash)}").status == 200
+        except VegaError:
             return False
-        hit = probe_all(session.probe, [f"{resume_base}/{nar_url_for(file_hash)}"])[0]
-        return hit
 
     def publish(info: PathInfo, packed: PackedNar) -> AttestResult:
         is_top = info.path.absolute in top

@@ -86,7 +86,7 @@ def _report(session: Session, target: Target, installable: str, error: NixError)
         return
     probe_log = ""
     try:
-        session.nix.run(
+        session.probe_nix.run(
             "eval", *session.nix.options, "--raw", "--no-write-lock-file", "--", f"{installable}.outPath"
         )
     except NixError as e:
@@ -95,7 +95,9 @@ def _report(session: Session, target: Target, installable: str, error: NixError)
         probe_log = ""
     unresolvable = _UNRESOLVABLE.search(probe_log) is not None
     reason: DispatchReason = "unresolvable" if unresolvable else "build-failed"
-    diagnosis: FailureClass = "eval" if unresolvable else classify_failure(error.stderr_tail)
+    diagnosis: FailureClass = (
+        "eval" if unresolvable else "timeout" if error.timed_out else classify_failure(error.stderr_tail)
+    )
     text = excerpt(probe_log if unresolvable else error.stderr_tail, session.tokens.secrets())
     body = DispatchFailedBody(target.hash, reason, diagnosis, text)
     suffix = ""
@@ -132,14 +134,16 @@ def reproduce_one(session: Session, mirrors: Mirrors, control_plane: str, target
     ]  # fmt: skip
     try:
         built = session.build_nix.build(installable, options)
-        infos = parse_path_info(
-            session.nix.run("path-info", "--json", *session.nix.options, "--", *(p.absolute for p in built))
+        outputs = [p.absolute for p in built]
+        infos = parse_path_info(session.nix.run("path-info", "--json", *session.nix.options, "--", *outputs))
+        closure = parse_path_info(
+            session.nix.run("path-info", "--json", "--recursive", *session.nix.options, "--", *outputs)
         )
     except NixError as e:
         _report(session, target, installable, e)
+        what = "timed out" if e.timed_out else f"exited with code {e.returncode}"
         raise VegaError(
-            f"reproduction of {installable} failed: {e.argv[1] if len(e.argv) > 1 else 'nix'}"
-            f" exited with code {e.returncode}"
+            f"reproduction of {installable} failed: nix {e.argv[1] if len(e.argv) > 1 else ''} {what}"
         ) from None
     expected_hash = _expected_nar_hash(target.expect_nar_hash) if target.expect_nar_hash else None
     outcome = ReproOutcome(outputs=len(infos))
@@ -156,11 +160,19 @@ def reproduce_one(session: Session, mirrors: Mirrors, control_plane: str, target
                 out.line(f"  expected {expected_hash}")
                 out.line(f"  rebuilt  {info.nar_hash}")
 
+    tops = {info.path for info in infos}
+    # Every dependency this machine rebuilt is reproduced too (a shared-tier path needs its
+    # closure in the shared tier, ADR 0011); substituted ones (not ``ultimate``) are not ours.
+    rebuilt = dependencies_first([i for i in closure if i.ultimate and i.path not in tops])
+
     def publish(info: PathInfo, packed: PackedNar) -> AttestResult:
-        return session.uploader.attest(attest_body(info, packed, attr=target.attr))
+        attr = target.attr if info.path in tops else ""
+        return session.uploader.attest(attest_body(info, packed, attr=attr))
 
     def done(info: PathInfo, _packed: PackedNar, result: AttestResult, _resumed: bool) -> None:
         reason = result.decision.shared.reason
+        if info.path not in tops:
+            return
         if result.published_shared:
             outcome.agreed += 1
             out.line(f"[shared] {info.path.absolute} ({reason})")
@@ -169,14 +181,42 @@ def reproduce_one(session: Session, mirrors: Mirrors, control_plane: str, target
 
     upload_pipeline(
         session.uploader,
-        infos,
+        [*rebuilt, *infos],
         PushOptions(jobs=1, pack_slots=1),
         session.work_dir,
         PipelineHooks(publish=publish, done=done),
         store_root=session.store_root,
     )
+    if rebuilt:
+        out.line(f"Also attested {len(rebuilt)} dependency path(s) rebuilt here.")
     out.line(f"Done. {outcome.agreed} promoted, {outcome.diverged} diverged, of {outcome.outputs} output(s).")
     return outcome
+
+
+def dependencies_first(infos: list[PathInfo]) -> list[PathInfo]:
+    """``infos`` ordered so that each path comes after the ones it refers to (among ``infos``)."""
+    by_path = {i.path: i for i in infos}
+    ordered: list[PathInfo] = []
+    placed: set[object] = set()
+    entered: set[object] = set()  # a reference cycle (never from Nix) cannot loop forever
+    for root in sorted(by_path, key=str):
+        stack: list[tuple[PathInfo, bool]] = [(by_path[root], False)]
+        while stack:
+            info, children_done = stack.pop()
+            if info.path in placed:
+                continue
+            if children_done:
+                placed.add(info.path)
+                ordered.append(info)
+                continue
+            if info.path in entered:
+                continue
+            entered.add(info.path)
+            stack.append((info, True))
+            for ref in info.references:
+                if ref in by_path and ref not in placed and ref != info.path:
+                    stack.append((by_path[ref], False))
+    return ordered
 
 
 def reproduce_queue(session: Session, mirrors: Mirrors, control_plane: str, limit: int) -> int:

@@ -58,6 +58,8 @@ class Session:
     """nix with the store option (if any) on every call; children get no OIDC variable."""
     build_nix: Nix
     """The same, with the build timer (``nix build`` only)."""
+    probe_nix: Nix
+    """The same, stopped after 120 s (the reproducer's evaluator probe, agent.md §6.4)."""
     uploader: UploadClient
     """The control plane (bearer: the token provider)."""
     probe: Http
@@ -104,6 +106,11 @@ def open_session(
         ),
         build_nix=Nix(
             SubprocessRunner(output.log, env=env, timeout_s=build_timeout_s, tail_lines=tail_lines),
+            program=nix_program,
+            options=options,
+        ),
+        probe_nix=Nix(
+            SubprocessRunner(None, env=env, timeout_s=120.0, max_stdout=4 << 20, tail_lines=tail_lines),
             program=nix_program,
             options=options,
         ),

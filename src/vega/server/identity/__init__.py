@@ -86,6 +86,8 @@ class IdentitySettings:
     """Clock skew tolerated on ``exp``/``nbf``/``iat``."""
     dev: DevSettings | None = None
     """Development identity mode, when set (loopback only unless the operator forces it)."""
+    oidc_max_token_lifetime_s: float = 3600.0
+    """Longest ``exp - iat`` of an accepted OIDC token."""
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
@@ -177,6 +179,7 @@ class Authenticator:
             reproducer_workflows=settings.reproducer_workflows,
             reproducer_self_hosted=settings.reproducer_self_hosted,
             leeway_s=settings.oidc_leeway_s,
+            max_lifetime_s=settings.oidc_max_token_lifetime_s,
         )
         self._credentials = CredentialIssuer(master, db, now, ttl_s=settings.credential_ttl_s)
 

@@ -54,6 +54,8 @@ import base64
 import binascii
 import hashlib
 import hmac
+import inspect
+import ipaddress
 import json
 import os
 import re
@@ -61,7 +63,7 @@ import secrets
 import shlex
 import sys
 import threading
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Awaitable, Callable, Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, TextIO
@@ -104,6 +106,8 @@ _REPOSITORY = re.compile(r"[A-Za-z0-9_.-]{1,100}/[A-Za-z0-9_.-]{1,100}")
 _KEY_FILE = "dev-oidc-rsa.pem"
 _SECRET_FILE = "dev-secret"  # noqa: S105 - a file name
 _MAX_BODY = 16 * 1024
+_MAX_DEPTH = 32
+_USER_TOKEN_TTL_S = 3600
 
 
 def is_loopback_bind(host: str) -> bool:
@@ -131,6 +135,17 @@ class DevSettings:
     """Lifetime of a minted OIDC token."""
     request_token_ttl_s: int = 6 * 3600
     """Lifetime of a CI request token (one simulated job)."""
+
+    def __post_init__(self) -> None:
+        for name, most in (
+            ("device_expires_s", 3600),
+            ("id_token_ttl_s", 3600),
+            ("request_token_ttl_s", 24 * 3600),
+        ):
+            if not 1 <= getattr(self, name) <= most:
+                raise ConfigError(
+                    f"development mode: {name} must be from 1 to {most}, got {getattr(self, name)}"
+                )
 
 
 @dataclass(slots=True)
@@ -232,8 +247,8 @@ class DevIdentity:
         if client_id != DEV_CLIENT_ID or scheme.lower() != "basic" or not hmac.compare_digest(given, want):
             return 404, {"message": "Not Found"}
         try:
-            obj = json.loads(body)
-        except (ValueError, UnicodeDecodeError):
+            obj = _loads(body)
+        except (ValueError, UnicodeDecodeError, _BodyError):
             obj = None
         token = obj.get("access_token") if isinstance(obj, dict) else None
         if not isinstance(token, str) or not token:
@@ -398,18 +413,64 @@ class DevIdentity:
     # -- HTTP -------------------------------------------------------------------------------------
 
     def routes(self) -> list[Route]:
-        """The mode's Starlette routes (mount at the root of the public URL)."""
+        """The mode's Starlette routes (mount at the root of the public URL).
+
+        Every route refuses a request whose ``Host`` (or ``Origin``, when sent) is not a loopback
+        name or the public URL's host (DNS rebinding: a web page cannot reach them through a
+        name of its own that resolves to 127.0.0.1), and answers 413 for a body over 16 KiB and
+        400 for JSON nested deeper than 32 levels.
+        """
+        g = self._guarded
         return [
-            Route("/login/device/code", self._device_code, methods=["POST"]),
-            Route("/login/device", self._device_page, methods=["GET"]),
-            Route("/login/oauth/access_token", self._access_token, methods=["POST"]),
-            Route("/api/v3/user", self._user_api, methods=["GET"]),
-            Route("/api/v3/applications/{client_id}/token", self._check_token_api, methods=["POST"]),
-            Route(f"{DEV_ISSUER_PATH}/.well-known/openid-configuration", self._openid_configuration),
-            Route(f"{DEV_ISSUER_PATH}/.well-known/jwks", self._jwks),
-            Route(f"{DEV_ISSUER_PATH}/token", self._token, methods=["GET"]),
-            Route("/_dev/ci-token", self._ci_token, methods=["POST"]),
+            Route("/login/device/code", g(self._device_code), methods=["POST"]),
+            Route("/login/device", g(self._device_page), methods=["GET"]),
+            Route("/login/oauth/access_token", g(self._access_token), methods=["POST"]),
+            Route("/api/v3/user", g(self._user_api), methods=["GET"]),
+            Route("/api/v3/applications/{client_id}/token", g(self._check_token_api), methods=["POST"]),
+            Route(f"{DEV_ISSUER_PATH}/.well-known/openid-configuration", g(self._openid_configuration)),
+            Route(f"{DEV_ISSUER_PATH}/.well-known/jwks", g(self._jwks)),
+            Route(f"{DEV_ISSUER_PATH}/token", g(self._token), methods=["GET"]),
+            Route("/_dev/ci-token", g(self._ci_token), methods=["POST"]),
         ]
+
+    def _is_own_host(self, host: str | None) -> bool:
+        return host is not None and (
+            _is_loopback_name(host) or host.lower() == (urlsplit(self.public_url).hostname or "")
+        )
+
+    def _foreign(self, request: Request) -> str | None:
+        """Why a request did not come through a name of this server, or None."""
+        try:
+            host = urlsplit(f"//{request.headers.get('host', '')}").hostname
+        except ValueError:
+            host = None
+        if not self._is_own_host(host):
+            return "development routes answer only to a loopback host or the public URL's host"
+        origin = request.headers.get("origin")
+        if origin is not None:
+            try:
+                parts = urlsplit(origin)
+                origin_host = parts.hostname if parts.scheme in ("http", "https") else None
+            except ValueError:
+                origin_host = None
+            if not self._is_own_host(origin_host):
+                return "development routes refuse cross-origin requests"
+        return None
+
+    def _guarded(
+        self, fn: Callable[[Request], Awaitable[Response] | Response]
+    ) -> Callable[[Request], Awaitable[Response]]:
+        async def endpoint(request: Request) -> Response:
+            refusal = self._foreign(request)
+            if refusal is not None:
+                return JSONResponse({"error": refusal}, status_code=403)
+            try:
+                answer = fn(request)
+                return await answer if inspect.isawaitable(answer) else answer
+            except _BodyError as e:
+                return JSONResponse({"error": e.message}, status_code=e.status)
+
+        return endpoint
 
     async def _device_code(self, request: Request) -> Response:
         fields = await _form_or_json(request)
@@ -466,7 +527,7 @@ class DevIdentity:
             if device.polls <= self.settings.pending_polls:
                 return JSONResponse({"error": "authorization_pending"})
             del self._devices[code]
-        token = self._seal("user", {"sub": str(self.dev_user.user_id), "exp": int(now) + 3600})
+        token = self._seal("user", {"sub": str(self.dev_user.user_id), "exp": int(now) + _USER_TOKEN_TTL_S})
         return JSONResponse({"access_token": f"ghu_{token}", "token_type": "bearer", "scope": ""})
 
     def _user_api(self, request: Request) -> Response:
@@ -561,9 +622,34 @@ class DevIdentity:
         if not hmac.compare_digest(mac, want) or not isinstance(payload, dict) or payload.get("kind") != kind:
             return None
         exp = payload.get("exp")
-        if not isinstance(exp, int) or self._now() >= exp:
-            return None
+        now = self._now()
+        if (
+            not isinstance(exp, int)
+            or isinstance(exp, bool)
+            or now >= exp
+            or exp - now > self._lifetime(kind)
+        ):
+            return None  # expired, or valid for longer than this mode ever issues
         return payload
+
+    def _lifetime(self, kind: str) -> int:
+        """The longest lifetime a sealed token of ``kind`` is issued with."""
+        return {
+            "ci": self.settings.request_token_ttl_s,
+            "device": self.settings.device_expires_s,
+            "user": _USER_TOKEN_TTL_S,
+        }.get(kind, 0)
+
+
+def _is_loopback_name(host: str) -> bool:
+    """Whether a host name or address is loopback (``localhost``, 127/8, ``::1``)."""
+    host = host.strip("[]").lower()
+    if host == "localhost":
+        return True
+    try:
+        return ipaddress.ip_address(host).is_loopback
+    except ValueError:
+        return False
 
 
 def _stable_id(kind: str, name: str) -> str:
@@ -586,12 +672,53 @@ def _int_bytes(n: int) -> bytes:
     return n.to_bytes((n.bit_length() + 7) // 8, "big")
 
 
+class _BodyError(Exception):
+    """A request body the development routes refuse (413 too large, 400 nested too deeply)."""
+
+    def __init__(self, message: str, status: int) -> None:
+        super().__init__(message)
+        self.message = message
+        self.status = status
+
+
+def _loads(raw: bytes) -> object:
+    """``json.loads`` of a body, refusing nesting deeper than ``_MAX_DEPTH`` before parsing.
+
+    Raises:
+        _BodyError: nested too deeply.
+        ValueError: not JSON.
+    """
+    depth = deepest = 0
+    in_string = escaped = False
+    for byte in raw:
+        if in_string:
+            if escaped:
+                escaped = False
+            elif byte == 0x5C:  # backslash
+                escaped = True
+            elif byte == 0x22:
+                in_string = False
+        elif byte == 0x22:
+            in_string = True
+        elif byte in (0x5B, 0x7B):  # [ {
+            depth += 1
+            deepest = max(deepest, depth)
+        elif byte in (0x5D, 0x7D):
+            depth -= 1
+    if deepest > _MAX_DEPTH:
+        raise _BodyError(f"body: JSON nested deeper than {_MAX_DEPTH} levels", 400)
+    try:
+        return json.loads(raw)
+    except RecursionError:
+        raise _BodyError("body: JSON nested too deeply", 400) from None
+
+
 async def _form_or_json(request: Request) -> dict[str, str]:
     """GitHub accepts both JSON and form bodies on the device-flow endpoints."""
     raw = await _read_body(request)
     if request.headers.get("content-type", "").startswith("application/json"):
         try:
-            obj = json.loads(raw)
+            obj = _loads(raw)
         except (ValueError, UnicodeDecodeError):
             return {}
         return {k: v for k, v in obj.items() if isinstance(v, str)} if isinstance(obj, dict) else {}
@@ -600,20 +727,28 @@ async def _form_or_json(request: Request) -> dict[str, str]:
 
 async def _json_object(request: Request) -> dict[str, object]:
     try:
-        obj = json.loads(await _read_body(request) or b"{}")
+        obj = _loads(await _read_body(request) or b"{}")
     except (ValueError, UnicodeDecodeError):
         return {}
     return obj if isinstance(obj, dict) else {}
 
 
 async def _read_body(request: Request) -> bytes:
-    """The request body, at most ``_MAX_BODY`` bytes (the rest is not read)."""
+    """The request body.
+
+    Raises:
+        _BodyError: 413 when it is (or is declared) larger than ``_MAX_BODY`` bytes.
+    """
+    declared = request.headers.get("content-length", "")
+    too_large = _BodyError(f"request body larger than {_MAX_BODY} bytes", 413)
+    if declared.isdigit() and int(declared) > _MAX_BODY:
+        raise too_large
     chunks: list[bytes] = []
     seen = 0
     async for chunk in request.stream():
         seen += len(chunk)
         if seen > _MAX_BODY:
-            return b""
+            raise too_large
         chunks.append(chunk)
     return b"".join(chunks)
 

@@ -8,6 +8,7 @@ this module sees an ``httpx2`` exception. Spec: house-style.md §4.6 (adapters t
 from __future__ import annotations
 
 import json
+import time
 from collections.abc import Mapping
 from dataclasses import dataclass
 
@@ -46,14 +47,23 @@ def fetch_json(
     limits: FetchLimits = FetchLimits(),
     method: str = "GET",
     json_body: object = None,
+    deadline: float | None = None,
 ) -> JsonResponse:
     """Send ``method url`` (with ``json_body`` as JSON, when given) and parse the answer as JSON.
 
-    At most ``limits.max_body_bytes`` of the answer are read.
+    At most ``limits.max_body_bytes`` of the answer are read. With ``deadline`` (a
+    ``time.monotonic()`` value), the request also fails once that moment has passed, however
+    slowly the answer trickles in (each read's timeout is also cut to the time left).
 
     Raises:
-        NetworkError: the transport failed, timed out, or the body is over the cap.
+        NetworkError: the transport failed, timed out, passed the deadline, or the body is over
+            the cap.
     """
+    timeout = limits.timeout_s
+    if deadline is not None:
+        timeout = min(timeout, deadline - time.monotonic())
+        if timeout <= 0:
+            raise NetworkError(f"{method} {_where(url)}: deadline passed")
     content = None if json_body is None else json.dumps(json_body, separators=(",", ":")).encode()
     send_headers = dict(headers or {})
     if content is not None:
@@ -64,12 +74,14 @@ def fetch_json(
             url,
             headers=send_headers,
             content=content,
-            timeout=httpx2.Timeout(limits.timeout_s),
+            timeout=httpx2.Timeout(timeout),
             follow_redirects=False,
         ) as resp:
             chunks: list[bytes] = []
             seen = 0
             for chunk in resp.iter_bytes():
+                if deadline is not None and time.monotonic() > deadline:
+                    raise NetworkError(f"{method} {_where(url)}: deadline passed while reading")
                 seen += len(chunk)
                 if seen > limits.max_body_bytes:
                     raise NetworkError(f"{method} {_where(url)}: body over {limits.max_body_bytes} bytes")

@@ -46,6 +46,7 @@ from __future__ import annotations
 import logging
 import re
 import threading
+import time
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
@@ -214,6 +215,16 @@ class _KeySet:
     static: bool = False
 
 
+@dataclass(slots=True)
+class _IssuerKeys:
+    """One issuer's cached keys and its own fetch lock (a slow issuer delays only itself)."""
+
+    lock: threading.Lock = field(default_factory=threading.Lock)
+    keys: _KeySet | None = None
+    failed_until: float = 0.0
+    failure: str = ""
+
+
 def parse_jwks(doc: object) -> dict[str, RSAPublicKey]:
     """The RS256-usable RSA keys of a JWKS document, by ``kid``.
 
@@ -248,13 +259,22 @@ def parse_jwks(doc: object) -> dict[str, RSAPublicKey]:
 class JwksCache:
     """Signing keys of each trusted issuer, fetched by OpenID discovery and cached.
 
+    Each issuer has its own lock, held only while its keys are fetched, so a slow or hanging
+    issuer delays tokens of that issuer alone (a caller waits at most ``deadline_s`` for another
+    caller's fetch). A fetch has a wall-clock deadline (``deadline_s`` for discovery and JWKS
+    together, besides each read's timeout). A failed fetch is remembered for ``negative_ttl_s``:
+    meanwhile tokens of that issuer are answered from the keys cached before (or refused with a
+    NetworkError at once) instead of fetching again.
+
     Args:
         http: client used for discovery and JWKS fetches.
         now: clock, epoch seconds.
         max_age_s: a key set older than this is refetched before use.
         min_refresh_s: an unknown ``kid`` triggers a refetch only if the set is at least this old
             (so a flood of made-up ``kid`` values cannot turn into a flood of fetches).
-        limits: timeout and body cap of each fetch.
+        negative_ttl_s: how long a failed fetch is not retried.
+        deadline_s: wall-clock bound of one fetch, and of waiting for another caller's.
+        limits: timeout (per read) and body cap of each request.
     """
 
     def __init__(
@@ -264,58 +284,93 @@ class JwksCache:
         *,
         max_age_s: float = 3600.0,
         min_refresh_s: float = 60.0,
-        limits: FetchLimits = FetchLimits(),  # noqa: B008 - frozen value
+        negative_ttl_s: float = 30.0,
+        deadline_s: float = 10.0,
+        limits: FetchLimits = FetchLimits(timeout_s=5.0),  # noqa: B008 - frozen value
     ) -> None:
         self._http = http
         self._now = now
         self._max_age_s = max_age_s
         self._min_refresh_s = min_refresh_s
+        self._negative_ttl_s = negative_ttl_s
+        self._deadline_s = deadline_s
         self._limits = limits
-        self._sets: dict[str, _KeySet] = {}
-        self._lock = threading.Lock()
+        self._issuers: dict[str, _IssuerKeys] = {}
+        self._lock = threading.Lock()  # guards _issuers only, never held during a fetch
         self.fetches = 0
         """How many JWKS documents have been fetched (tests and metrics read it)."""
 
+    def _entry(self, issuer: str) -> _IssuerKeys:
+        with self._lock:
+            return self._issuers.setdefault(issuer, _IssuerKeys())
+
     def add_static(self, issuer: str, keys: Mapping[str, RSAPublicKey]) -> None:
         """Pin ``issuer``'s keys (the development issuer); they are never fetched."""
-        with self._lock:
-            self._sets[issuer] = _KeySet(keys=dict(keys), fetched_at=self._now(), static=True)
+        self._entry(issuer).keys = _KeySet(keys=dict(keys), fetched_at=self._now(), static=True)
+
+    def _cached(self, current: _KeySet | None, kid: str, now: float) -> RSAPublicKey | None:
+        """The key from the cache when no fetch is due; AuthError when it is unknown and no fetch may help."""
+        if current is None or (not current.static and now - current.fetched_at > self._max_age_s):
+            return None
+        found = current.keys.get(kid)
+        if found is None and (current.static or now - current.fetched_at < self._min_refresh_s):
+            raise _reject("oidc token signing key is unknown to its issuer")
+        return found
 
     def key(self, issuer: str, kid: str) -> RSAPublicKey:
         """The key ``kid`` of ``issuer``, fetching or refreshing the set when needed.
 
         Raises:
             AuthError: the issuer has no key ``kid``.
-            NetworkError: the issuer's keys could not be fetched and none are cached.
+            NetworkError: the issuer's keys could not be fetched (now, or within the last
+                ``negative_ttl_s``) and none are cached.
         """
-        with self._lock:
+        entry = self._entry(issuer)
+        found = self._cached(entry.keys, kid, self._now())
+        if found is not None:
+            return found
+        if not entry.lock.acquire(timeout=self._deadline_s):
+            raise NetworkError(f"the signing keys of {issuer} are still being fetched")
+        try:
             now = self._now()
-            current = self._sets.get(issuer)
-            if current is None or (not current.static and now - current.fetched_at > self._max_age_s):
-                current = self._refresh(issuer, current)
+            found = self._cached(entry.keys, kid, now)  # another caller may have fetched meanwhile
+            if found is not None:
+                return found
+            if now < entry.failed_until:
+                current = entry.keys
+                if current is None:
+                    raise NetworkError(f"could not fetch the signing keys of {issuer}: {entry.failure}")
+            else:
+                current = self._refresh(issuer, entry)
             found = current.keys.get(kid)
-            if found is None and not current.static and now - current.fetched_at >= self._min_refresh_s:
-                current = self._refresh(issuer, current)
-                found = current.keys.get(kid)
             if found is None:
                 raise _reject("oidc token signing key is unknown to its issuer")
             return found
+        finally:
+            entry.lock.release()
 
-    def _refresh(self, issuer: str, stale: _KeySet | None) -> _KeySet:
+    def _refresh(self, issuer: str, entry: _IssuerKeys) -> _KeySet:
+        stale = entry.keys
         try:
             keys = self._fetch(issuer)
         except (NetworkError, FormatError) as e:
+            entry.failed_until = self._now() + self._negative_ttl_s
+            entry.failure = e.message
             if stale is None:
                 raise NetworkError(f"could not fetch the signing keys of {issuer}: {e.message}") from e
             log.warning("keeping cached keys of %s: %s", issuer, e.message)
             return stale
         fresh = _KeySet(keys=keys, fetched_at=self._now())
-        self._sets[issuer] = fresh
+        entry.keys = fresh
+        entry.failed_until = 0.0
         return fresh
 
     def _fetch(self, issuer: str) -> dict[str, RSAPublicKey]:
         self.fetches += 1
-        conf = fetch_json(self._http, f"{issuer}/.well-known/openid-configuration", limits=self._limits)
+        deadline = time.monotonic() + self._deadline_s
+        conf = fetch_json(
+            self._http, f"{issuer}/.well-known/openid-configuration", limits=self._limits, deadline=deadline
+        )
         if conf.status != 200:
             raise NetworkError(f"openid configuration of {issuer}: status {conf.status}")
         doc = require_object(conf.body, "openid configuration")
@@ -324,7 +379,7 @@ class JwksCache:
         jwks_uri = doc.get("jwks_uri")
         if not isinstance(jwks_uri, str) or not _same_origin(jwks_uri, issuer):
             raise FormatError("openid configuration: jwks_uri is missing or on another origin")
-        got = fetch_json(self._http, jwks_uri, limits=self._limits)
+        got = fetch_json(self._http, jwks_uri, limits=self._limits, deadline=deadline)
         if got.status != 200:
             raise NetworkError(f"jwks of {issuer}: status {got.status}")
         return parse_jwks(got.body)
@@ -349,6 +404,8 @@ class OidcVerifier:
             reproduce; every other reproduction must run on a GitHub-hosted runner.
         now: clock, epoch seconds.
         leeway_s: tolerated clock skew for ``exp``, ``nbf`` and ``iat``.
+        max_lifetime_s: longest ``exp - iat`` (and ``exp - nbf``) accepted; GitHub's tokens live
+            minutes, so a token valid for days is refused whoever signed it.
 
     Raises:
         ConfigError: a reproducer entry names no ref or is malformed.
@@ -361,6 +418,7 @@ class OidcVerifier:
     reproducer_workflows: tuple[str, ...] = ()
     reproducer_self_hosted: tuple[str, ...] = ()
     leeway_s: float = 30.0
+    max_lifetime_s: float = 3600.0
     _workflows: tuple[ReproducerWorkflow, ...] = field(default=(), init=False, repr=False)
 
     def __post_init__(self) -> None:
@@ -435,6 +493,8 @@ class OidcVerifier:
             raise _reject("oidc token is not valid yet")
         if now + self.leeway_s < claims["iat"]:
             raise _reject("oidc token was issued in the future")
+        if claims["exp"] - min(claims["iat"], claims["nbf"]) > self.max_lifetime_s:
+            raise _reject(f"oidc token lifetime is longer than {self.max_lifetime_s:.0f} s")
 
     def _identity(self, issuer: str, claims: Mapping[str, Any]) -> OidcIdentity:
         values: dict[str, str] = {}

@@ -56,6 +56,7 @@ _MAX_CHARS = 2048
 _B64URL = re.compile(r"[A-Za-z0-9_-]+")
 _USER_ID = re.compile(r"[1-9][0-9]{0,19}")
 _JTI = re.compile(r"[0-9a-f]{32}")
+_ISSUED_LEEWAY_MS = 60_000
 
 
 def _reject(message: str) -> AuthError:
@@ -215,12 +216,21 @@ class CredentialIssuer:
     def verify(self, token: str) -> OwnerIdentity:
         """The owner a valid, unexpired, unrevoked credential names.
 
+        A credential whose lifetime (``exp - iat``) is longer than :attr:`ttl_s`, or issued in
+        the future, is refused: however it was signed, it is not one this configuration issues.
+
         Raises:
-            AuthError: the credential is malformed, signed by another key, expired or revoked.
+            AuthError: the credential is malformed, signed by another key, expired, revoked, or
+                has an absurd lifetime.
         """
         claims = self.parse(token)
-        if int(self._now() * 1000) >= claims.expires_at_ms:
+        now_ms = int(self._now() * 1000)
+        if now_ms >= claims.expires_at_ms:
             raise _reject("owner credential has expired")
+        if claims.expires_at_ms - claims.issued_at_ms > self.ttl_s * 1000:
+            raise _reject(f"owner credential lifetime is longer than this server's {self.ttl_s} s")
+        if claims.issued_at_ms > now_ms + _ISSUED_LEEWAY_MS:
+            raise _reject("owner credential was issued in the future")
         with self._db.transaction(write=False) as tx:
             revoked = tx.fetchone("SELECT 1 FROM identity_revoked_credentials WHERE jti = ?", (claims.jti,))
         if revoked:

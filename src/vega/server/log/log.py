@@ -32,8 +32,8 @@ import threading
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 
-from vega.core import checkpoint, merkle, nixbase32, note, tiles, tlog
-from vega.core.logapi import LookupEntry
+from vega.core import checkpoint, merkle, nixbase32, note, signing, tiles, tlog
+from vega.core.logapi import EventStatement, LookupEntry
 from vega.core.merkle import NodeId
 from vega.core.note import SignerKey
 from vega.core.signing import SecretKey
@@ -45,6 +45,7 @@ from vega.server.log.store import StoredCheckpoint
 __all__ = [
     "MAX_LOOKUP_BYTES",
     "MAX_LOOKUP_ENTRIES",
+    "MAX_LOOKUP_EVENTS",
     "ConsistencyProof",
     "InclusionProof",
     "LogEntry",
@@ -59,6 +60,15 @@ MAX_LOOKUP_ENTRIES = 1000
 """Most entries one lookup returns (the oldest first)."""
 MAX_LOOKUP_BYTES = 3 << 20
 """Most entry and proof bytes one lookup returns, below the client's 4 MiB body limit (protocol.md §5)."""
+
+MAX_LOOKUP_EVENTS = 32
+"""Most promotions and revocations of one build a lookup returns with a signed statement.
+
+Only the control plane writes these (one per promoted fingerprint, one revocation per path), so
+a real build has a handful; beyond this the lookup has no statement and clients answer "unknown".
+"""
+_EVENT_KINDS = frozenset({"promotion", "revocation"})
+_BACKFILL_BATCH = 5000
 
 _LOCK_KEY = 0x766C6F67  # "vlog": the log's writer lock (PostgreSQL advisory lock id)
 # Dedupe keys longer than this are stored as "sha256:<hex>" of their UTF-8 bytes
@@ -111,6 +121,9 @@ class Lookup:
     entries: tuple[LookupEntry, ...]
     truncated: bool
     """More entries exist than :data:`MAX_LOOKUP_ENTRIES` and :data:`MAX_LOOKUP_BYTES` allow."""
+    events: EventStatement | None = None
+    """Signed: every promotion and revocation of the build (all in ``entries``); None past
+    :data:`MAX_LOOKUP_EVENTS`."""
 
 
 class TransparencyLog:
@@ -157,6 +170,13 @@ class TransparencyLog:
             with db.lock(_LOCK_KEY) as tx:
                 if store.latest_checkpoint(tx) is None:
                     store.insert_checkpoint(tx, self._issue(0, merkle.EMPTY_ROOT, now()))
+        with db.lock(_LOCK_KEY) as tx:
+            # Migration 2: index the promotions and revocations logged before it, once.
+            if store.take_event_backfill(tx):
+                size = store.stored_size(tx)
+                for start in range(0, size, _BACKFILL_BATCH):
+                    rows = store.indexed_leaves(tx, start, start + _BACKFILL_BATCH)
+                    store.insert_event_index(tx, [(h, i) for h, i, data in rows if _is_event(data)])
 
     # -- writes ---------------------------------------------------------------
 
@@ -206,6 +226,7 @@ class TransparencyLog:
             leaves: list[tuple[int, bytes, bytes, str]] = []
             nodes: list[tuple[NodeId, bytes]] = []
             index_rows: list[tuple[str, int]] = []
+            event_rows: list[tuple[str, int]] = []
             for offset, (e, key) in enumerate(fresh):
                 i = size + offset
                 h = merkle.leaf_hash(e.data)
@@ -214,11 +235,14 @@ class TransparencyLog:
                     known[node_id] = node
                     nodes.append((node_id, node))
                 index_rows.extend((s, i) for s in dict.fromkeys(e.store_hashes))
+                if _is_event(e.data):
+                    event_rows.extend((s, i) for s in dict.fromkeys(e.store_hashes))
             new_size = size + len(fresh)
             root = merkle.tree_root(new_size, read)
             store.insert_leaves(tx, leaves)
             store.insert_nodes(tx, nodes)
             store.insert_index(tx, index_rows)
+            store.insert_event_index(tx, event_rows)
             # NOTE: a checkpoint's time never goes backwards, whatever the clock does.
             store.insert_checkpoint(tx, self._issue(new_size, root, max(self._now(), head.timestamp_ms)))
         return out
@@ -337,7 +361,12 @@ class TransparencyLog:
         return tiles.format_entry_bundle(leaves)
 
     def lookup(self, store_hash: str) -> Lookup:
-        """Return every entry about a build, each with its inclusion proof at the latest checkpoint.
+        """Return the entries about a build, each with its inclusion proof at the latest checkpoint.
+
+        Every promotion and revocation comes first (read from their own index, so no number of
+        other entries can crowd them out) with a signed statement listing them; the other entries
+        (attestations) fill the rest of :data:`MAX_LOOKUP_ENTRIES` and :data:`MAX_LOOKUP_BYTES`,
+        oldest first. ``entries`` are returned in log order.
 
         Raises:
             FormatError: ``store_hash`` is not 32 nix32 characters.
@@ -345,18 +374,37 @@ class TransparencyLog:
         _check_store_hash(store_hash)
         with self._db.transaction(write=False) as tx:
             head = _require(store.latest_checkpoint(tx))
-            indexes = store.lookup_indexes(tx, store_hash, head.size)
+            events = store.event_indexes(tx, store_hash, head.size, MAX_LOOKUP_EVENTS + 1)
+            complete = len(events) <= MAX_LOOKUP_EVENTS
+            events = events[:MAX_LOOKUP_EVENTS]
+            others = store.lookup_indexes(tx, store_hash, head.size, MAX_LOOKUP_ENTRIES + len(events) + 1)
             reader = _Reader(tx, self._cache)
-            entries: list[LookupEntry] = []
-            budget = MAX_LOOKUP_BYTES
-            for i in indexes[:MAX_LOOKUP_ENTRIES]:
+
+            def proven(i: int) -> LookupEntry:
                 (data,) = store.read_leaves(tx, i, i + 1)
-                proof = merkle.prove_inclusion(i, head.size, reader)
-                budget -= len(data) + 70 * len(proof)  # as JSON: text and quoted hex hashes
-                if budget < 0:
+                return LookupEntry(index=i, data=data, proof=merkle.prove_inclusion(i, head.size, reader))
+
+            def cost(e: LookupEntry) -> int:
+                return len(e.data) + 70 * len(e.proof)  # as JSON: text and quoted hex hashes
+
+            # NOTE: every event fits: MAX_LOOKUP_EVENTS entries of at most 64 KiB stay under the budget.
+            chosen = {i: proven(i) for i in events}
+            budget = MAX_LOOKUP_BYTES - sum(cost(e) for e in chosen.values())
+            truncated = not complete
+            rest = [i for i in others if i not in chosen]
+            for n, i in enumerate(rest):
+                e = proven(i) if n < MAX_LOOKUP_ENTRIES else None
+                if e is None or cost(e) > budget:
+                    truncated = True
                     break
-                entries.append(LookupEntry(index=i, data=data, proof=proof))
-        return Lookup(checkpoint=head, entries=tuple(entries), truncated=len(entries) < len(indexes))
+                budget -= cost(e)
+                chosen[i] = e
+        statement = None
+        if complete:
+            message = tlog.events_message(store_hash, head.size, head.root, events)
+            statement = EventStatement(indexes=tuple(events), signature=signing.sign(self._sth_key, message))
+        entries = tuple(chosen[i] for i in sorted(chosen))
+        return Lookup(checkpoint=head, entries=entries, truncated=truncated, events=statement)
 
 
 class Sequencer:
@@ -505,6 +553,15 @@ def _border(tx: Tx, size: int) -> dict[NodeId, bytes]:
     """Read the complete subtrees of ``[0, size)`` (the only old nodes an append needs)."""
     ids = _border_ids(size)
     return dict(zip(ids, store.read_nodes(tx, ids), strict=True)) if ids else {}
+
+
+def _is_event(data: bytes) -> bool:
+    """Whether leaf bytes are a promotion or revocation (as leniently as clients read them)."""
+    try:
+        obj = json.loads(data)
+    except (ValueError, RecursionError):
+        return False
+    return isinstance(obj, dict) and obj.get("event") in _EVENT_KINDS
 
 
 def _check_entry(e: LogEntry) -> None:

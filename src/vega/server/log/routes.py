@@ -9,7 +9,8 @@
     /log/proof/consistency?first=M&second=N   {"first", "second", "proofHex"} (§5.4)
     /log/tile/<L>/<N>[.p/<W>]                 C2SP hash tile, application/octet-stream
     /log/tile/entries/<N>[.p/<W>]             C2SP entry bundle, application/octet-stream
-    /log/lookup/<store-path-hash>             every entry of a build, proven at one checkpoint
+    /log/lookup/<store-path-hash>             the entries of a build, proven at one checkpoint, with
+                                              a signed list of its promotions and revocations
 
 Errors are ``{"error": "..."}`` with 400 (malformed or out-of-range parameter)
 or 404 (not in the log yet). Numbers in paths and queries are plain decimal,
@@ -111,6 +112,7 @@ def log_routes(log: TransparencyLog) -> list[BaseRoute]:
             sth=json.loads(found.checkpoint.sth),
             entries=found.entries,
             truncated=found.truncated,
+            events=found.events,
         )
         return _json(body.to_json(), NO_CACHE)
 

@@ -12,6 +12,9 @@ Four tables (migrations of component ``log``), written only by
                       share a few database pages
 ``log_checkpoints``   every issued tree head: size, root, time (ms), C2SP note, STH JSON
 ``log_store_index``   store-path hash → leaf index, so the entries of a build are one lookup
+``log_event_index``   store-path hash → leaf index of its promotions and revocations only
+                      (migration 2, ADR 0012): a build's verdict-deciding entries are found
+                      by one primary-key range read, however many attestations share its hash
 
 Invariant: every row of ``log_checkpoints`` has ``size`` ≤ the number of stored
 leaves and ``root`` = MTH of the first ``size`` stored leaves (the append that
@@ -35,8 +38,11 @@ __all__ = [
     "MIGRATIONS",
     "StoredCheckpoint",
     "checkpoint_at",
+    "event_indexes",
     "find_dedupe_keys",
+    "indexed_leaves",
     "insert_checkpoint",
+    "insert_event_index",
     "insert_index",
     "insert_leaves",
     "insert_nodes",
@@ -46,6 +52,7 @@ __all__ = [
     "read_level",
     "read_nodes",
     "stored_size",
+    "take_event_backfill",
 ]
 
 MIGRATIONS = (
@@ -69,6 +76,19 @@ MIGRATIONS = (
             " store_hash {text} NOT NULL,"
             " idx {bigint} NOT NULL,"
             " PRIMARY KEY (store_hash, idx))",
+        ),
+    ),
+    Migration(
+        "log",
+        2,
+        (
+            "CREATE TABLE log_event_index ("
+            " store_hash {text} NOT NULL,"
+            " idx {bigint} NOT NULL,"
+            " PRIMARY KEY (store_hash, idx))",
+            # The leaves logged before this migration are indexed once, at the next open.
+            "CREATE TABLE log_event_backfill (pending INTEGER NOT NULL)",
+            "INSERT INTO log_event_backfill (pending) VALUES (1)",
         ),
     ),
 )
@@ -161,6 +181,29 @@ def insert_index(tx: Tx, rows: Sequence[tuple[str, int]]) -> None:
     tx.executemany("INSERT INTO log_store_index (store_hash, idx) VALUES (?, ?)", rows)
 
 
+def insert_event_index(tx: Tx, rows: Sequence[tuple[str, int]]) -> None:
+    """Insert ``(store-path hash, leaf index)`` rows of promotions and revocations."""
+    tx.executemany("INSERT INTO log_event_index (store_hash, idx) VALUES (?, ?)", rows)
+
+
+def take_event_backfill(tx: Tx) -> bool:
+    """Claim the one-off backfill of ``log_event_index`` (migration 2): True once, then False."""
+    return tx.execute("DELETE FROM log_event_backfill") > 0
+
+
+def indexed_leaves(tx: Tx, start: int, end: int) -> list[tuple[str, int, bytes]]:
+    """Return the ``(store-path hash, index, leaf bytes)`` rows of leaves ``[start, end)``.
+
+    Read from ``log_store_index`` for the backfill, one range at a time.
+    """
+    rows = tx.fetchall(
+        "SELECT s.store_hash, s.idx, l.data FROM log_store_index s JOIN log_leaves l ON l.idx = s.idx"
+        " WHERE s.idx >= ? AND s.idx < ?",
+        (start, end),
+    )
+    return [(str(h), int(i), bytes(d)) for h, i, d in rows]
+
+
 def insert_checkpoint(tx: Tx, cp: StoredCheckpoint) -> None:
     """Record an issued tree head."""
     tx.execute(
@@ -208,9 +251,19 @@ def read_level(tx: Tx, level: int, start: int, end: int) -> list[bytes]:
     return [got[k] for k in keys if k in got]
 
 
-def lookup_indexes(tx: Tx, store_hash: str, below: int) -> list[int]:
-    """Return the indexes below ``below`` of the leaves indexed under ``store_hash``, ascending."""
+def lookup_indexes(tx: Tx, store_hash: str, below: int, limit: int) -> list[int]:
+    """Return at most ``limit`` indexes below ``below`` of the leaves indexed under ``store_hash``."""
     rows = tx.fetchall(
-        "SELECT idx FROM log_store_index WHERE store_hash = ? AND idx < ? ORDER BY idx", (store_hash, below)
+        "SELECT idx FROM log_store_index WHERE store_hash = ? AND idx < ? ORDER BY idx LIMIT ?",
+        (store_hash, below, limit),
+    )
+    return [int(r[0]) for r in rows]
+
+
+def event_indexes(tx: Tx, store_hash: str, below: int, limit: int) -> list[int]:
+    """Return at most ``limit`` indexes below ``below`` of the promotions and revocations of a build."""
+    rows = tx.fetchall(
+        "SELECT idx FROM log_event_index WHERE store_hash = ? AND idx < ? ORDER BY idx LIMIT ?",
+        (store_hash, below, limit),
     )
     return [int(r[0]) for r in rows]

@@ -34,6 +34,11 @@ __all__ = [
 SHARED = ""
 """The namespace of the shared tier (the control-plane root)."""
 
+_V2_COLUMNS = (
+    "hash_part, attester_id, fingerprint, tenant, lane, owner_id, is_trust_root, weight, sig,"
+    " attested_at_ms, continent, flake_ref, attr, rev, dir, store_path, nar_hash, narinfo"
+)
+
 MIGRATIONS: tuple[Migration, ...] = (
     Migration(
         "cache",
@@ -97,6 +102,32 @@ MIGRATIONS: tuple[Migration, ...] = (
             # The failure's class and a redacted excerpt (changes-0.19.md), both optional.
             "ALTER TABLE cache_dispatch_failures ADD COLUMN diagnosis TEXT",
             "ALTER TABLE cache_dispatch_failures ADD COLUMN excerpt TEXT",
+        ),
+    ),
+    Migration(
+        # A component of its own (sorted after ``cache``), so it never collides with a ``cache`` version.
+        "cache-fpkey",
+        1,
+        (
+            # Keyed by a bounded fingerprint key (ADR 0012): a fingerprint lists every reference, so
+            # a large closure's is far over PostgreSQL's B-tree entry limit (~2.7 kB). Rows copied
+            # from version 2 keep their fingerprint as key; Store() rewrites the long ones once.
+            "CREATE TABLE cache_attestations_v3 ("
+            " hash_part TEXT NOT NULL, attester_id TEXT NOT NULL, fingerprint TEXT NOT NULL,"
+            " tenant TEXT, lane TEXT NOT NULL, owner_id TEXT, is_trust_root INTEGER NOT NULL,"
+            " weight {bigint} NOT NULL, sig TEXT NOT NULL, attested_at_ms {bigint} NOT NULL,"
+            " continent TEXT, flake_ref TEXT, attr TEXT, rev TEXT, dir TEXT,"
+            " store_path TEXT NOT NULL, nar_hash TEXT NOT NULL, narinfo TEXT NOT NULL,"
+            " fingerprint_key TEXT NOT NULL,"
+            " PRIMARY KEY (hash_part, attester_id, fingerprint_key))",
+            f"INSERT INTO cache_attestations_v3 ({_V2_COLUMNS}, fingerprint_key)"  # noqa: S608 - constant columns
+            f" SELECT {_V2_COLUMNS}, fingerprint FROM cache_attestations",
+            "DROP TABLE cache_attestations",
+            "ALTER TABLE cache_attestations_v3 RENAME TO cache_attestations",
+            "CREATE TABLE cache_rekey_pending (pending INTEGER NOT NULL)",
+            "INSERT INTO cache_rekey_pending (pending) VALUES (1)",
+            # cache 3's index went with the old table
+            "CREATE INDEX cache_attestations_nar ON cache_attestations (nar_hash)",
         ),
     ),
 )
@@ -174,6 +205,16 @@ class CacheCounts:
     narinfos: int
 
 
+_MAX_FINGERPRINT_KEY = 128
+
+
+def fingerprint_key(fingerprint: str) -> str:
+    """The attestation key of a fingerprint: itself when short, else ``sha256:<hex>`` of it."""
+    if len(fingerprint) <= _MAX_FINGERPRINT_KEY:
+        return fingerprint
+    return "sha256:" + hashlib.sha256(fingerprint.encode("utf-8", "surrogatepass")).hexdigest()
+
+
 def _lock_key(hash_part: str) -> int:
     return int.from_bytes(
         hashlib.sha256(b"vega-cache:" + hash_part.encode()).digest()[:8], "big", signed=True
@@ -202,6 +243,20 @@ class Store:
         self.db = db
         """The database."""
         db.migrate(MIGRATIONS)
+        with db.transaction() as tx:
+            # Once after migration cache-fpkey 1: long fingerprints copied as their own key get the short one.
+            if tx.execute("DELETE FROM cache_rekey_pending") == 0:
+                return
+            long = tx.fetchall(
+                "SELECT hash_part, attester_id, fingerprint FROM cache_attestations"
+                " WHERE fingerprint = fingerprint_key AND LENGTH(fingerprint) > ?",
+                (_MAX_FINGERPRINT_KEY,),
+            )
+            tx.executemany(
+                "UPDATE cache_attestations SET fingerprint_key = ?"
+                " WHERE hash_part = ? AND attester_id = ? AND fingerprint_key = ?",
+                [(fingerprint_key(fp), h, a, fp) for h, a, fp in long],
+            )
 
     @contextmanager
     def read(self) -> Iterator[Tx]:
@@ -341,17 +396,21 @@ class Store:
     def add_attestation(self, tx: Tx, row: AttestationRow) -> bool:
         """Record an attestation; False when this attester already attested this fingerprint."""
         r = row.record
-        key = (row.hash_part, r.attester_id, r.fingerprint)
+        key = (row.hash_part, r.attester_id, fingerprint_key(r.fingerprint))
         if tx.fetchone(
-            "SELECT 1 FROM cache_attestations WHERE hash_part = ? AND attester_id = ? AND fingerprint = ?",
+            "SELECT 1 FROM cache_attestations"
+            " WHERE hash_part = ? AND attester_id = ? AND fingerprint_key = ?",
             key,
         ):
             return False
         p = r.provenance
         tx.execute(
-            f"INSERT INTO cache_attestations ({_ATT_COLUMNS}) VALUES ({', '.join('?' * 18)})",  # noqa: S608 - constant columns
+            f"INSERT INTO cache_attestations ({_ATT_COLUMNS}, fingerprint_key)"  # noqa: S608 - constant columns
+            f" VALUES ({', '.join('?' * 19)})",
             (
-                *key,
+                row.hash_part,
+                r.attester_id,
+                r.fingerprint,
                 r.tenant,
                 r.lane,
                 r.owner_id,
@@ -367,6 +426,7 @@ class Store:
                 row.store_path,
                 row.nar_hash,
                 row.narinfo,
+                key[2],
             ),
         )
         return True
