@@ -23,7 +23,7 @@ from vega.client.http import HttpLimits
 from vega.client.logstate import LogState
 from vega.client.verify import VerifyContext, VerifyOptions, verify_target
 from vega.core.narinfo import format_narinfo, parse_narinfo, sign_narinfo
-from vega.core.signing import generate_secret_key
+from vega.core.signing import generate_secret_key, parse_public_key
 from vega.mcp.assess import CLI_BOUNDS, MCP_BOUNDS, AssessBounds, assess_change
 from vega.mcp.tools import ToolContext, bounded, risk_of, vega_reproduce, vega_risk, vega_verify, worst
 from vega.server.db import open_database
@@ -399,3 +399,23 @@ def test_other_failed_checks_never_allow(bench: Bench) -> None:
     other = (*good.checks, Check(name="witness", ok=False, detail="no cosignature"))
     risk = risk_of(replace(good, checks=other))
     assert (risk["verdict"], risk["reasonCodes"]) == ("deny", ["PROOF_CHECK_FAILED"])
+
+
+def test_revoked_tenant_build_is_denied_by_the_signed_revocation_list(bench: Bench) -> None:
+    """changes-0.19.md: a revoked path fails in every scope, tenant included (served by a stale mirror)."""
+    bench.attest(HELLO, "alice/hello", "1")
+    base = f"{PUBLIC_URL}/tenant/alice/hello"
+    tenant_key = parse_public_key(bench.h.client.get("/tenant/alice/hello/key").json()["publicKey"])
+    stale = bench.h.client.get(f"/tenant/alice/hello/{HELLO.hash_part}.narinfo").content
+    shared = bench.h.keys.shared.public  # the user's nix.conf: the shared key and the tenant's
+    keys = {tenant_key.name: tenant_key, shared.name: shared}
+    vctx = replace(bench.vctx, base_url=base, trusted_keys=keys, now_ms=bench.h.clock)
+    ctx = replace(bench.ctx, verify=vctx)
+    before = vega_risk(ctx, HELLO.hash_part)
+    assert (before["verdict"], before["reasonCodes"]) == ("warn", ["SCOPED_BINDING_NOT_GLOBAL"])
+    assert bench.h.app.state.service.revoke(HELLO.hash_part, "compromised builder") is True
+    bench.recorder.serve[f"/tenant/alice/hello/{HELLO.hash_part}.narinfo"] = (200, stale)
+    after = vega_risk(ctx, HELLO.hash_part)
+    assert (after["verdict"], after["tier"], after["reasonCodes"]) == ("deny", "scoped", ["REVOKED"])
+    env = assess_change(ctx, [HELLO.store_path], MCP_BOUNDS)
+    assert env["verdict"] == "deny"
