@@ -62,8 +62,8 @@ examples:
   vega doctor                            check nix, zstd, your credential and nix.conf
   vega nar hash /nix/store/...-hello     NAR hash of a store path, as `nix hash path`
   vega nar ls dir.nar.zst                list a (compressed) NAR's entries
-  vega assess --added-paths added.json    allow/warn/deny for the paths a change adds
-  vega mcp --public-key 'vega-cache-1:<base64>'           serve the read-only tools to AI agents
+  vega assess --added-paths added.json   one allow/warn/deny for the store paths a change adds
+  vega mcp --public-key 'vega-cache-1:<base64>'   serve the read-only tools to AI agents
 
 Each command has its own examples: vega <command> --help
 """
