@@ -55,7 +55,8 @@ def test_every_shell_block_is_run_or_says_why_not() -> None:
             assert b.steps, f"README line {b.line}: a run block with no '$ command' line"
             assert b.text.lstrip().startswith("$ "), f"README line {b.line}: output before any command"
     servers = [b for b in blocks if b.marker == "run"]
-    assert len(servers) == 1 and len(servers[0].steps) == 1, "exactly one server block, one command"
+    assert len(servers) == 1, "exactly one server block"
+    assert len(servers[0].steps) == 1, "the server block runs one command"
 
 
 def test_the_two_setup_commands_come_first() -> None:
@@ -167,8 +168,8 @@ def test_readme_commands_run_and_print_what_it_shows(
         for step in block.steps:
             command = step.command.replace(PLACEHOLDER_URL, url)
             script = f"cd {str(cwd)!r} || exit 99\n{command}\nrc=$?\npwd > {str(cwd_file)!r}\nexit $rc\n"
-            done = subprocess.run(  # noqa: S603 - the README's own commands
-                ["bash", "-c", script],  # noqa: S607
+            done = subprocess.run(
+                ["bash", "-c", script],
                 env=readme_env,
                 stdin=subprocess.DEVNULL,
                 stdout=subprocess.PIPE,
@@ -224,4 +225,5 @@ def test_the_mcp_snippet_starts_vega_mcp(readme_server: tuple[str, str], readme_
                 return sorted(t.name for t in (await s.list_tools()).tools)
 
     names = anyio.run(tools)
-    assert "vega_verify" in names and "vega_assess_change" in names, names
+    assert "vega_verify" in names, names
+    assert "vega_assess_change" in names, names
