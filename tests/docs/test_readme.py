@@ -227,3 +227,19 @@ def test_the_mcp_snippet_starts_vega_mcp(readme_server: tuple[str, str], readme_
     names = anyio.run(tools)
     assert "vega_verify" in names, names
     assert "vega_assess_change" in names, names
+
+
+def test_the_status_section_names_what_this_cli_has_and_lacks() -> None:
+    from vega.cli.main import COMMANDS, PLANNED
+
+    text = README.read_text()
+    status = text[text.index("## Status") :]
+    lacking = status[status.index("Being built now") : status.index("## Performance")]
+    said_missing = set(re.findall(r"`(?:vega )?([a-z][a-z-]*)", lacking))
+    assert not said_missing & set(COMMANDS), "the README calls commands of this version missing"
+    assert set(PLANNED) <= said_missing, (
+        f"planned commands the README does not call missing: {set(PLANNED) - said_missing}"
+    )
+    for name in COMMANDS:
+        shown = f"`vega {name}" in text or f"$ vega {name}" in text or f"`{name}`" in status
+        assert shown, f"the README never shows `vega {name}`"
