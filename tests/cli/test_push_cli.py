@@ -72,27 +72,45 @@ def test_json_mode_prints_plan_and_pushed_events_only() -> None:
     display.close()
     lines = [json.loads(line) for line in out.getvalue().splitlines()]
     assert lines == [
-        {"event": "plan", "installable": ".#app", "novel": 2},
+        {
+            "event": "plan",
+            "installable": ".#app",
+            "closure": 5,
+            "skipped": 3,
+            "novel": 2,
+            "cached": 2,
+            "upstream": 1,
+            "earlier": 0,
+            "narBytes": 200,
+        },
         {"event": "pushed", "path": APP.absolute, "size": 20, "done": 1, "total": 2},
         {"event": "pushed", "path": APP.absolute, "size": 20, "done": 2, "total": 2},
     ]
-    assert '{"event":"plan","installable":".#app","novel":2}\n' in out.getvalue()
     assert err.getvalue() == ""
 
 
-def test_plain_lines_every_tenth_path_and_the_last() -> None:
+def test_plain_lines_one_per_interval_and_the_last_not_one_per_change() -> None:
+    """Issue 12: non-TTY progress prints one line per interval, not one per total change."""
+    now = [0.0]
     out, err = io.StringIO(), io.StringIO()
-    display = _Display(out, err, {}, json_mode=False)
+    display = _Display(out, err, {}, json_mode=False, clock=lambda: now[0])
     for e in events(12):
         display.event(e)  # type: ignore[arg-type]
     text = out.getvalue().splitlines()
     assert text == [
         "\u2726 Building .#app",
         "  Closure 15 paths: 12 novel, 1 already upstream, 2 already in the namespace",
-        "  uploaded 10/12",
-        "  uploaded 12/12",
+        "  uploaded 12/12 (240 B)",
     ]
     assert err.getvalue() == ""
+    out = io.StringIO()
+    display = _Display(out, err, {}, json_mode=False, clock=lambda: now[0])
+    for k, e in enumerate(events(30)):
+        now[0] = k * 1.0  # three events a path, one second apart: a line every ten seconds at most
+        display.event(e)  # type: ignore[arg-type]
+    lines = out.getvalue().splitlines()[2:]
+    assert len(lines) == 10  # 92 s of events: one line per 10 s interval (9), then the final one
+    assert lines[-1] == "  uploaded 30/30 (600 B)"
 
 
 def test_a_terminal_gets_the_rich_display_on_stderr_and_ci_turns_it_off() -> None:
