@@ -93,6 +93,7 @@ __all__ = [
 
 _SUBSTITUTER: Final = re.compile(r"^/[A-Za-z0-9._:/-]+$")
 _PROBES: Final = 64
+_FAILED_DRV: Final = re.compile(r"builder for '(/nix/store/[^']+\.drv)' failed")
 _PACK_EVENT_BYTES: Final = 8 << 20
 
 
@@ -829,7 +830,8 @@ def user_error(e: OSError | VegaError, url: str) -> VegaError:
             return NixError(
                 e.argv, e.returncode, "", next_steps=["VEGA_BUILD_TIMEOUT_MINUTES=<minutes> vega push"]
             )
-        steps = e.next_steps or ("nix log <the failed derivation>   (the full build log)",)
+        drv = _FAILED_DRV.search(e.stderr_tail)
+        steps = e.next_steps or ((f"nix log {drv.group(1)}",) if drv else ("nix build -L <installable>",))
         return VegaError(
             f"{what} failed with status {e.returncode} (nix's error is printed above)", next_steps=steps
         )
