@@ -87,6 +87,7 @@ __all__ = [
     "plan",
     "probe_all",
     "push",
+    "push_paths",
     "upload_pipeline",
     "user_error",
 ]
@@ -630,6 +631,7 @@ def _upload_all(
     options: PushOptions,
     emit: Callable[[PushEvent], None],
     pushed: list[PushedPath],
+    stop: threading.Event | None = None,
 ) -> PushResult | None:
     """Upload ``novel``; every published path is appended to ``pushed`` as it completes."""
     lock = threading.Lock()
@@ -660,8 +662,52 @@ def _upload_all(
         uploaded=lambda info, m, t: emit(UploadProgress(info.path, m, t)),
         done=done,
     )
-    upload_pipeline(deps.uploader, novel, options, deps.work_dir, hooks)
+    upload_pipeline(deps.uploader, novel, options, deps.work_dir, hooks, stop=stop)
     return last[0] if last else None
+
+
+def push_paths(
+    deps: PushDeps,
+    paths: Sequence[StorePath],
+    options: PushOptions,
+    on_event: Callable[[PushEvent], None],
+    stop: threading.Event,
+    *,
+    label: str,
+) -> tuple[Planned, list[PushedPath]]:
+    """Push the closure of ``paths`` (already in the store, nothing built) as one batch.
+
+    One ``nix path-info`` for the whole batch, one probe, then the shared pipeline. Setting
+    ``stop`` stops the uploads within a chunk. ``vega watch-store`` pushes each batch with this.
+
+    Raises:
+        PushInterrupted: ``stop`` was set; what was and was not pushed.
+        NixError: a path is no longer valid (collected meanwhile).
+        VegaError: as :func:`push`.
+    """
+    lock = threading.Lock()
+
+    def emit(event: PushEvent) -> None:
+        with lock:
+            on_event(event)
+
+    closure = deps.nix.closure(paths)
+    novel, in_cache, in_upstream = plan(deps, closure, options)
+    planned = Planned(
+        installable=label,
+        closure=len(closure),
+        novel=tuple(novel),
+        cached=len(in_cache),
+        upstream=len(in_upstream),
+    )
+    emit(planned)
+    pushed: list[PushedPath] = []
+    try:
+        _upload_all(deps, novel, options, emit, pushed, stop)
+    except (Stopped, KeyboardInterrupt) as e:
+        done = {p.path for p in pushed}
+        raise PushInterrupted(pushed, [p.path for p in novel if p.path not in done], ()) from e
+    return planned, pushed
 
 
 def host_config_lines(substituter: str, public_key: str) -> list[str]:
