@@ -26,6 +26,7 @@ from tests.conftest import NixRunner
 from tests.e2e.conftest import Server, dev_server_at
 from vega.cli.main import main
 from vega.client.watch import NixDb
+from vega.errors import ConfigError
 
 PUSH = Path(__file__).parent.parent / "with_nix" / "flakes" / "push"
 
@@ -62,9 +63,10 @@ def test_nix_db_reads_new_valid_paths_in_bounded_batches(tmp_path: Path) -> None
 
 def test_an_unreadable_database_is_one_sentence(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
     missing = tmp_path / "no" / "db.sqlite"
-    with pytest.raises(Exception) as e:
+    with pytest.raises(ConfigError) as e:
         NixDb(missing).high_water()
-    assert str(e.value).startswith(f"cannot read the Nix database at {missing}")
+    assert e.value.message.startswith(f"cannot read the Nix database at {missing}")
+    assert e.value.next_steps
 
 
 @pytest.mark.nix

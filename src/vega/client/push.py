@@ -859,9 +859,13 @@ def describe_network_error(e: NetworkError, url: str) -> NetworkError:
         return NetworkError(
             f"the control plane at {url} refused the connection (is the server running?)", next_steps=steps
         )
-    if "timed out" in text:
-        return NetworkError(f"the control plane at {url} did not answer in time", next_steps=steps)
-    return NetworkError(f"cannot reach the control plane at {url}", next_steps=steps)
+    errno_level = next((c for c in chain if isinstance(c, OSError) and c.strerror), None)
+    if isinstance(errno_level, OSError):
+        reason = str(errno_level.strerror).lower()
+        return NetworkError(f"cannot reach the control plane at {url}: {reason}", next_steps=steps)
+    if "[errno" in e.message.lower():
+        return NetworkError(f"cannot reach the control plane at {url}", next_steps=steps)
+    return NetworkError(e.message, next_steps=steps)
 
 
 def user_error(e: OSError | VegaError, url: str) -> VegaError:
