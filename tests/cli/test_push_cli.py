@@ -7,7 +7,7 @@ import json
 
 import pytest
 
-from vega.cli.commands.push import _Display, _epilogue, format_size
+from vega.cli.commands.push import _Display, _epilogue, format_rate, format_size
 from vega.cli.main import main
 from vega.client.nix import PathInfo
 from vega.client.push import (
@@ -193,3 +193,42 @@ def test_plain_mode_prints_a_progress_line_for_a_long_path_at_most_every_ten_sec
         f"  packing {APP.name}: 400 MiB of 800 MiB",
         f"  uploading {APP.name}: 100 MiB of 200 MiB",
     ]
+
+
+def test_one_unit_system_mib_and_mib_per_second() -> None:
+    """Issue 12: sizes and rates in binary units alike (no MB/s next to MiB)."""
+    assert format_rate(5 << 20) == "5.0 MiB/s"
+    assert format_rate(300 << 20) == "300 MiB/s"
+    out, err = Tty(), io.StringIO()
+    display = _Display(out, err, {"NO_COLOR": "1"}, json_mode=False)
+    info = PathInfo(path=APP, nar_hash=H, nar_size=300 << 20)
+    display.event(Planned(installable=".#app", closure=1, novel=(info,), cached=0, upstream=0))
+    display.event(UploadProgress(APP, 50 << 20, 100 << 20))
+    tasks = {t.description.strip(): t for t in display._rich.tasks}
+    assert tasks[f"uploading {APP.name}"].fields["sizes"] == "50 MiB of 100 MiB"
+    assert tasks["Packing and uploading"].fields["sizes"] == "225 MiB of 300 MiB"
+    columns = " ".join(type(c).__name__ for c in display._rich.columns)
+    assert "TransferSpeedColumn" not in columns  # rich's own speed column prints decimal MB/s
+    assert "DownloadColumn" not in columns
+    display.close()
+
+
+def test_the_overall_bar_reaches_100_percent_only_when_the_last_byte_is_acknowledged() -> None:
+    out, err = Tty(), io.StringIO()
+    display = _Display(out, err, {"NO_COLOR": "1"}, json_mode=False)
+    a = PathInfo(path=APP, nar_hash=H, nar_size=100)
+    b = PathInfo(path=LIB, nar_hash=H, nar_size=300)
+    display.event(Planned(installable=".#app", closure=2, novel=(b, a), cached=0, upstream=0))
+    overall = next(t for t in display._rich.tasks if "Packing and uploading" in t.description)
+    display.event(PackProgress(LIB, 300, 300))
+    assert display.overall == (150.0, 400)  # packed: half of the path's share
+    display.event(UploadProgress(LIB, 40, 40))  # every byte moved, not yet acknowledged
+    assert display.overall == (299.0, 400)
+    display.event(PathPushed(path=LIB, size=40, nar_size=300, done=1, total=2))
+    assert display.overall == (300.0, 400)
+    display.event(PackProgress(APP, 100, 100))
+    display.event(UploadProgress(APP, 10, 10))
+    assert display.overall[0] < 400
+    assert not overall.finished
+    display.event(PathPushed(path=APP, size=10, nar_size=100, done=2, total=2))
+    assert display.overall == (400.0, 400)

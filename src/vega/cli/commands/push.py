@@ -22,7 +22,7 @@ from vega.cli import style
 if TYPE_CHECKING:
     from vega.client.push import PushDeps, PushEvent, PushInterrupted, PushReport
 
-__all__ = ["execute", "format_size", "register", "run"]
+__all__ = ["execute", "format_rate", "format_size", "installables_of", "register", "run"]
 
 _EXAMPLES = """\
 examples:
@@ -85,6 +85,11 @@ def format_size(n: float) -> str:
     if k == 0:
         return f"{int(value)} B"
     return f"{value:.1f} {units[k]}" if value < 10 else f"{value:.0f} {units[k]}"
+
+
+def format_rate(bytes_per_s: float) -> str:
+    """A transfer rate in the same units as :func:`format_size` (``MiB/s``, never ``MB/s``)."""
+    return f"{format_size(bytes_per_s)}/s"
 
 
 def installables_of(args: argparse.Namespace, stdin: TextIO) -> tuple[str, ...]:
@@ -421,7 +426,7 @@ class _Display:
             return
         total = int(task.total or 0)
         speed = task.finished_speed or task.speed
-        rate = f"{format_size(speed)}/s" if speed else ""
+        rate = format_rate(speed) if speed else ""
         self._rich.update(task_id, sizes=f"{format_size(task.completed)} of {format_size(total)}", rate=rate)
 
     def _pushed(self, event: Any) -> None:
