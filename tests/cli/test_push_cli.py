@@ -232,3 +232,23 @@ def test_the_overall_bar_reaches_100_percent_only_when_the_last_byte_is_acknowle
     assert not overall.finished
     display.event(PathPushed(path=APP, size=10, nar_size=100, done=2, total=2))
     assert display.overall == (400.0, 400)
+
+
+def test_an_interrupted_push_lists_what_was_and_was_not_pushed_and_exits_130() -> None:
+    from vega.cli.commands.push import _interrupted
+    from vega.client.push import PushInterrupted
+
+    stopped = PushInterrupted(
+        [PushedPath(path=APP, file_hash=H, file_size=20, nar_size=100)], [LIB], [".#later"]
+    )
+    out, err = io.StringIO(), io.StringIO()
+    assert _interrupted(stopped, False, {}, out, err) == 130
+    assert err.getvalue().splitlines() == [
+        "",
+        "interrupted: pushed 1 path(s), 1 not pushed",
+        f"  pushed     {APP.absolute}",
+        f"  not pushed {LIB.absolute}",
+        "  not started .#later",
+        "Run the same command again to push the rest (what was pushed is skipped).",
+    ]
+    assert out.getvalue() == ""
