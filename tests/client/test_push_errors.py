@@ -85,3 +85,37 @@ def test_a_network_error_without_errno_keeps_its_words_and_gains_try_lines() -> 
     assert describe_network_error(chained, "http://cp").message == (
         "cannot reach the control plane at http://cp: network is unreachable"
     )
+
+
+def test_a_control_plane_without_whoami_is_not_checked_and_does_not_block() -> None:
+    """The original control plane has no ``GET /api/owner/whoami``: its 404 must not stop a push."""
+    import http.server
+    import threading
+
+    from vega.client.credentials import Credential
+    from vega.client.push import check_control_plane
+
+    class Original(http.server.BaseHTTPRequestHandler):
+        def do_GET(self) -> None:
+            body = b"StoreDir: /nix/store\nWantMassQuery: 1\nPriority: 40\n"
+            ok = self.path == "/nix-cache-info"
+            self.send_response(200 if ok else 404)
+            self.send_header("content-length", str(len(body) if ok else 0))
+            self.end_headers()
+            if ok:
+                self.wfile.write(body)
+
+        def log_message(self, *args: object) -> None:
+            pass
+
+    server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), Original)
+    thread = threading.Thread(target=server.serve_forever, daemon=True)
+    thread.start()
+    try:
+        url = f"http://127.0.0.1:{server.server_address[1]}"
+        cred = Credential(credential="v1.x.y", login="octo", user_id="7", expires_at_ms=None, url=url)
+        with new_client() as client:
+            assert check_control_plane(Http(client, HttpLimits(tries=1)), url, cred) == "not checked"
+    finally:
+        server.shutdown()
+        server.server_close()
