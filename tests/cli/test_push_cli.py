@@ -252,3 +252,27 @@ def test_an_interrupted_push_lists_what_was_and_was_not_pushed_and_exits_130() -
         "Run the same command again to push the rest (what was pushed is skipped).",
     ]
     assert out.getvalue() == ""
+
+
+def test_a_nix_error_block_is_printed_with_its_lines_each_made_safe() -> None:
+    """Issue 12: a failed nix command is printed whole, lines kept, no terminal control passes."""
+    from vega.cli import style
+    from vega.errors import NixError
+
+    tail = (
+        "app> noise\n"
+        "error: builder for '/nix/store/aaaa-app.drv' failed with exit code 1;\n"
+        "       last 1 log lines:\n"
+        "       > boom \x1b[2J cleared"
+    )
+    err = io.StringIO()
+    style.fail(NixError(["nix", "build", "--", ".#app"], 1, tail).message, {}, ("nix log x",), err)
+    assert err.getvalue().splitlines() == [
+        "error: nix build exited with status 1:"
+        " builder for '/nix/store/aaaa-app.drv' failed with exit code 1;",
+        "       last 1 log lines:",
+        "       > boom [2J cleared",
+        "",
+        "Try:",
+        "  nix log x",
+    ]
