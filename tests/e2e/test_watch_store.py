@@ -110,6 +110,8 @@ def test_watch_store_pushes_what_nix_builds_meanwhile_and_stops_cleanly(
     assert code == 0, stderr
     assert rest[-1]["event"] == "stopped"
     assert rest[-1]["notPushed"] == []
+    assert rest[-1]["pushed"] >= 2  # ours, and whatever else nix registered meanwhile
+    assert rest[-1]["uploadedBytes"] > 0
     assert not any(p.endswith(".drv") for p in pushed)
     assert list(spool_root.iterdir()) == []
     assert "Traceback" not in stderr

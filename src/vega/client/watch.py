@@ -24,7 +24,7 @@ from __future__ import annotations
 import os
 import sqlite3
 import threading
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Final
@@ -96,14 +96,21 @@ class WatchOptions:
 class WatchReport:
     """What a watch pushed before it stopped."""
 
-    pushed: list[PushedPath] = field(default_factory=list)
-    """Paths uploaded and published."""
+    pushed: int = 0
+    """Paths uploaded and published (a count: a watch may run for months)."""
+    uploaded_bytes: int = 0
+    """Compressed bytes uploaded."""
     batches: int = 0
     """Batches pushed."""
     not_pushed: tuple[StorePath, ...] = ()
     """Novel paths of the batch a stop interrupted."""
     failed: list[str] = field(default_factory=list)
-    """Batches nix could no longer describe (collected meanwhile), one message each."""
+    """Batches nix could no longer describe (collected meanwhile), one message each (last 20)."""
+
+
+def _count(report: WatchReport, pushed: Sequence[PushedPath]) -> None:
+    report.pushed += len(pushed)
+    report.uploaded_bytes += sum(p.file_size for p in pushed)
 
 
 def _store_paths(rows: list[tuple[int, str]]) -> list[StorePath]:
@@ -161,12 +168,12 @@ def watch_store(
         try:
             _, pushed = push_paths(deps, paths, options, on_event, stop, label=f"{len(paths)} new path(s)")
         except PushInterrupted as e:
-            report.pushed.extend(e.pushed)
+            _count(report, e.pushed)
             report.not_pushed = e.not_pushed
             break
         except NixError as e:
-            report.failed.append(e.message)
+            report.failed = [*report.failed[-19:], e.message]
             continue
-        report.pushed.extend(pushed)
+        _count(report, pushed)
         report.batches += 1
     return report

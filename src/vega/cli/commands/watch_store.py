@@ -143,7 +143,8 @@ def run(args: argparse.Namespace) -> int:
         style.emit_json(
             {
                 "event": "stopped",
-                "pushed": len(report.pushed),
+                "pushed": report.pushed,
+                "uploadedBytes": report.uploaded_bytes,
                 "batches": report.batches,
                 "notPushed": [p.absolute for p in report.not_pushed],
                 "failed": report.failed,
@@ -151,9 +152,7 @@ def run(args: argparse.Namespace) -> int:
             out,
         )
     else:
-        style.success(
-            f"Stopped: pushed {len(report.pushed)} path(s) in {report.batches} batch(es).", environ, out
-        )
+        style.success(f"Stopped: pushed {report.pushed} path(s) in {report.batches} batch(es).", environ, out)
         if report.not_pushed:
             style.info(f"  not pushed ({len(report.not_pushed)}); push them with:", out)
             style.info("  vega push " + " ".join(p.absolute for p in report.not_pushed), out)
