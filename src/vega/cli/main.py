@@ -37,6 +37,7 @@ COMMANDS: tuple[str, ...] = (
     "verify",
     "doctor",
     "push",
+    "watch_store",
     "cache",
     "assess",
     "mcp",
@@ -57,6 +58,7 @@ _EXAMPLES = """\
 examples:
   vega login                             enrol this machine (GitHub device flow)
   vega push .#hello                      build and upload to your namespace
+  vega watch-store                       push every new store path as it appears (Ctrl-C stops)
   vega verify /nix/store/...-hello       signature, log inclusion and NAR hash: proof, not trust
   vega status                            who you are and whether the control plane answers
   vega doctor                            check nix, zstd, your credential and nix.conf
