@@ -99,7 +99,7 @@ class TrustScope:
             raise FormatError("scope.name: expected a string")
         if kind in ("flake", "org") and name is not None:
             name = name.lower()
-        scope_kind: ScopeKind = kind  # type: ignore[assignment]  # checked against SCOPE_KINDS above
+        scope_kind: ScopeKind = kind  # narrowed by the membership check above
         return cls(scope_kind, name)
 
     def to_json(self) -> dict[str, object]:
