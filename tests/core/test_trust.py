@@ -248,3 +248,28 @@ def test_trust_request() -> None:
     ]:
         with pytest.raises(FormatError, match=what):
             TrustRequest.from_json(bad)
+
+
+def test_view_token_wire_shape() -> None:
+    from vega.core.trust import ViewToken
+
+    body = {
+        "token": "abc_-1",
+        "substituter": "/u/abc_-1",
+        "publicKey": "vega-view-7-1:" + "A" * 43 + "=",
+        "sharedKey": "vega-cache-1:" + "B" * 43 + "=",
+    }
+    view = ViewToken.from_json(body)
+    assert view.to_json() == body
+    assert "abc_-1" not in repr(view)
+    no_token = {k: v for k, v in body.items() if k != "token"}
+    assert ViewToken.from_json(no_token).token == "abc_-1"
+    for field, value, message in [
+        ("substituter", "/u/../x", "unexpected substituter path"),
+        ("substituter", "https://evil/u/x", "unexpected substituter path"),
+        ("substituter", None, "unexpected substituter path"),
+        ("publicKey", "no key", "malformed public key"),
+        ("sharedKey", 5, "malformed public key"),
+    ]:
+        with pytest.raises(FormatError, match=message):
+            ViewToken.from_json({**body, field: value})

@@ -38,6 +38,7 @@ from typing import Literal
 
 from vega.core.jsonfields import expect_object
 from vega.core.promotion import AttestationRecord
+from vega.core.signing import is_printable_key
 from vega.errors import FormatError
 
 __all__ = [
@@ -48,6 +49,7 @@ __all__ = [
     "TrustScope",
     "ViewReason",
     "ViewResolution",
+    "ViewToken",
     "edge_admits",
     "resolve_view",
 ]
@@ -268,3 +270,54 @@ def resolve_view(
     builders = tuple(sorted({r.owner_id or "" for r, _ in admitted}))
     first = min((r for r, _ in admitted), key=lambda r: (r.attested_at_ms, r.attester_id))
     return ViewResolution(reason="trusted", fingerprint=fp, builders=builders, attester_id=first.attester_id)
+
+
+_SUBSTITUTER = re.compile(r"/u/[A-Za-z0-9_-]+")
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class ViewToken:
+    """The answer of ``POST /api/view/token`` (protocol.md §4.7)."""
+
+    token: str
+    """The opaque token (a bearer secret: the capability of the view)."""
+    substituter: str
+    """``/u/<token>``, relative to the control plane."""
+    public_key: str
+    """The consumer's view key, ``vega-view-<consumer'>-1:<base64>``."""
+    shared_key: str
+    """The shared key, ``vega-cache-1:<base64>``."""
+
+    def __repr__(self) -> str:
+        return f"ViewToken(public_key={self.public_key!r})"  # never the token
+
+    def to_json(self) -> dict[str, object]:
+        """The wire shape."""
+        return {
+            "token": self.token,
+            "substituter": self.substituter,
+            "publicKey": self.public_key,
+            "sharedKey": self.shared_key,
+        }
+
+    @classmethod
+    def from_json(cls, obj: object) -> ViewToken:
+        """Parse and check an answer the way the CLI must before printing config (§4.7).
+
+        Raises:
+            FormatError: with cli.md §16's texts.
+        """
+        o = expect_object(obj)
+        substituter, public, shared = o.get("substituter"), o.get("publicKey"), o.get("sharedKey")
+        if not isinstance(substituter, str) or not _SUBSTITUTER.fullmatch(substituter):
+            raise FormatError("unexpected substituter path; refusing to print config")
+        for key in (public, shared):
+            if not isinstance(key, str) or not is_printable_key(key):
+                raise FormatError("malformed public key; refusing to print config")
+        token = o.get("token")
+        return cls(
+            token=token if isinstance(token, str) else substituter[3:],
+            substituter=substituter,
+            public_key=str(public),
+            shared_key=str(shared),
+        )
