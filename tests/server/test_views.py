@@ -301,3 +301,16 @@ def test_dev_users_api_speaks_githubs_shape_and_matches_ci_owner_ids(h: Harness)
     missing = h.client.get("/api/v3/users/-bad-")
     assert missing.status_code == 404
     assert missing.json()["message"] == "Not Found"
+
+
+def test_active_edges_are_bounded(h: Harness, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setattr("vega.server.views.MAX_ACTIVE_EDGES", 2)
+    alice = h.owner_credential()
+    trust(h, alice, "11")
+    trust(h, alice, "12")
+    trust(h, alice, "12")  # re-adding a known edge is fine at the limit
+    r = h.client.post("/api/trust", headers=auth(alice), json={"builder": "13", "scope": {"kind": "all"}})
+    assert r.status_code == 409
+    assert "too many trust edges" in r.json()["error"]
+    untrust(h, alice, "11")
+    trust(h, alice, "13")

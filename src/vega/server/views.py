@@ -28,11 +28,15 @@ from dataclasses import replace
 from vega.core.narinfo import format_narinfo, parse_narinfo, sign_narinfo
 from vega.core.signing import SecretKey, format_public_key, view_key
 from vega.core.trust import TrustEdge, TrustRequest, ViewResolution, ViewToken, resolve_view
+from vega.server.errors import ServiceError
 from vega.server.servicecore import HASH_PART, OwnerPrincipal, ServiceCore
 from vega.server.store import SHARED
 from vega.server.store.trust import TrustStore, ViewTokenRow
 
-__all__ = ["TOKEN_PATTERN", "RedactViewTokens", "ViewNarinfo", "ViewRules"]
+__all__ = ["MAX_ACTIVE_EDGES", "TOKEN_PATTERN", "RedactViewTokens", "ViewNarinfo", "ViewRules"]
+
+MAX_ACTIVE_EDGES = 1000
+"""Active edges one consumer may hold (every view request reads them all)."""
 
 TOKEN_PATTERN = re.compile(r"[A-Za-z0-9_-]{32,128}")
 """The shape of a view token in a ``/u/<token>`` path."""
@@ -141,6 +145,12 @@ class ViewRules(ServiceCore):
             accept_unreproducible=request.accept_unreproducible,
         )
         with self.store.write() as tx:
+            active = self.trust.edges(tx, owner.user_id, active_only=True)
+            known = any(e.builder == edge.builder and e.scope == edge.scope for e in active)
+            if not known and len(active) >= MAX_ACTIVE_EDGES:
+                raise ServiceError(
+                    f"too many trust edges: at most {MAX_ACTIVE_EDGES} active; remove some first", status=409
+                )
             self.trust.add_edge(tx, owner.user_id, edge, self.now())
 
     def trust_revoke(self, owner: OwnerPrincipal, request: TrustRequest) -> None:
