@@ -181,3 +181,16 @@ def test_nix_conf_edit_keeps_everything_else() -> None:
     assert nix_conf_edit(edit.after, "https://c", lines).changed is False
     assert nix_conf_edit("", "https://c", lines).after == "# added by vega view\n" + "\n".join(lines) + "\n"
     assert edit.diff("nix.conf").startswith("--- nix.conf (before)")
+
+
+def test_view_write_refuses_a_symlinked_nix_conf(
+    enrolled: Server, capsys: pytest.CaptureFixture[str], tmp_path: Path
+) -> None:
+    target = tmp_path / "managed.conf"
+    target.write_text("a = 1\n")
+    link = tmp_path / "nix.conf"
+    link.symlink_to(target)
+    assert main(["view", "--write", str(link)]) == 1
+    assert "is a symlink" in capsys.readouterr().err
+    assert target.read_text() == "a = 1\n"
+    assert link.is_symlink()

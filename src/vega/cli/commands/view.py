@@ -83,6 +83,11 @@ def run(args: argparse.Namespace) -> int:
         style.warn("your view token was rotated: the old substituter URL no longer works", env)
     if args.write is not None:
         path = Path(args.write) if args.write else default_nix_conf(env)
+        if path.is_symlink():
+            raise ConfigError(
+                f"{path} is a symlink (managed by home-manager or NixOS?); refusing to replace it",
+                next_steps=["vega view  (and add the printed lines to your Nix configuration)"],
+            )
         before = path.read_text(encoding="utf-8") if path.exists() else ""
         edit = nix_conf_edit(before, cred.url, view_lines(cred.url, view))
         if not edit.changed:
