@@ -314,3 +314,27 @@ def test_active_edges_are_bounded(h: Harness, monkeypatch: pytest.MonkeyPatch) -
     assert "too many trust edges" in r.json()["error"]
     untrust(h, alice, "11")
     trust(h, alice, "13")
+
+
+def test_package_and_org_scopes_on_the_server(h: Harness) -> None:
+    alice = h.owner_credential()
+    bob = credential_of(h, BOB, "bob")
+    hello, curl = Output("hello", b"hello\n"), Output("curl", b"curl\n")
+    pushed(h, bob, hello)
+    pushed(h, bob, curl)
+    acme_x, other_y = Output("acme-x", b"x\n"), Output("other-y", b"y\n")
+    for out, repo, run in [(acme_x, "acme/x", "51"), (other_y, "other/y", "52")]:
+        token = h.ci_token(repo, owner_id=BOB, run_id=run)
+        h.upload(token, out)
+        assert h.attest(token, out.body(attr="default")).status_code == 200
+    base = view_of(h, alice)["substituter"]
+
+    def served(out: Output) -> int:
+        return int(h.client.get(f"{base}/{out.hash_part}.narinfo").status_code)
+
+    trust(h, alice, BOB, {"kind": "package", "name": "hello"})
+    assert [served(o) for o in (hello, curl, acme_x, other_y)] == [200, 404, 404, 404]
+    assert h.client.head(f"{base}/{hello.hash_part}.narinfo").status_code == 200
+    untrust(h, alice, BOB, {"kind": "package", "name": "hello"})
+    trust(h, alice, BOB, {"kind": "org", "name": "ACME"})
+    assert [served(o) for o in (hello, curl, acme_x, other_y)] == [404, 404, 200, 404]
