@@ -34,7 +34,7 @@ def test_usage_error_exits_1_with_hint(capsys: pytest.CaptureFixture[str]) -> No
     assert "vega <command> --help" in err
 
 
-@pytest.mark.parametrize("name", ["trust", "view", "report", "diff", "gate", "dashboard"])
+@pytest.mark.parametrize("name", ["report", "diff", "gate", "dashboard"])
 def test_promised_commands_say_plainly_they_are_not_here_yet(
     name: str, capsys: pytest.CaptureFixture[str]
 ) -> None:

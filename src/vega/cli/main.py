@@ -41,6 +41,8 @@ COMMANDS: tuple[str, ...] = (
     "cache",
     "assess",
     "mcp",
+    "trust",
+    "view",
 )
 """Subcommand modules under ``vega.cli.commands``, registered in this order (help sorts them)."""
 
@@ -49,8 +51,6 @@ PLANNED: dict[str, str] = {
     "diff": "diagnose a divergent build (cli.md §11)",
     "gate": "gate a closure against its lock file (cli.md §12)",
     "report": "report a build problem (cli.md §8)",
-    "trust": "trust another builder, within a scope (cli.md §15)",
-    "view": "your personal view's nix.conf lines (cli.md §16)",
 }
 """Commands of the spec that this version does not have yet: they say so instead of "invalid choice"."""
 

@@ -11,6 +11,8 @@ Checks, in order (cli.md §7's six, plus issue 5's ``nix features`` and ``truste
     substituter    cli.md §7's tenant-key/substituter rule  ok | warn
     trusted keys   Vega substituter without a Vega key;     ok | warn | fail (wrong shared key)
                    `vega-cache-1` not the expected value
+    view           only when nix.conf has a <url>/u/<token>  ok | warn (token rotated or revoked)
+                   substituter: GET <view>/nix-cache-info
     version        GitHub's latest release (4 s)            ok | warn newer release
 
 Nix's configuration is read once, the way Nix itself sees it (``nix config show``, or ``nix
@@ -507,6 +509,40 @@ def _check_trusted_keys(
     return Check(name="trusted keys", level="ok", detail="no Vega substituter or key configured")
 
 
+def _check_view(ctx: DoctorContext, base: str, views: Sequence[str]) -> Check:
+    """Whether the personal view(s) nix.conf points at still answer (issue 8); never prints a token."""
+    http = Http(
+        ctx.client,
+        HttpLimits(
+            timeout_s=ctx.limits.control_plane_timeout_s, tries=1, max_body_bytes=ctx.limits.max_info_bytes
+        ),
+        sleep=lambda _s: None,
+        monotonic=ctx.monotonic,
+    )
+    shown = f"{base}/u/<token>"
+    dead = 0
+    for view in views:
+        try:
+            resp = http.get(f"{view}/nix-cache-info")
+        except (NetworkError, ConfigError) as e:
+            return Check(
+                name="view", level="warn", detail=f"could not check {shown}: {_network_reason(e.message)}"
+            )
+        if resp.status == 404:
+            dead += 1
+        elif not resp.ok:
+            return Check(name="view", level="warn", detail=f"could not check {shown} (HTTP {resp.status})")
+    if dead:
+        return Check(
+            name="view",
+            level="warn",
+            detail=f"nix.conf points at a personal view ({shown}) whose token no longer works "
+            "(rotated or revoked); Nix gets nothing from it",
+            fix="vega view --write (puts your current view into nix.conf)",
+        )
+    return Check(name="view", level="ok", detail=f"your personal view at {shown} answers")
+
+
 def _version_parts(text: str) -> list[int]:
     parts = []
     for part in text.strip().removeprefix("v").split("."):
@@ -581,5 +617,8 @@ def run_checks(ctx: DoctorContext) -> DoctorReport:
         subs = _substituters(config)
         checks.append(_check_substituter(keys, subs, base))
         checks.append(_check_trusted_keys(keys, subs, base, info))
+        views = [sub for sub in subs if sub.startswith(f"{base}/u/")]
+        if views and plane.level == "ok":
+            checks.append(_check_view(ctx, base, views))
     checks.append(_check_version(ctx))
     return DoctorReport(tuple(checks))
