@@ -12,6 +12,7 @@ import json
 import os
 import shutil
 import socket
+import sqlite3
 import subprocess
 import sys
 import time
@@ -45,16 +46,18 @@ class ServerProcess:
         log: Path,
         reproducer_workflows: str = REPRO_WORKFLOW,
         extra_env: Mapping[str, str] | None = None,
+        *,
+        log_origin: str = "vega-e2e.invalid/log",
     ) -> None:
         self.data_dir = data_dir
         self.port = free_port()
         self.url = f"http://127.0.0.1:{self.port}"
-        env = dict(
+        self.env = env = dict(
             os.environ,
             VEGA_SERVER_SETTLING_S="0",
             VEGA_SERVER_REPRODUCER_WORKFLOWS=reproducer_workflows,
             # One log identity whichever port serves it (a restored backup keeps its origin).
-            VEGA_SERVER_LOG_ORIGIN="vega-e2e.invalid/log",
+            VEGA_SERVER_LOG_ORIGIN=log_origin,
             **(extra_env or {}),
         )
         argv = [sys.executable, "-m", "vega.server", "serve", "--dev", "--data-dir", str(data_dir)]
@@ -83,6 +86,21 @@ class ServerProcess:
             except subprocess.TimeoutExpired:
                 self.proc.kill()
                 self.proc.wait()
+
+    def snapshot(self, to: Path) -> Path:
+        """A consistent copy of the data directory (SQLite's backup API; the rest copied)."""
+        shutil.copytree(self.data_dir, to, ignore=shutil.ignore_patterns("server.db*"))
+        src = sqlite3.connect(self.data_dir / "server.db")
+        dst = sqlite3.connect(to / "server.db")
+        with dst:
+            src.backup(dst)
+        src.close()
+        dst.close()
+        return to
+
+    def log_size(self) -> int:
+        """The log's size now."""
+        return int(httpx2.get(f"{self.url}/log/sth").json()["size"])
 
     def ci_env(
         self,

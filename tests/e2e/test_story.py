@@ -31,10 +31,7 @@ import io
 import json
 import os
 import shutil
-import socket
-import sqlite3
 import subprocess
-import sys
 import time
 from collections.abc import Callable, Iterator
 from pathlib import Path
@@ -44,7 +41,7 @@ import pytest
 
 from tests.client.conftest import Recorder
 from tests.conftest import NixRunner
-from tests.e2e.agents import REPRO_WORKFLOW, app_repo_commit, ci_env
+from tests.e2e.agents import ServerProcess, app_repo_commit
 from tests.e2e.test_agents import attest_in_process
 from tests.e2e.test_verify import Result, squeeze
 from vega.cli.agent import reproduce_main
@@ -60,80 +57,6 @@ pytestmark = [pytest.mark.nix, pytest.mark.slow]
 ROOT = Path(__file__).resolve().parent.parent.parent
 FLAKE = ROOT / "scripts" / "demo-flake"
 FAILED = "Verification failed. Do not trust this build."
-
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
-
-
-class ServerProcess:
-    """``vega-server serve --dev`` as a subprocess on a loopback port."""
-
-    def __init__(self, data_dir: Path, log: Path) -> None:
-        self.data_dir = data_dir
-        self.port = free_port()
-        self.url = f"http://127.0.0.1:{self.port}"
-        env = dict(
-            os.environ,
-            VEGA_SERVER_SETTLING_S="0",
-            VEGA_SERVER_REPRODUCER_WORKFLOWS=REPRO_WORKFLOW,
-            # One log identity whichever port serves it (a restored backup keeps its origin).
-            VEGA_SERVER_LOG_ORIGIN="vega-e2e.invalid/log",
-        )
-        argv = [sys.executable, "-m", "vega.server", "serve", "--dev", "--data-dir", str(data_dir)]
-        self.log = log
-        with log.open("ab") as out:
-            self.proc = subprocess.Popen([*argv, "--port", str(self.port)], env=env, stdout=out, stderr=out)
-        for _ in range(300):  # polls the health endpoint, up to ~30 s on a loaded machine
-            if self.proc.poll() is not None:
-                raise AssertionError(f"vega-server exited {self.proc.returncode}:\n{log.read_text()}")
-            try:
-                if httpx2.get(f"{self.url}/healthz", timeout=2).status_code == 200:
-                    break
-            except httpx2.TransportError:
-                pass
-            time.sleep(0.1)
-        else:
-            raise AssertionError(f"vega-server did not answer:\n{log.read_text()}")
-        printed = log.read_text()
-        self.shared_key = printed.split("extra-trusted-public-keys = ")[-1].split()[0]
-
-    def stop(self) -> None:
-        if self.proc.poll() is None:
-            self.proc.terminate()
-            try:
-                self.proc.wait(timeout=20)
-            except subprocess.TimeoutExpired:
-                self.proc.kill()
-                self.proc.wait()
-
-    def snapshot(self, to: Path) -> Path:
-        """A consistent copy of the data directory (SQLite's backup API; the rest copied)."""
-        shutil.copytree(self.data_dir, to, ignore=shutil.ignore_patterns("server.db*"))
-        src = sqlite3.connect(self.data_dir / "server.db")
-        dst = sqlite3.connect(to / "server.db")
-        with dst:
-            src.backup(dst)
-        src.close()
-        dst.close()
-        return to
-
-    def log_size(self) -> int:
-        return int(httpx2.get(f"{self.url}/log/sth").json()["size"])
-
-    def ci_env(
-        self, repository: str, sha: str, workflow: str = ".github/workflows/vega.yml"
-    ) -> dict[str, str]:
-        """The simulated job's environment, from the documented HTTP endpoint."""
-        env = ci_env(self.url, repository, sha, workflow)
-        assert env["VEGA_URL"] == self.url
-        return env
-
-    def reproducer_env(self, sha: str) -> dict[str, str]:
-        """The reproducer workflow's job: the pinned workflow on a GitHub-hosted runner."""
-        return ci_env(self.url, "vega-org/repro", sha, REPRO_WORKFLOW, runner_environment="github-hosted")
 
 
 @pytest.fixture

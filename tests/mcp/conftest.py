@@ -14,11 +14,8 @@ from __future__ import annotations
 import base64
 import hashlib
 import os
-import shutil
-import sqlite3
 import subprocess
 import sys
-import time
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -29,6 +26,7 @@ import anyio
 import httpx2
 import pytest
 
+from tests.e2e.agents import ServerProcess
 from tests.e2e.conftest import loopback_socket, serving
 from tests.server.cachekit import Output
 
@@ -42,42 +40,11 @@ ROOT = Path(__file__).resolve().parent.parent.parent
 VEGA = [sys.executable, "-m", "vega"]
 
 
-def free_port() -> int:
-    sock, _ = loopback_socket()
-    port = int(sock.getsockname()[1])
-    sock.close()
-    return port
-
-
-class VegaServer:
-    """``vega-server serve --dev`` as a subprocess on a loopback port."""
+class VegaServer(ServerProcess):
+    """``vega-server serve --dev`` as a subprocess on a loopback port, with an HTTP client."""
 
     def __init__(self, data_dir: Path, log: Path) -> None:
-        self.data_dir = data_dir
-        self.port = free_port()
-        self.url = f"http://127.0.0.1:{self.port}"
-        self.env = dict(
-            os.environ,
-            VEGA_SERVER_SETTLING_S="0",
-            VEGA_SERVER_REPRODUCER_WORKFLOWS=REPRO_WORKFLOW,
-            VEGA_SERVER_LOG_ORIGIN="vega-mcp-test.invalid/log",
-        )
-        self.log = log
-        argv = [*self._server(), "serve", "--dev", "--data-dir", str(data_dir), "--port", str(self.port)]
-        with log.open("ab") as out:
-            self.proc = subprocess.Popen(argv, env=self.env, stdout=out, stderr=out)
-        for _ in range(600):  # up to ~60 s on a loaded machine
-            if self.proc.poll() is not None:
-                raise AssertionError(f"vega-server exited {self.proc.returncode}:\n{log.read_text()}")
-            try:
-                if httpx2.get(f"{self.url}/healthz", timeout=2).status_code == 200:
-                    break
-            except httpx2.TransportError:
-                pass
-            time.sleep(0.1)
-        else:
-            raise AssertionError(f"vega-server did not answer:\n{log.read_text()}")
-        self.shared_key = log.read_text().split("extra-trusted-public-keys = ")[-1].split()[0]
+        super().__init__(data_dir, log, REPRO_WORKFLOW, log_origin="vega-mcp-test.invalid/log")
         self.http = httpx2.Client(base_url=self.url, timeout=30)
 
     @staticmethod
@@ -86,24 +53,7 @@ class VegaServer:
 
     def stop(self) -> None:
         self.http.close()
-        if self.proc.poll() is None:
-            self.proc.terminate()
-            try:
-                self.proc.wait(timeout=20)
-            except subprocess.TimeoutExpired:
-                self.proc.kill()
-                self.proc.wait()
-
-    def snapshot(self, to: Path) -> Path:
-        """A consistent copy of the data directory (SQLite's backup API; the rest copied)."""
-        shutil.copytree(self.data_dir, to, ignore=shutil.ignore_patterns("server.db*"))
-        src = sqlite3.connect(self.data_dir / "server.db")
-        dst = sqlite3.connect(to / "server.db")
-        with dst:
-            src.backup(dst)
-        src.close()
-        dst.close()
-        return to
+        super().stop()
 
     def revoke(self, hash_part: str) -> None:
         done = subprocess.run(

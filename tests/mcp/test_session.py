@@ -23,7 +23,8 @@ from typing import Any
 import httpx2
 import pytest
 
-from tests.mcp.conftest import ROOT, Proxy, Session, ToolResult, VegaServer, free_port, mcp_session
+from tests.e2e.agents import free_port
+from tests.mcp.conftest import ROOT, Proxy, Session, ToolResult, VegaServer, mcp_session
 from tests.server.cachekit import Output
 from vega.mcp.sanitize import INSTRUCTION_MARK
 
