@@ -56,6 +56,12 @@ def register(sub: Any) -> None:
         f"logged in to, else {DEFAULT_URL}",
     )
     p.add_argument("--public-key", metavar="KEY", help="key to verify against, '<name>:<base64>'")
+    p.add_argument(
+        "--trust-fetched-key",
+        action="store_true",
+        help="with no key of yours for a build, use the key the cache itself serves (a tenant's "
+        "/key, the control plane's /api/info); reported as 'fetched, not pinned'",
+    )
     p.add_argument("--no-nar", action="store_true", help="skip re-deriving the NAR hash")
     p.add_argument(
         "--max-scan", default="10000", metavar="N", help="log entries an original server's scan reads"
@@ -114,6 +120,7 @@ def options_from(args: argparse.Namespace) -> VerifyOptions:
         allow_signature_only=args.allow_signature_only,
         max_scan=_max_scan(str(args.max_scan)),
         log_keys=tuple(log_keys),
+        trust_fetched_key=args.trust_fetched_key,
     )
 
 
@@ -191,6 +198,8 @@ def execute(
         )
     finally:
         progress.close()
+    for warning in dict.fromkeys(w for r in reports for w in r.warnings):
+        style.warn(warning, environ, err)  # once per run, however many paths it concerns
     if args.json:
         for report in reports:
             style.emit_json(report.to_json(), out)
@@ -237,8 +246,6 @@ def _render_one(report: VerifyReport, environ: Mapping[str, str], out: TextIO, e
     if report.nar is not None:
         rows.append(("NAR bytes", f"{_ok(report.nar.ok)}  {report.nar.detail}"))
     style.key_values(rows, environ, out)
-    for warning in report.warnings:
-        style.warn(warning, environ, err)
     for notice in report.notices:
         style.info(f"  {notice}", out)
     if report.scope != "shared" or t is None:
