@@ -103,21 +103,23 @@ def world(tmp_path: Path) -> Iterator[World]:
 
 def test_tenant_build_is_scoped_and_said_plainly(world: World) -> None:
     world.attest(HELLO, "alice/hello", "1")
-    res = world.verify(HELLO.hash_part, trusted=())
+    res = world.verify(HELLO.hash_part, "--trust-fetched-key", trusted=())
     assert res.code == 0, res.out + res.err
     assert (
         "not in the shared cache; verifying the tenant build at http://127.0.0.1:8321/tenant/alice/hello"
         in res.out
     )
-    assert "warning: using the cache-published tenant key vega-alice-hello-1" in res.err
+    assert "warning: using vega-alice-hello-1 fetched, not pinned" in res.err
     assert "Verified in your tenant tier" in res.out
     assert "tenant scope is a self check, not third-party trust" in res.out
     assert "signature-only: scoped builds are not in the global transparency log" in res.out
-    no_nar = world.verify(HELLO.hash_part, "--no-nar", trusted=())
+    no_nar = world.verify(HELLO.hash_part, "--no-nar", "--trust-fetched-key", trusted=())
     assert no_nar.code == 1
     assert "signature-only" in no_nar.err
     assert "--allow-signature-only" in no_nar.out
-    assert world.verify(HELLO.hash_part, "--no-nar", "--allow-signature-only", trusted=()).code == 0
+    assert world.verify(
+        HELLO.hash_part, "--no-nar", "--allow-signature-only", "--trust-fetched-key", trusted=()
+    ).code == 0
 
 
 def test_promoted_build_passes_every_check_within_five_requests(world: World) -> None:
