@@ -15,7 +15,7 @@ from __future__ import annotations
 
 import io
 import json
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -86,7 +86,13 @@ class Site:
         assert server_main(["revoke", out.hash_part, "--reason", "compromised builder", "--data-dir", str(self.data_dir)], out=text) == 0
         assert f"revoked {out.hash_part}" in text.getvalue()
 
-    def verify(self, *argv: str, trusted: tuple[PublicKey, ...] = (), url: str | None = None) -> Result:
+    def verify(
+        self,
+        *argv: str,
+        trusted: tuple[PublicKey, ...] = (),
+        url: str | None = None,
+        clock: Callable[[], float] = lambda: 0.0,
+    ) -> Result:
         args = build_parser().parse_args(["verify", *argv, "--url", url or self.url])
         with httpx2.Client() as client:
             ctx = VerifyContext(
@@ -98,7 +104,7 @@ class Site:
                 sleep=lambda s: None,
             )
             out, err = io.StringIO(), io.StringIO()
-            code = execute(args, ctx, ENV, out, err)
+            code = execute(args, ctx, ENV, out, err, clock=clock)
         return Result(code, out.getvalue(), err.getvalue())
 
 
@@ -195,3 +201,34 @@ def test_a_revoked_tenant_path_fails_with_the_revocation_shown(site: Site) -> No
     fetched = site.verify(TOP.hash_part, "--trust-fetched-key")
     assert fetched.code == 1, fetched.out + fetched.err
     assert "compromised builder" in fetched.out + fetched.err
+
+
+# -- item 3: non-TTY progress is paced by time ------------------------------------------------------
+
+
+def chain(site: Site, n: int) -> Output:
+    """``n`` tenant builds, each referring to the one before; the last."""
+    prev: Output | None = None
+    for i in range(n):
+        out = Output(f"chain-{i}", f"link {i} ".encode() * 64, references=[prev.base] if prev else [])
+        site.attest(out)
+        prev = out
+    assert prev is not None
+    return prev
+
+
+def test_plain_progress_prints_one_line_per_interval_not_per_total_change(site: Site) -> None:
+    top = chain(site, 4)
+    tenant = f"{site.url}/tenant/{TENANT}"
+    res = site.verify(top.hash_part, "--recursive", url=tenant, trusted=(site.tenant_key,), clock=lambda: 0.0)
+    assert res.code == 0, res.out + res.err
+    assert "Verified 4 of 4 paths" in res.out
+    lines = [line for line in res.err.splitlines() if line.startswith("verified ")]
+    assert lines == ["verified 4/4 paths (0 failed)"]  # the total grew 4 times; one line at the end
+    ticks = iter(float(i) * 10 for i in range(100))
+    paced = site.verify(
+        top.hash_part, "--recursive", url=tenant, trusted=(site.tenant_key,), clock=lambda: next(ticks)
+    )
+    lines = [line for line in paced.err.splitlines() if line.startswith("verified ")]
+    assert len(lines) == 4  # every interval elapsed between two paths: one line each, none repeated
+    assert lines[-1] == "verified 4/4 paths (0 failed)"

@@ -12,7 +12,8 @@ from __future__ import annotations
 
 import argparse
 import sys
-from collections.abc import Mapping, Sequence
+import time
+from collections.abc import Callable, Mapping, Sequence
 from typing import TYPE_CHECKING, Any, TextIO
 
 from vega.cli import style
@@ -175,8 +176,13 @@ def execute(
     environ: Mapping[str, str],
     out: TextIO | None = None,
     err: TextIO | None = None,
+    *,
+    clock: Callable[[], float] = time.monotonic,
 ) -> int:
-    """Verify ``args.targets`` with ``ctx`` and render; the exit code (tests call this directly)."""
+    """Verify ``args.targets`` with ``ctx`` and render; the exit code (tests call this directly).
+
+    ``clock`` paces the plain progress lines (one per :data:`PROGRESS_INTERVAL_S`).
+    """
     from vega.client.verify import parse_target, verify_many
 
     out = out or sys.stdout
@@ -185,7 +191,7 @@ def execute(
         parse_target(target)
     options = options_from(args)
     many = len(args.targets) > 1 or args.recursive
-    progress = _Progress(err, environ, enabled=many, quiet=args.json)
+    progress = _Progress(err, environ, enabled=many, quiet=args.json, clock=clock)
     try:
         reports = verify_many(
             ctx,
@@ -338,9 +344,22 @@ def _render_many(
 
 
 class _Progress:
-    """One progress display: rich on a terminal, periodic plain lines otherwise (stderr only)."""
+    """One progress display: rich on a terminal, else one plain line per interval (stderr only).
 
-    def __init__(self, err: TextIO, environ: Mapping[str, str], *, enabled: bool, quiet: bool) -> None:
+    The plain lines are paced by time, not by the counts: a closure whose total grows as it is
+    discovered would otherwise print a line every time the count caught up with it (issue 12).
+    The last state is printed once at the end.
+    """
+
+    def __init__(
+        self,
+        err: TextIO,
+        environ: Mapping[str, str],
+        *,
+        enabled: bool,
+        quiet: bool,
+        clock: Callable[[], float] = time.monotonic,
+    ) -> None:
         self.enabled = enabled
         self.quiet = quiet
         """No plain lines (``--json``); a terminal still gets the live display."""
@@ -348,6 +367,9 @@ class _Progress:
         self.count = 0
         self.failed = 0
         self.err = err
+        self.clock = clock
+        self._last_line = clock()
+        self._printed: tuple[int, int, int] | None = None
         self._rich: Any = None
         self._task: Any = None
         if enabled and style.is_interactive(err, environ):
@@ -379,10 +401,25 @@ class _Progress:
             return
         if self._rich is not None:
             self._rich.update(self._task, completed=self.count, failed=self.failed)
-        elif not self.quiet and (self.count == self.total or self.count % 25 == 0):
-            self.err.write(f"verified {self.count}/{self.total} paths ({self.failed} failed)\n")
-            self.err.flush()
+        elif not self.quiet and self.clock() - self._last_line >= PROGRESS_INTERVAL_S:
+            self._line()
+
+    def _line(self) -> None:
+        self._last_line = self.clock()
+        self._printed = (self.count, self.total, self.failed)
+        self.err.write(f"verified {self.count}/{self.total} paths ({self.failed} failed)\n")
+        self.err.flush()
 
     def close(self) -> None:
         if self._rich is not None:
             self._rich.stop()
+        elif self.enabled and not self.quiet and self.count and self._printed != (
+            self.count,
+            self.total,
+            self.failed,
+        ):
+            self._line()
+
+
+PROGRESS_INTERVAL_S = 2.0
+"""Seconds between plain (non-terminal) progress lines."""
