@@ -232,3 +232,45 @@ def test_plain_progress_prints_one_line_per_interval_not_per_total_change(site: 
     lines = [line for line in paced.err.splitlines() if line.startswith("verified ")]
     assert len(lines) == 4  # every interval elapsed between two paths: one line each, none repeated
     assert lines[-1] == "verified 4/4 paths (0 failed)"
+
+
+FLAGS: list[tuple[str, ...]] = [(), ("--no-nar",), ("--allow-signature-only",), ("--no-nar", "--allow-signature-only")]
+
+
+def test_tenant_exit_codes_agree_with_the_json_and_the_help(site: Site, capsys: pytest.CaptureFixture[str]) -> None:
+    """Item 2: text exit code == JSON exitOk for every flag, before and after revocation; help says so."""
+    from vega.cli.main import main
+
+    with pytest.raises(SystemExit):
+        main(["verify", "--help"])
+    help_text = " ".join(capsys.readouterr().out.split())
+    assert 'exit status (the same as "exitOk" of --json)' in help_text
+    assert "at a tenant base, the tenant signature and the NAR bytes check" in help_text
+    assert "always for a revoked path (in every scope)" in help_text
+    site.attest(TOP)
+    trusted = (site.tenant_key,)
+    want_before = {(): 0, ("--no-nar",): 1, ("--allow-signature-only",): 0, ("--no-nar", "--allow-signature-only"): 0}
+    for flags in FLAGS:
+        text = site.verify(TOP.hash_part, *flags, trusted=trusted)
+        obj = json.loads(site.verify(TOP.hash_part, *flags, "--json", trusted=trusted).out)
+        assert text.code == (0 if obj["exitOk"] else 1) == want_before[flags], (flags, text.out, text.err)
+        assert obj["verified"] is False  # a tenant build is never "verified" (shared tier only)
+    site.revoke(TOP)
+    for flags in FLAGS:
+        text = site.verify(TOP.hash_part, *flags, trusted=trusted)
+        obj = json.loads(site.verify(TOP.hash_part, *flags, "--json", trusted=trusted).out)
+        assert (text.code, obj["exitOk"], obj["verified"]) == (1, False, False), (flags, text.out, text.err)
+        assert "Not revoked: FAIL revoked: compromised builder" in " ".join(text.out.split())
+
+
+def test_a_revoked_path_in_a_closure_fails_with_the_revocation_shown(site: Site) -> None:
+    site.attest(DEP)
+    site.attest(TOP)
+    site.revoke(DEP)
+    tenant = f"{site.url}/tenant/{TENANT}"
+    res = site.verify(TOP.hash_part, "--recursive", url=tenant, trusted=(site.tenant_key,))
+    assert res.code == 1, res.out + res.err
+    assert f"FAIL  {DEP.store_path}  revoked: compromised builder" in res.out
+    assert f"ok    {TOP.store_path}" in res.out
+    lines = [json.loads(x) for x in site.verify(TOP.hash_part, "--recursive", "--json", url=tenant, trusted=(site.tenant_key,)).out.splitlines()]
+    assert {o["storePath"]: o["exitOk"] for o in lines} == {TOP.store_path: True, DEP.store_path: False}

@@ -32,6 +32,17 @@ examples:
   vega verify <hash> --json                     the result as one JSON object
   vega verify ./result --recursive              the whole closure, concurrently
   vega verify <hash> --url https://vega-cache.dev/tenant/<owner>/<repo>
+
+keys:
+  Only keys you trust are used: --public-key, else trusted-public-keys of your nix
+  configuration. A key the cache serves (a tenant's /key, the control plane's
+  /api/info) is used only with --trust-fetched-key, and reported as "fetched, not pinned".
+
+exit status (the same as "exitOk" of --json):
+  0  verified: shared-tier signature, in the public log, not revoked, NAR bytes match;
+     or at a tenant base, the tenant signature and the NAR bytes check (a self check);
+     or, with --allow-signature-only, a valid scoped/upstream signature with its NAR ok
+  1  anything else, and always for a revoked path (in every scope)
 """
 
 
@@ -68,7 +79,9 @@ def register(sub: Any) -> None:
         "--max-scan", default="10000", metavar="N", help="log entries an original server's scan reads"
     )
     p.add_argument(
-        "--allow-signature-only", action="store_true", help="exit 0 for a valid scoped/upstream signature"
+        "--allow-signature-only",
+        action="store_true",
+        help="exit 0 for a valid scoped/upstream signature (never for a revoked path)",
     )
     p.add_argument("--recursive", action="store_true", help="also verify every path in the closure")
     p.add_argument(
