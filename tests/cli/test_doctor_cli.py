@@ -229,7 +229,10 @@ def test_doctor_shows_the_servers_shared_key_and_how_to_pin_it_never_pinning_it(
     before = {p: p.read_bytes() for p in home.rglob("nix.conf")} if home.exists() else {}
     assert main(["doctor"]) == 0
     out = capsys.readouterr().out
-    assert f"  warn  shared key     {url} signs its shared tier with vega-cache-1 {fingerprint}; not pinned" in out
+    assert (
+        f"  warn  shared key     {url} signs its shared tier with vega-cache-1 {fingerprint}; not pinned"
+        in out
+    )
     assert f'add "{line}" to ~/.config/nix/nix.conf' in out
     assert "vega-cache.dev" not in out
     assert main(["doctor", "--json"]) == 0
@@ -242,7 +245,9 @@ def test_doctor_shows_the_servers_shared_key_and_how_to_pin_it_never_pinning_it(
     monkeypatch.setenv("NIX_CONFIG", os.environ["NIX_CONFIG"] + f"extra-{line.removeprefix('extra-')}\n")
     assert main(["doctor"]) == 0
     out = capsys.readouterr().out
-    assert f"  ok    shared key     {url} signs its shared tier with vega-cache-1 {fingerprint}, pinned" in out
+    assert (
+        f"  ok    shared key     {url} signs its shared tier with vega-cache-1 {fingerprint}, pinned" in out
+    )
 
 
 @pytest.mark.usefixtures("offline_github")

@@ -247,7 +247,9 @@ def test_no_trusted_key_is_an_error_with_hints(server: CacheServer) -> None:
     report = verify_target(server.context(trusted=(UPSTREAM.public,)), build.hash)
     assert report.error == "no trusted public key found for this build (it is signed by: vega-cache-1)."
     assert len(report.next_steps) == 3
-    assert "https://cache.test publishes its shared key at https://cache.test/api/info" in report.next_steps[1]
+    assert (
+        "https://cache.test publishes its shared key at https://cache.test/api/info" in report.next_steps[1]
+    )
     assert "--trust-fetched-key" in report.next_steps[2]
     assert not report.exit_ok
 

@@ -117,9 +117,12 @@ def test_tenant_build_is_scoped_and_said_plainly(world: World) -> None:
     assert no_nar.code == 1
     assert "signature-only" in no_nar.err
     assert "--allow-signature-only" in no_nar.out
-    assert world.verify(
-        HELLO.hash_part, "--no-nar", "--allow-signature-only", "--trust-fetched-key", trusted=()
-    ).code == 0
+    assert (
+        world.verify(
+            HELLO.hash_part, "--no-nar", "--allow-signature-only", "--trust-fetched-key", trusted=()
+        ).code
+        == 0
+    )
 
 
 def test_promoted_build_passes_every_check_within_five_requests(world: World) -> None:

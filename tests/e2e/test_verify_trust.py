@@ -54,18 +54,24 @@ class Site:
         self.http = httpx2.Client(base_url=server.url)
         info = self.http.get("/api/info").json()
         self.shared: PublicKey = parse_public_key(info["sharedKey"])
-        self.tenant_key: PublicKey = parse_public_key(self.http.get(f"/tenant/{TENANT}/key").json()["publicKey"])
+        self.tenant_key: PublicKey = parse_public_key(
+            self.http.get(f"/tenant/{TENANT}/key").json()["publicKey"]
+        )
 
     def token(self, repository: str, run_id: str, *, workflow: str = ".github/workflows/vega.yml") -> str:
         dev = self.server.auth.dev
         assert dev is not None
-        request = dev.mint_request_token(repository=repository, sha="a" * 40, run_id=run_id, workflow=workflow)
+        request = dev.mint_request_token(
+            repository=repository, sha="a" * 40, run_id=run_id, workflow=workflow
+        )
         return dev.mint_id_token(request, self.url)
 
     def attest(self, out: Output, repository: str = TENANT, run_id: str = "1") -> None:
         """One CI job's upload and attestation: the build lands in that repository's tenant tier."""
         auth = {"authorization": f"Bearer {self.token(repository, run_id)}"}
-        got = self.http.post("/api/cache/upload-url", headers=auth, json={"narUrl": out.nar_url, "fileHash": out.file_hash})
+        got = self.http.post(
+            "/api/cache/upload-url", headers=auth, json={"narUrl": out.nar_url, "fileHash": out.file_hash}
+        )
         assert got.status_code == 200, got.text
         import base64
         import hashlib
@@ -83,7 +89,20 @@ class Site:
     def revoke(self, out: Output) -> None:
         """``vega-server revoke`` on the server's data directory, as an operator runs it."""
         text = io.StringIO()
-        assert server_main(["revoke", out.hash_part, "--reason", "compromised builder", "--data-dir", str(self.data_dir)], out=text) == 0
+        assert (
+            server_main(
+                [
+                    "revoke",
+                    out.hash_part,
+                    "--reason",
+                    "compromised builder",
+                    "--data-dir",
+                    str(self.data_dir),
+                ],
+                out=text,
+            )
+            == 0
+        )
         assert f"revoked {out.hash_part}" in text.getvalue()
 
     def verify(
@@ -130,7 +149,9 @@ def test_a_key_the_cache_serves_is_not_trusted_unasked(site: Site) -> None:
     site.attest(TOP)
     res = site.verify(TOP.hash_part)
     assert res.code == 1, res.out + res.err
-    assert "error: no trusted public key found for this build (it is signed by: vega-alice-hello-1)." in res.err
+    assert (
+        "error: no trusted public key found for this build (it is signed by: vega-alice-hello-1)." in res.err
+    )
     assert "--trust-fetched-key" in res.err
     assert "Verified" not in res.out
     assert f"GET /tenant/{TENANT}/key" not in site.server.requests[-6:]
@@ -176,7 +197,11 @@ def test_the_missing_key_hint_names_this_control_plane(site: Site) -> None:
     site.attest(TOP)
     res = site.verify(TOP.hash_part)
     assert res.code == 1
-    assert f"{site.url}/api/info" in res.err
+    text = " ".join(res.err.split())
+    assert f"{site.url} publishes its shared key at {site.url}/api/info" in text
+    assert f"this tenant's key at {site.url}/tenant/{TENANT}/key" in text
+    assert "out of band" in text
+    assert "a self check only" in text  # the fetched-key route is never offered as plain trust
     assert "vega-cache.dev" not in res.out + res.err
 
 
@@ -234,10 +259,17 @@ def test_plain_progress_prints_one_line_per_interval_not_per_total_change(site: 
     assert lines[-1] == "verified 4/4 paths (0 failed)"
 
 
-FLAGS: list[tuple[str, ...]] = [(), ("--no-nar",), ("--allow-signature-only",), ("--no-nar", "--allow-signature-only")]
+FLAGS: list[tuple[str, ...]] = [
+    (),
+    ("--no-nar",),
+    ("--allow-signature-only",),
+    ("--no-nar", "--allow-signature-only"),
+]
 
 
-def test_tenant_exit_codes_agree_with_the_json_and_the_help(site: Site, capsys: pytest.CaptureFixture[str]) -> None:
+def test_tenant_exit_codes_agree_with_the_json_and_the_help(
+    site: Site, capsys: pytest.CaptureFixture[str]
+) -> None:
     """Item 2: text exit code == JSON exitOk for every flag, before and after revocation; help says so."""
     from vega.cli.main import main
 
@@ -249,7 +281,12 @@ def test_tenant_exit_codes_agree_with_the_json_and_the_help(site: Site, capsys: 
     assert "always for a revoked path (in every scope)" in help_text
     site.attest(TOP)
     trusted = (site.tenant_key,)
-    want_before = {(): 0, ("--no-nar",): 1, ("--allow-signature-only",): 0, ("--no-nar", "--allow-signature-only"): 0}
+    want_before = {
+        (): 0,
+        ("--no-nar",): 1,
+        ("--allow-signature-only",): 0,
+        ("--no-nar", "--allow-signature-only"): 0,
+    }
     for flags in FLAGS:
         text = site.verify(TOP.hash_part, *flags, trusted=trusted)
         obj = json.loads(site.verify(TOP.hash_part, *flags, "--json", trusted=trusted).out)
@@ -272,5 +309,10 @@ def test_a_revoked_path_in_a_closure_fails_with_the_revocation_shown(site: Site)
     assert res.code == 1, res.out + res.err
     assert f"FAIL  {DEP.store_path}  revoked: compromised builder" in res.out
     assert f"ok    {TOP.store_path}" in res.out
-    lines = [json.loads(x) for x in site.verify(TOP.hash_part, "--recursive", "--json", url=tenant, trusted=(site.tenant_key,)).out.splitlines()]
+    lines = [
+        json.loads(x)
+        for x in site.verify(
+            TOP.hash_part, "--recursive", "--json", url=tenant, trusted=(site.tenant_key,)
+        ).out.splitlines()
+    ]
     assert {o["storePath"]: o["exitOk"] for o in lines} == {TOP.store_path: True, DEP.store_path: False}

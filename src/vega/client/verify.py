@@ -618,16 +618,18 @@ def _resolve_key(run: _Run, cache: BinaryCache, info: NarInfo) -> PublicKey:
             )
             return key
     fetch_hint = (
-        f"vega verify {run.report.hash} --trust-fetched-key   # use the key the cache serves, "
-        "reported as fetched, not pinned"
+        f"vega verify {run.report.hash} --trust-fetched-key   # a self check only: the cache vouches "
+        "for its own key (reported as fetched, not pinned)"
     )
+    where = f"{root} publishes its shared key at {root}/api/info"
+    if is_tenant_scope(cache.base_url):
+        where += f", this tenant's key at {cache.base_url}/key"
     raise VerificationError(
         f"no trusted public key found for this build (it is signed by: {', '.join(names) or 'nothing'}).",
         next_steps=(
-            "add the signing key to trusted-public-keys in nix.conf "
-            "(compare it with its owner out of band; `vega doctor` shows the shared key's fingerprint)",
-            f"vega verify {run.report.hash} --public-key '{SHARED_KEY_NAME}:<base64>'"
-            f"   # {root} publishes its shared key at {root}/api/info",
+            "add the signing key to trusted-public-keys in nix.conf after comparing it with its owner "
+            "out of band (`vega doctor` shows the shared key's fingerprint)",
+            f"vega verify {run.report.hash} --public-key '{SHARED_KEY_NAME}:<base64>'   # {where}",
             *(() if run.options.trust_fetched_key else (fetch_hint,)),
         ),
     )
@@ -641,7 +643,9 @@ def _fetched_key(run: _Run, cache: BinaryCache) -> tuple[str, PublicKey | None]:
         where = f"{control_plane_root(cache.base_url)}/api/info"
     with _FETCHING:  # the verifications of a closure ask once
         if where not in run.ctx.fetched_keys:
-            text = cache.tenant_key() if is_tenant_scope(cache.base_url) else _info_shared_key(run.http, where)
+            text = (
+                cache.tenant_key() if is_tenant_scope(cache.base_url) else _info_shared_key(run.http, where)
+            )
             key: PublicKey | None = None
             if text is not None:
                 try:

@@ -426,10 +426,16 @@ class _Progress:
     def close(self) -> None:
         if self._rich is not None:
             self._rich.stop()
-        elif self.enabled and not self.quiet and self.count and self._printed != (
-            self.count,
-            self.total,
-            self.failed,
+        elif (
+            self.enabled
+            and not self.quiet
+            and self.count
+            and self._printed
+            != (
+                self.count,
+                self.total,
+                self.failed,
+            )
         ):
             self._line()
 
