@@ -8,6 +8,7 @@ answers "(offline)" on any machine.
 
 from __future__ import annotations
 
+import base64
 import io
 import json
 import socket
@@ -25,7 +26,7 @@ from vega.cli.commands.doctor import render
 from vega.cli.main import main
 from vega.client.credentials import Credential, save_credential
 from vega.client.doctor import Check, DoctorReport
-from vega.core.signing import generate_secret_key
+from vega.core.signing import format_public_key, generate_secret_key
 from vega.server.app import create_app, identity_for
 from vega.server.blobs import LocalBlobStore
 from vega.server.db import open_database
@@ -201,6 +202,52 @@ def test_vega_doctor_end_to_end(
     out = capsys.readouterr().out
     assert f"  fail  auth           {url} refused the credential" in out
     assert "s3cr3t" not in out
+
+
+@pytest.mark.nix
+@pytest.mark.usefixtures("offline_github")
+def test_doctor_shows_the_servers_shared_key_and_how_to_pin_it_never_pinning_it(
+    control_plane: tuple[str, Authenticator],
+    capsys: pytest.CaptureFixture[str],
+    monkeypatch: pytest.MonkeyPatch,
+    tmp_path: Path,
+) -> None:
+    """Issue 12: the shared key of the server I am logged in to, with its fingerprint, and the line."""
+    import hashlib
+    import os
+
+    url, auth = control_plane
+    credential, _ = auth._credentials.issue("42", "alice")
+    save_credential(
+        credential_path(),
+        Credential(credential=credential, login="alice", user_id="42", expires_at_ms=None, url=url),
+    )
+    key = generate_secret_key("vega-cache-1", b"\x01" * 32).public
+    fingerprint = "SHA256:" + base64.b64encode(hashlib.sha256(key.key).digest()[:12]).decode()
+    line = f"extra-trusted-public-keys = {format_public_key(key)}"
+    home = Path(os.environ.get("HOME", tmp_path))
+    before = {p: p.read_bytes() for p in home.rglob("nix.conf")} if home.exists() else {}
+    assert main(["doctor"]) == 0
+    out = capsys.readouterr().out
+    assert (
+        f"  warn  shared key     {url} signs its shared tier with vega-cache-1 {fingerprint}; not pinned"
+        in out
+    )
+    assert f'add "{line}" to ~/.config/nix/nix.conf' in out
+    assert "vega-cache.dev" not in out
+    assert main(["doctor", "--json"]) == 0
+    shared = next(c for c in json.loads(capsys.readouterr().out)["checks"] if c["name"] == "shared key")
+    assert shared["level"] == "warn"
+    assert fingerprint in shared["detail"]
+    assert line in shared["fix"]
+    after = {p: p.read_bytes() for p in home.rglob("nix.conf")} if home.exists() else {}
+    assert after == before  # shown, never added
+    monkeypatch.setenv("NIX_CONFIG", os.environ["NIX_CONFIG"] + f"extra-{line.removeprefix('extra-')}\n")
+    assert main(["doctor"]) == 0
+    out = capsys.readouterr().out
+    assert (
+        f"  ok    shared key     {url} signs its shared tier with vega-cache-1 {fingerprint}, pinned" in out
+    )
 
 
 @pytest.mark.usefixtures("offline_github")

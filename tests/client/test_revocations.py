@@ -261,13 +261,26 @@ def test_an_unknown_list_is_shown_but_does_not_fail_a_tenant_build(server: Cache
     assert report.to_json()["revocation"]["status"] == "unknown"  # type: ignore[index]
 
 
-def test_without_a_pinned_shared_key_the_list_is_not_asked(server: CacheServer) -> None:
+def test_without_a_pinned_shared_key_a_claimed_revocation_still_fails(server: CacheServer) -> None:
+    """Issue 12: a user who pinned only the tenant key still sees the tenant path revoked."""
     build = server.add("tenant-thing", key=TENANT, tenant=True)
+    other = server.add("tenant-other", b"other", key=TENANT, tenant=True)
     server.revoked_list.append(revocation(build))
     report = verify_target(server.context(trusted=(TENANT.public,)), build.hash)
-    assert "/api/revocations" not in server.recorder.paths
+    assert "/api/revocations" in server.recorder.paths
     assert report.revocation is not None
-    assert "no pinned vega-cache-1 key" in report.revocation.detail
+    assert report.revocation.status == "revoked"
+    assert "no pinned vega-cache-1 key" not in report.revocation.detail
+    assert "signature is not checked" in report.revocation.detail
+    assert not report.exit_ok
+    assert not verify_target(
+        server.context(trusted=(TENANT.public,)), build.hash, VerifyOptions(allow_signature_only=True)
+    ).exit_ok
+    clean = verify_target(server.context(trusted=(TENANT.public,)), other.hash)
+    assert clean.revocation is not None
+    assert clean.revocation.status == "unknown"  # an unauthenticated list never proves a build clean
+    assert "no pinned vega-cache-1 key" in clean.revocation.detail
+    assert clean.exit_ok
 
 
 def test_public_key_flag_pins_the_shared_key(server: CacheServer) -> None:

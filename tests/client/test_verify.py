@@ -90,7 +90,8 @@ def test_json_has_the_spec_fields(server: CacheServer) -> None:
     obj: dict[str, Any] = json.loads(json.dumps(verify_target(server.context(), build.hash).to_json()))
     for key in ("hash", "storePath", "narHash", "signature", "transparency", "nar", "verified", "exitOk"):
         assert key in obj
-    assert set(obj["signature"]) == {"ok", "keyName", "scope"}
+    assert set(obj["signature"]) == {"ok", "keyName", "scope", "keySource"}
+    assert obj["signature"]["keySource"] == "nix.conf"
     for key in ("found", "index", "sthVerified", "leafHashOk", "inclusionOk", "bindingOk", "scanned"):
         assert key in obj["transparency"]
     assert set(obj["nar"]) == {"ok", "checked", "detail"}
@@ -164,11 +165,17 @@ def test_tenant_build_found_by_discovery_is_signature_only_and_said_plainly(serv
     assert not no_nar.exit_ok
 
 
-def test_tenant_key_published_by_the_cache_is_used_only_with_a_warning(server: CacheServer) -> None:
+def test_tenant_key_published_by_the_cache_is_used_only_when_asked(server: CacheServer) -> None:
+    """Issue 12: never unasked (cli.md §10.3 used it unasked); asked, it is "fetched, not pinned"."""
     build = server.add("tenant-thing", key=TENANT, tenant=True)
-    report = verify_target(server.context(trusted=()), build.hash)
+    unasked = verify_target(server.context(trusted=()), build.hash)
+    assert unasked.error_code == "NO_TRUSTED_KEY"
+    assert not unasked.exit_ok
+    assert not any(p.endswith("/key") for p in server.recorder.paths)
+    report = verify_target(server.context(trusted=()), build.hash, VerifyOptions(trust_fetched_key=True))
     assert report.key_name == TENANT.name
-    assert any("cache-published tenant key" in n for n in report.warnings)
+    assert report.key_source == "fetched, not pinned"
+    assert any("fetched, not pinned" in n for n in report.warnings)
     assert report.exit_ok
 
 
@@ -239,7 +246,11 @@ def test_no_trusted_key_is_an_error_with_hints(server: CacheServer) -> None:
     build = promoted(server)
     report = verify_target(server.context(trusted=(UPSTREAM.public,)), build.hash)
     assert report.error == "no trusted public key found for this build (it is signed by: vega-cache-1)."
-    assert len(report.next_steps) == 2
+    assert len(report.next_steps) == 3
+    assert (
+        "https://cache.test publishes its shared key at https://cache.test/api/info" in report.next_steps[1]
+    )
+    assert "--trust-fetched-key" in report.next_steps[2]
     assert not report.exit_ok
 
 

@@ -16,6 +16,7 @@ from vega.core.revocations import (
     Revocation,
     assess,
     canonical_array,
+    claimed_revocation,
     sign_revocation_list,
     signing_message,
 )
@@ -192,3 +193,17 @@ def test_fresh_up_to_six_hours() -> None:
     assert assess(body, SHARED.public, AT + MAX_AGE_MS, H).status == "clean"
     assert assess(body, SHARED.public, AT + MAX_AGE_MS + 1, H).status == "unknown"
     assert assess(body, OTHER.public, AT, H).status == "unknown"  # only the pinned key counts
+
+
+def test_claimed_revocation_reads_the_list_without_its_signature() -> None:
+    """Issue 12: with no pinned shared key, a revocation the cache claims still counts (never "clean")."""
+    h = "a" * 32
+    entry = {"hash": h, "storePath": f"/nix/store/{h}-x", "reason": "leaked key", "at": 5}
+    body = {"v": 2, "revocations": ["junk", entry], "total": 2, "at": 9, "signature": "forged"}
+    got = claimed_revocation(body, h, "fp")
+    assert got is not None
+    assert (got.reason, got.store_path) == ("leaked key", f"/nix/store/{h}-x")
+    assert claimed_revocation(body, "b" * 32) is None
+    assert claimed_revocation({**body, "revocations": [{**entry, "fingerprint": "other"}]}, h, "fp") is None
+    assert claimed_revocation({"revocations": "nope"}, h) is None
+    assert claimed_revocation([entry], h) is None

@@ -494,3 +494,16 @@ def test_derived_keys_against_nix(case: dict[str, Any]) -> None:
     message = _fingerprint_of(case["pathInfo"])
     assert signing.sign(key, message) == case["signature"]
     assert signing.is_valid_signature(key.public, message, case["signature"])
+
+
+def test_key_fingerprint_is_short_and_hashes_only_the_key_bytes() -> None:
+    from vega.core.signing import generate_secret_key, key_fingerprint
+
+    a = generate_secret_key("vega-cache-1", b"\x01" * 32).public
+    renamed = generate_secret_key("other-1", b"\x01" * 32).public
+    b = generate_secret_key("vega-cache-1", b"\x02" * 32).public
+    digest = hashlib.sha256(a.key).digest()[:12]
+    assert key_fingerprint(a) == "SHA256:" + base64.b64encode(digest).decode()
+    assert len(key_fingerprint(a)) == len("SHA256:") + 16
+    assert key_fingerprint(a) == key_fingerprint(renamed)
+    assert key_fingerprint(a) != key_fingerprint(b)

@@ -66,18 +66,28 @@ class Server:
 
 
 @contextmanager
-def dev_server_at(data_dir: Path, *, dev_polls: int = 1, backlog: int = 16) -> Iterator[Server]:
+def dev_server_at(
+    data_dir: Path, *, dev_polls: int = 1, backlog: int = 16, keys_on_disk: bool = False
+) -> Iterator[Server]:
     """``create_app`` in development identity mode on SQLite under ``data_dir``, served on loopback.
 
     ``dev_polls`` is how many ``authorization_pending`` answers the device flow gives before it
-    approves (its interval is 0 s), so 1 runs the real polling loop once.
+    approves (its interval is 0 s), so 1 runs the real polling loop once. ``keys_on_disk``: the
+    keys ``vega-server`` keeps in ``data_dir`` (so ``vega-server revoke --data-dir`` signs with
+    the same keys), instead of fixed test keys.
     """
     sock, url = loopback_socket(backlog)
     settings = ServerSettings(data_dir=data_dir, public_url=url, dev=True)
-    keys = ServerKeys(
-        shared=generate_secret_key("vega-cache-1", b"\x01" * 32),
-        log=generate_secret_key("vega-log-1", b"\x02" * 32),
-    )
+    if keys_on_disk:
+        from vega.server.__main__ import ensure_keys
+
+        shared, log_key, _ = ensure_keys(settings)
+        keys = ServerKeys(shared=shared, log=log_key)
+    else:
+        keys = ServerKeys(
+            shared=generate_secret_key("vega-cache-1", b"\x01" * 32),
+            log=generate_secret_key("vega-log-1", b"\x02" * 32),
+        )
     db = open_database(settings.resolved_database_url)
     http = httpx2.Client()
 

@@ -103,21 +103,26 @@ def world(tmp_path: Path) -> Iterator[World]:
 
 def test_tenant_build_is_scoped_and_said_plainly(world: World) -> None:
     world.attest(HELLO, "alice/hello", "1")
-    res = world.verify(HELLO.hash_part, trusted=())
+    res = world.verify(HELLO.hash_part, "--trust-fetched-key", trusted=())
     assert res.code == 0, res.out + res.err
     assert (
         "not in the shared cache; verifying the tenant build at http://127.0.0.1:8321/tenant/alice/hello"
         in res.out
     )
-    assert "warning: using the cache-published tenant key vega-alice-hello-1" in res.err
+    assert "warning: using vega-alice-hello-1 fetched, not pinned" in res.err
     assert "Verified in your tenant tier" in res.out
     assert "tenant scope is a self check, not third-party trust" in res.out
     assert "signature-only: scoped builds are not in the global transparency log" in res.out
-    no_nar = world.verify(HELLO.hash_part, "--no-nar", trusted=())
+    no_nar = world.verify(HELLO.hash_part, "--no-nar", "--trust-fetched-key", trusted=())
     assert no_nar.code == 1
     assert "signature-only" in no_nar.err
     assert "--allow-signature-only" in no_nar.out
-    assert world.verify(HELLO.hash_part, "--no-nar", "--allow-signature-only", trusted=()).code == 0
+    assert (
+        world.verify(
+            HELLO.hash_part, "--no-nar", "--allow-signature-only", "--trust-fetched-key", trusted=()
+        ).code
+        == 0
+    )
 
 
 def test_promoted_build_passes_every_check_within_five_requests(world: World) -> None:
@@ -271,3 +276,37 @@ def test_shared_key_on_a_tenant_only_build_says_it_is_not_promoted(world: World)
     assert "log lookup failed" not in res.out + res.err
     assert "Verification failed. Do not trust this build." in res.err
     assert not any(p.startswith("/tenant/") and "/log/" in p for p in world.recorder.paths)
+
+
+def test_a_shared_key_fetched_from_api_info_only_with_the_flag(world: World) -> None:
+    """Issue 12 over loopback: the control plane's /api/info key is never trusted unasked; asked,
+    it is used and said to be fetched, not pinned, once for a whole closure (text and JSON)."""
+    dep = Output("api-dep", b"dep bytes " * 50)
+    top = Output("api-top", b"top bytes " * 50, references=[dep.base])
+    world.promote(dep)
+    world.promote(top)
+    sock, url = loopback_socket()
+    with serving(world.h.app, sock) as paths, httpx2.Client() as client:
+
+        def verify(*argv: str) -> Result:
+            args = build_parser().parse_args(["verify", *argv, "--url", url])
+            ctx = VerifyContext(client=client, base_url=url, trusted_keys={}, state=world.state)
+            out, err = io.StringIO(), io.StringIO()
+            return Result(execute(args, ctx, ENV, out, err), out.getvalue(), err.getvalue())
+
+        unasked = verify(top.hash_part)
+        assert unasked.code == 1
+        assert f"{url} publishes its shared key at {url}/api/info" in unasked.err
+        assert "GET /api/info" not in paths
+        one = verify(top.hash_part, "--trust-fetched-key")
+        assert one.code == 0, one.out + one.err
+        assert one.err.count("fetched, not pinned") == 1
+        assert f"served by {url}/api/info" in one.err
+        paths.clear()
+        closure = verify(top.hash_part, "--trust-fetched-key", "--recursive", "--json")
+        assert closure.code == 0, closure.err
+        assert [json.loads(x)["signature"]["keySource"] for x in closure.out.splitlines()] == [
+            "fetched, not pinned"
+        ] * 2
+        assert closure.err.count("fetched, not pinned") == 1
+        assert paths.count("GET /api/info") == 1

@@ -13,6 +13,8 @@ Checks, in order (cli.md §7's six, plus issue 5's ``nix features`` and ``truste
                    `vega-cache-1` not the expected value
     view           only when nix.conf has a <url>/u/<token>  ok | warn (token rotated or revoked)
                    substituter: GET <view>/nix-cache-info
+    shared key     the control plane's /api/info sharedKey  ok pinned | warn not pinned (the
+                   with its fingerprint (issue 12)          nix.conf line to add) | warn differs
     version        GitHub's latest release (4 s)            ok | warn newer release
 
 Nix's configuration is read once, the way Nix itself sees it (``nix config show``, or ``nix
@@ -58,6 +60,7 @@ from vega.core.signing import (
     format_public_key,
     is_printable_key,
     is_tenant_key_name,
+    key_fingerprint,
     parse_public_key,
     safe_key_name_part,
 )
@@ -543,6 +546,36 @@ def _check_view(ctx: DoctorContext, base: str, views: Sequence[str]) -> Check:
     return Check(name="view", level="ok", detail=f"your personal view at {shown} answers")
 
 
+def _check_shared_key(keys: Mapping[str, PublicKey] | None, base: str, info: _ServerInfo) -> Check | None:
+    """The shared key the control plane serves, its fingerprint, and how to pin it (never pinned here)."""
+    key = info.shared_key
+    if key is None:
+        return None
+    served = f"{base} signs its shared tier with {key.name} {key_fingerprint(key)}"
+    line = f"extra-trusted-public-keys = {format_public_key(key)}"
+    pinned = None if keys is None else keys.get(SHARED_KEY_NAME)
+    if pinned == key:
+        return Check(name="shared key", level="ok", detail=f"{served}, pinned in your nix config")
+    fix = (
+        f"compare the fingerprint with the server's operator (not with this server's own answer), "
+        f'then add "{line}" to ~/.config/nix/nix.conf'
+    )
+    if pinned is not None:
+        return Check(
+            name="shared key",
+            level="warn",
+            detail=f"{served}; your nix config pins {SHARED_KEY_NAME} {key_fingerprint(pinned)} instead",
+            fix=fix,
+        )
+    where = "not pinned" if keys is not None else "cannot tell whether it is pinned (nix config unreadable)"
+    return Check(
+        name="shared key",
+        level="warn",
+        detail=f"{served}; {where}, so vega verify and Nix do not trust it yet",
+        fix=fix,
+    )
+
+
 def _version_parts(text: str) -> list[int]:
     parts = []
     for part in text.strip().removeprefix("v").split("."):
@@ -612,6 +645,7 @@ def run_checks(ctx: DoctorContext) -> DoctorReport:
     if auth.level == "ok" and plane.level == "ok":
         auth = _confirm_auth(ctx, base, auth)
     checks.extend((auth, plane))
+    keys = None
     if config is not None:
         keys = parse_trusted_keys(config.words("trusted-public-keys"))
         subs = _substituters(config)
@@ -620,5 +654,8 @@ def run_checks(ctx: DoctorContext) -> DoctorReport:
         views = [sub for sub in subs if sub.startswith(f"{base}/u/")]
         if views and plane.level == "ok":
             checks.append(_check_view(ctx, base, views))
+    shared = _check_shared_key(keys, base, info)
+    if shared is not None:
+        checks.append(shared)
     checks.append(_check_version(ctx))
     return DoctorReport(tuple(checks))

@@ -13,7 +13,9 @@ of a verification, by route:
   log scan stands; otherwise the list decides, and "unknown" fails the check;
 * any other scope (tenant, scoped, upstream): a revoked path fails; "unknown" is reported,
   not failed (the build was never a shared-tier statement, and a plain Nix cache has no list);
-  without a pinned shared key the list cannot be authenticated and is not asked.
+  without a pinned shared key the list cannot be authenticated, so it can never show a build
+  clean, but a revocation it claims is honoured (:func:`vega.core.revocations.claimed_revocation`;
+  issue 12: a revoked tenant path fails for a user who pinned only the tenant key).
 
 Used by ``vega verify`` (and meant for the MCP risk gate: pure inputs, one HTTP call).
 
@@ -28,7 +30,7 @@ from collections.abc import Mapping, MutableMapping
 from vega.client.http import Http
 from vega.client.transparency import Check
 from vega.core.narinfo import NarInfo, fingerprint
-from vega.core.revocations import RevocationStatus, assess
+from vega.core.revocations import RevocationStatus, assess, claimed_revocation
 from vega.core.signing import SHARED_KEY_NAME, PublicKey
 from vega.errors import ConfigError, FormatError, NetworkError
 
@@ -57,17 +59,13 @@ def fetch_revocation_status(
     Args:
         http: bounded HTTP.
         root_url: the control-plane origin (the list is global, not per tenant).
-        key: the user's pinned shared key (:func:`pinned_shared_key`); None: not asked.
+        key: the user's pinned shared key (:func:`pinned_shared_key`); None: the list is read
+            only for a revocation it claims (never "clean").
         info: the build's narinfo.
         now_ms: the client's clock.
         fetched: answers already fetched in this run, by ``root_url`` (a closure asks once);
             the list is judged afresh for every build.
     """
-    if key is None:
-        return RevocationStatus(
-            status="unknown",
-            detail=f"revocation list not checked: no pinned {SHARED_KEY_NAME} key to authenticate it",
-        )
     if fetched is None:
         body = _fetch(http, root_url)
     else:
@@ -77,6 +75,19 @@ def fetch_revocation_status(
                 body = fetched[root_url] = _fetch(http, root_url)
     if isinstance(body, RevocationStatus):
         return body
+    if key is None:
+        claim = claimed_revocation(body, info.store_path.hash_part, fingerprint(info))
+        if claim is not None:
+            return RevocationStatus(
+                status="revoked",
+                detail=f"revoked: {claim.reason} (claimed by the cache's list; without a pinned "
+                f"{SHARED_KEY_NAME} key its signature is not checked, and a revocation is honoured unsigned)",
+                revocation=claim,
+            )
+        return RevocationStatus(
+            status="unknown",
+            detail=f"revocation list not checked: no pinned {SHARED_KEY_NAME} key to authenticate it",
+        )
     return assess(body, key, now_ms, info.store_path.hash_part, fingerprint(info))
 
 

@@ -4,8 +4,12 @@ For one target the checks run in this order, and every one is reported (question
 reports; a failed check never raises):
 
 1. ``store-path``  the narinfo's StorePath has the requested hash;
-2. ``signature``   some ``Sig`` verifies under a key the user already trusts (never a key
-                   served by the cache, except the tenant case of cli.md §10.3, which says so);
+2. ``signature``   some ``Sig`` verifies under a key the user already trusts: ``--public-key``,
+                   else the keys of their Nix configuration (cli.md §1.6). A key the cache
+                   serves (a tenant base's ``/key``, the control plane's ``/api/info``
+                   ``sharedKey``) is used only with ``trust_fetched_key`` (``--trust-fetched-key``)
+                   and is reported as "fetched, not pinned" (issue 12; a departure from
+                   cli.md §10.3, which used the tenant key unasked);
 3. ``checkpoint``  the log's tree head is signed by that key and consistent with the
                    checkpoint this machine remembered (:mod:`vega.client.transparency`,
                    :mod:`vega.client.logstate`); a fork or rollback is a distinct, loud failure;
@@ -36,6 +40,7 @@ import contextlib
 import json
 import logging
 import re
+import threading
 import time
 from collections.abc import Callable, Iterator, Mapping, Sequence
 from concurrent.futures import FIRST_COMPLETED, Future, ThreadPoolExecutor, wait
@@ -67,11 +72,12 @@ from vega.core.hashes import format_nix_hash
 from vega.core.narinfo import NarInfo, parse_narinfo, verify_narinfo_signature
 from vega.core.note import VerifierKey
 from vega.core.revocations import RevocationStatus
-from vega.core.signing import SHARED_KEY_NAME, PublicKey, key_scope, parse_public_key
+from vega.core.signing import SHARED_KEY_NAME, PublicKey, format_public_key, key_scope, parse_public_key
 from vega.errors import ConfigError, FormatError, NetworkError, VegaError, VerificationError
 
 __all__ = [
     "ERROR_CODES",
+    "FETCHED_NOT_PINNED",
     "Check",
     "Transparency",
     "VerifyContext",
@@ -87,8 +93,12 @@ __all__ = [
 
 log = logging.getLogger(__name__)
 
+_FETCHING = threading.Lock()
+
 _HASH = re.compile(r"[0-9a-z]{32}")
-_SHARED_KEY_URL = "https://vega-cache.dev"
+
+FETCHED_NOT_PINNED = "fetched, not pinned"
+"""How a report names a key it took from the cache itself (:attr:`VerifyReport.key_source`)."""
 
 
 def parse_target(text: str) -> str:
@@ -122,8 +132,10 @@ class VerifyOptions:
     """Checkpoint-note verifier keys the user trusts (optional; see :func:`_checkpoint_identity`)."""
     tenant_discovery: bool = True
     """On a 404 at a root base, look for the build in a tenant (cli.md §10.2); MCP and assess: off."""
-    cache_published_key: bool = True
-    """Accept a tenant base's published key (cli.md §10.3); MCP and assess: off (mcp.md §1)."""
+    trust_fetched_key: bool = False
+    """``--trust-fetched-key``: with no key of the user's own for a build, use the one the cache
+    publishes (a tenant base's ``/key``, else the control plane's ``/api/info`` ``sharedKey``),
+    reported as "fetched, not pinned" (issue 12). Off by default; MCP and assess never set it."""
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
@@ -148,6 +160,8 @@ class VerifyContext:
     """Wall clock, epoch milliseconds (the revocation list's 6-hour freshness rule)."""
     revocation_lists: dict[str, object] = field(default_factory=dict, repr=False, compare=False)
     """Signed revocation lists fetched during this run, by control-plane origin (asked once)."""
+    fetched_keys: dict[str, PublicKey | None] = field(default_factory=dict, repr=False, compare=False)
+    """Keys fetched from the cache during this run (``--trust-fetched-key``), by URL (asked once)."""
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
@@ -170,6 +184,11 @@ class VerifyReport:
     """Some Sig verified under the chosen key."""
     key_name: str | None = None
     """The chosen key's name."""
+    key_source: str | None = None
+    """Where the chosen key came from: ``--public-key``, ``nix.conf`` (the user's Nix
+    configuration) or :data:`FETCHED_NOT_PINNED` (served by the cache, ``--trust-fetched-key``)."""
+    fetched_key: str | None = None
+    """The fetched key, ``<name>:<base64>``, and where it came from, when ``key_source`` is fetched."""
     scope: str | None = None
     """``shared``, ``scoped`` or ``upstream``."""
     transparency: Transparency | None = None
@@ -310,7 +329,12 @@ class VerifyReport:
             "hash": self.hash,
             "storePath": self.store_path,
             "narHash": self.nar_hash,
-            "signature": {"ok": self.signature_ok, "keyName": self.key_name, "scope": self.scope},
+            "signature": {
+                "ok": self.signature_ok,
+                "keyName": self.key_name,
+                "scope": self.scope,
+                "keySource": self.key_source,
+            },
             "transparency": t.to_json(),
         }
         if not self.nar_skipped:
@@ -621,34 +645,79 @@ def _view_reason(body: bytes) -> str | None:
 
 
 def _resolve_key(run: _Run, cache: BinaryCache, info: NarInfo) -> PublicKey:
-    """cli.md §10.3: --public-key; the first trusted key in Sig order; a tenant's published key."""
+    """--public-key; the first trusted key in Sig order; with ``trust_fetched_key``, the cache's key.
+
+    cli.md §10.3, except that a key the cache publishes is never used unasked (issue 12).
+    """
     if run.options.public_key is not None:
+        run.report = replace(run.report, key_source="--public-key")
         return run.options.public_key
     chosen = select_trusted_key(info.sigs, run.ctx.trusted_keys)
     if chosen is not None:
+        run.report = replace(run.report, key_source="nix.conf")
         return chosen
     names = signature_names(info.sigs)
-    if is_tenant_scope(cache.base_url) and run.options.cache_published_key:
-        published = cache.tenant_key()
-        if published is not None:
-            try:
-                key = parse_public_key(published)
-            except FormatError:
-                key = None
-            if key is not None and key.name in names:
-                run.warnings.append(
-                    f"using the cache-published tenant key {key.name}; pin it with --public-key "
-                    "for third-party verification"
-                )
-                return key
+    root = control_plane_root(cache.base_url)
+    if run.options.trust_fetched_key:
+        where, key = _fetched_key(run, cache)
+        if key is not None and key.name in names:
+            run.report = replace(
+                run.report, key_source=FETCHED_NOT_PINNED, fetched_key=f"{format_public_key(key)} ({where})"
+            )
+            run.warnings.append(
+                f"using {key.name} {FETCHED_NOT_PINNED}: it was served by {where}, so this checks the "
+                "cache against itself; pin it (trusted-public-keys in nix.conf, or --public-key) "
+                "after comparing it out of band"
+            )
+            return key
+    fetch_hint = (
+        f"vega verify {run.report.hash} --trust-fetched-key   # a self check only: the cache vouches "
+        "for its own key (reported as fetched, not pinned)"
+    )
+    where = f"{root} publishes its shared key at {root}/api/info"
+    if is_tenant_scope(cache.base_url):
+        where += f", this tenant's key at {cache.base_url}/key"
     raise VerificationError(
         f"no trusted public key found for this build (it is signed by: {', '.join(names) or 'nothing'}).",
         next_steps=(
-            "add the signing key to trusted-public-keys in nix.conf",
-            f"vega verify {run.report.hash} --public-key '{SHARED_KEY_NAME}:<base64>'"
-            f"   # the shared key is published at {_SHARED_KEY_URL}",
+            "add the signing key to trusted-public-keys in nix.conf after comparing it with its owner "
+            "out of band (`vega doctor` shows the shared key's fingerprint)",
+            f"vega verify {run.report.hash} --public-key '{SHARED_KEY_NAME}:<base64>'   # {where}",
+            *(() if run.options.trust_fetched_key else (fetch_hint,)),
         ),
     )
+
+
+def _fetched_key(run: _Run, cache: BinaryCache) -> tuple[str, PublicKey | None]:
+    """The key the cache publishes for ``cache``'s base: a tenant's ``/key``, else ``/api/info``."""
+    if is_tenant_scope(cache.base_url):
+        where = f"{cache.base_url}/key"
+    else:
+        where = f"{control_plane_root(cache.base_url)}/api/info"
+    with _FETCHING:  # the verifications of a closure ask once
+        if where not in run.ctx.fetched_keys:
+            text = (
+                cache.tenant_key() if is_tenant_scope(cache.base_url) else _info_shared_key(run.http, where)
+            )
+            key: PublicKey | None = None
+            if text is not None:
+                try:
+                    key = parse_public_key(text)
+                except FormatError:
+                    key = None
+            run.ctx.fetched_keys[where] = key
+        return where, run.ctx.fetched_keys[where]
+
+
+def _info_shared_key(http: Http, url: str) -> str | None:
+    """``sharedKey`` of a control plane's ``/api/info`` (protocol.md §1), or None."""
+    try:
+        resp = http.get(url, {"accept": "application/json"})
+        obj = resp.json() if resp.ok else None
+    except VegaError:
+        return None
+    text = obj.get("sharedKey") if isinstance(obj, dict) else None
+    return text if isinstance(text, str) else None
 
 
 # -- many targets -----------------------------------------------------------------------------------

@@ -38,6 +38,7 @@ __all__ = [
     "RevocationStatus",
     "assess",
     "canonical_array",
+    "claimed_revocation",
     "sign_revocation_list",
     "signing_message",
 ]
@@ -169,6 +170,23 @@ def assess(
             )
     detail = f"not in the signed revocation list ({len(array)} entries)"
     return RevocationStatus(status="clean", detail=detail)
+
+
+def claimed_revocation(body: object, hash_part: str, fingerprint: str | None = None) -> Revocation | None:
+    """The entry of the list ``body`` naming the build, WITHOUT checking the list's signature.
+
+    For a caller with no pinned shared key (issue 12): an unauthenticated list can never prove a
+    build clean, but its claim that the build is revoked is honoured, since failing closed on
+    the cache's own word costs nothing a lying cache could not already take away. None when the
+    body is not a list of objects or names nothing.
+    """
+    array = body.get("revocations") if isinstance(body, Mapping) else None
+    if not isinstance(array, list):
+        return None
+    for entry in array:
+        if isinstance(entry, Mapping) and _names(entry, hash_part, fingerprint):
+            return _revocation(entry, hash_part)
+    return None
 
 
 def _names(entry: Mapping[str, object], hash_part: str, fingerprint: str | None) -> bool:

@@ -51,6 +51,7 @@ __all__ = [
     "is_printable_key",
     "is_tenant_key_name",
     "is_valid_signature",
+    "key_fingerprint",
     "key_scope",
     "parse_public_key",
     "parse_secret_key",
@@ -188,6 +189,16 @@ def parse_secret_key(text: str) -> SecretKey:
 def format_public_key(key: PublicKey) -> str:
     """Render ``<name>:<base64>``, the form of ``nix key convert-secret-to-public``."""
     return f"{key.name}:{base64.b64encode(key.key).decode('ascii')}"
+
+
+def key_fingerprint(key: PublicKey) -> str:
+    """A short fingerprint to compare a key out of band: ``SHA256:`` and 16 characters.
+
+    The first 96 bits of the SHA-256 of the 32 key bytes, unpadded base64 (the name is not
+    hashed: it is shown beside the fingerprint). Issue 12 (``vega doctor``).
+    """
+    digest = hashlib.sha256(key.key).digest()[:12]
+    return "SHA256:" + base64.b64encode(digest).decode("ascii")
 
 
 def format_secret_key(key: SecretKey) -> str:

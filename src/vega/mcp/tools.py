@@ -88,7 +88,7 @@ class ToolContext:
 
 def mcp_options(options: VerifyOptions) -> VerifyOptions:
     """``options`` as the MCP and ``vega assess`` must use them: only the pinned URL and keys (mcp.md §1)."""
-    return replace(options, tenant_discovery=False, cache_published_key=False, check_nar=True)
+    return replace(options, tenant_discovery=False, trust_fetched_key=False, check_nar=True)
 
 
 def worst(verdicts: list[str]) -> str:

@@ -12,7 +12,8 @@ from __future__ import annotations
 
 import argparse
 import sys
-from collections.abc import Mapping, Sequence
+import time
+from collections.abc import Callable, Mapping, Sequence
 from typing import TYPE_CHECKING, Any, TextIO
 
 from vega.cli import style
@@ -32,6 +33,17 @@ examples:
   vega verify <hash> --json                     the result as one JSON object
   vega verify ./result --recursive              the whole closure, concurrently
   vega verify <hash> --url https://vega-cache.dev/tenant/<owner>/<repo>
+
+keys:
+  Only keys you trust are used: --public-key, else trusted-public-keys of your nix
+  configuration. A key the cache serves (a tenant's /key, the control plane's
+  /api/info) is used only with --trust-fetched-key, and reported as "fetched, not pinned".
+
+exit status (the same as "exitOk" of --json):
+  0  verified: shared-tier signature, in the public log, not revoked, NAR bytes match;
+     or at a tenant base, the tenant signature and the NAR bytes check (a self check);
+     or, with --allow-signature-only, a valid scoped/upstream signature with its NAR ok
+  1  anything else, and always for a revoked path (in every scope)
 """
 
 
@@ -57,12 +69,20 @@ def register(sub: Any) -> None:
         f"logged in to, else {DEFAULT_URL}",
     )
     p.add_argument("--public-key", metavar="KEY", help="key to verify against, '<name>:<base64>'")
+    p.add_argument(
+        "--trust-fetched-key",
+        action="store_true",
+        help="with no key of yours for a build, use the key the cache itself serves (a tenant's "
+        "/key, the control plane's /api/info); reported as 'fetched, not pinned'",
+    )
     p.add_argument("--no-nar", action="store_true", help="skip re-deriving the NAR hash")
     p.add_argument(
         "--max-scan", default="10000", metavar="N", help="log entries an original server's scan reads"
     )
     p.add_argument(
-        "--allow-signature-only", action="store_true", help="exit 0 for a valid scoped/upstream signature"
+        "--allow-signature-only",
+        action="store_true",
+        help="exit 0 for a valid scoped/upstream signature (never for a revoked path)",
     )
     p.add_argument("--recursive", action="store_true", help="also verify every path in the closure")
     p.add_argument(
@@ -115,6 +135,7 @@ def options_from(args: argparse.Namespace) -> VerifyOptions:
         allow_signature_only=args.allow_signature_only,
         max_scan=_max_scan(str(args.max_scan)),
         log_keys=tuple(log_keys),
+        trust_fetched_key=args.trust_fetched_key,
     )
 
 
@@ -158,8 +179,13 @@ def execute(
     environ: Mapping[str, str],
     out: TextIO | None = None,
     err: TextIO | None = None,
+    *,
+    clock: Callable[[], float] = time.monotonic,
 ) -> int:
-    """Verify ``args.targets`` with ``ctx`` and render; the exit code (tests call this directly)."""
+    """Verify ``args.targets`` with ``ctx`` and render; the exit code (tests call this directly).
+
+    ``clock`` paces the plain progress lines (one per :data:`PROGRESS_INTERVAL_S`).
+    """
     from vega.client.verify import parse_target, verify_many
 
     out = out or sys.stdout
@@ -168,7 +194,7 @@ def execute(
         parse_target(target)
     options = options_from(args)
     many = len(args.targets) > 1 or args.recursive
-    progress = _Progress(err, environ, enabled=many, quiet=args.json)
+    progress = _Progress(err, environ, enabled=many, quiet=args.json, clock=clock)
     try:
         reports = verify_many(
             ctx,
@@ -181,6 +207,8 @@ def execute(
         )
     finally:
         progress.close()
+    for warning in dict.fromkeys(w for r in reports for w in r.warnings):
+        style.warn(warning, environ, err)  # once per run, however many paths it concerns
     if args.json:
         for report in reports:
             style.emit_json(report.to_json(), out)
@@ -227,8 +255,6 @@ def _render_one(report: VerifyReport, environ: Mapping[str, str], out: TextIO, e
     if report.nar is not None:
         rows.append(("NAR bytes", f"{_ok(report.nar.ok)}  {report.nar.detail}"))
     style.key_values(rows, environ, out)
-    for warning in report.warnings:
-        style.warn(warning, environ, err)
     for notice in report.notices:
         style.info(f"  {notice}", out)
     if report.scope != "shared" or t is None:
@@ -327,9 +353,22 @@ def _render_many(
 
 
 class _Progress:
-    """One progress display: rich on a terminal, periodic plain lines otherwise (stderr only)."""
+    """One progress display: rich on a terminal, else one plain line per interval (stderr only).
 
-    def __init__(self, err: TextIO, environ: Mapping[str, str], *, enabled: bool, quiet: bool) -> None:
+    The plain lines are paced by time, not by the counts: a closure whose total grows as it is
+    discovered would otherwise print a line every time the count caught up with it (issue 12).
+    The last state is printed once at the end.
+    """
+
+    def __init__(
+        self,
+        err: TextIO,
+        environ: Mapping[str, str],
+        *,
+        enabled: bool,
+        quiet: bool,
+        clock: Callable[[], float] = time.monotonic,
+    ) -> None:
         self.enabled = enabled
         self.quiet = quiet
         """No plain lines (``--json``); a terminal still gets the live display."""
@@ -337,6 +376,9 @@ class _Progress:
         self.count = 0
         self.failed = 0
         self.err = err
+        self.clock = clock
+        self._last_line = clock()
+        self._printed: tuple[int, int, int] | None = None
         self._rich: Any = None
         self._task: Any = None
         if enabled and style.is_interactive(err, environ):
@@ -368,10 +410,31 @@ class _Progress:
             return
         if self._rich is not None:
             self._rich.update(self._task, completed=self.count, failed=self.failed)
-        elif not self.quiet and (self.count == self.total or self.count % 25 == 0):
-            self.err.write(f"verified {self.count}/{self.total} paths ({self.failed} failed)\n")
-            self.err.flush()
+        elif not self.quiet and self.clock() - self._last_line >= PROGRESS_INTERVAL_S:
+            self._line()
+
+    def _line(self) -> None:
+        self._last_line = self.clock()
+        self._printed = (self.count, self.total, self.failed)
+        self.err.write(f"verified {self.count}/{self.total} paths ({self.failed} failed)\n")
+        self.err.flush()
 
     def close(self) -> None:
         if self._rich is not None:
             self._rich.stop()
+        elif (
+            self.enabled
+            and not self.quiet
+            and self.count
+            and self._printed
+            != (
+                self.count,
+                self.total,
+                self.failed,
+            )
+        ):
+            self._line()
+
+
+PROGRESS_INTERVAL_S = 2.0
+"""Seconds between plain (non-terminal) progress lines."""
