@@ -98,9 +98,13 @@ class NixError(VegaError):
         timed_out: bool = False,
     ) -> None:
         text = stderr.decode("utf-8", "replace") if isinstance(stderr, bytes) else stderr
-        tail = text.strip()[-2000:]
+        tail = _whole_lines_tail(text.strip(), 2000)
+        block = _error_block(tail)
+        program = argv[0] if argv else "nix"
+        if len(argv) >= 2 and not argv[1].startswith("-"):
+            program = f"{argv[0]} {argv[1]}"
         super().__init__(
-            f"{argv[0] if argv else 'nix'} exited with status {returncode}: {tail[-400:]}",
+            f"{program} exited with status {returncode}" + (f": {block}" if block else ""),
             next_steps=next_steps,
         )
         self.argv = tuple(argv)
@@ -111,6 +115,38 @@ class NixError(VegaError):
         """The last part of what it wrote to stderr."""
         self.timed_out = timed_out
         """The runner's timer stopped it (nix exits 1 on SIGTERM, so the status cannot tell)."""
+
+
+def _whole_lines_tail(text: str, limit: int) -> str:
+    """The last lines of ``text`` that fit in ``limit`` characters, never a line cut in two.
+
+    A single last line longer than ``limit`` is kept whole (it is the line that matters).
+    """
+    out: list[str] = []
+    size = 0
+    for line in reversed(text.splitlines()):
+        if out and size + len(line) + 1 > limit:
+            break
+        out.append(line)
+        size += len(line) + 1
+    return "\n".join(reversed(out))
+
+
+def _error_block(tail: str, max_lines: int = 30) -> str:
+    """What matters in a nix stderr tail: from its last ``error:`` line on, whole lines.
+
+    Nix prints its failure as ``error: <what>`` followed by indented detail (the builder's last
+    log lines, the ``nix log`` hint); build logs before it are noise here. Without an ``error:``
+    line, the last ``max_lines`` lines. The leading ``error: `` is dropped (the CLI adds its own).
+    """
+    lines = tail.splitlines()
+    starts = [k for k, line in enumerate(lines) if line.startswith("error:")]
+    block = lines[starts[-1] :] if starts else lines[-max_lines:]
+    if len(block) > max_lines:
+        block = [*block[:1], "  ...", *block[-(max_lines - 2) :]]
+    if block and block[0].startswith("error:"):
+        block[0] = block[0].removeprefix("error:").lstrip()
+    return "\n".join(block)
 
 
 class StorageError(VegaError):

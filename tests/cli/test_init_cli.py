@@ -71,6 +71,8 @@ def test_init_writes_the_workflow_and_says_what_next(
     assert out.startswith(f"\u2726 Wrote {WORKFLOW_PATH}\n")
     assert "git switch -c add-vega-cache" in out
     assert "https://github.com/apps/vega-cache" in out
+    assert "\nNext:\n  1. Check the installable" in out  # one line a step, not one long line
+    assert "\n       https://github.com/apps/vega-cache\n" in out
     assert (tmp_path / WORKFLOW_PATH).read_text() == render_workflow()
 
 

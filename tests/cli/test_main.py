@@ -34,7 +34,7 @@ def test_usage_error_exits_1_with_hint(capsys: pytest.CaptureFixture[str]) -> No
     assert "vega <command> --help" in err
 
 
-@pytest.mark.parametrize("name", ["trust", "view", "report", "diff", "gate", "dashboard"])
+@pytest.mark.parametrize("name", ["report", "diff", "gate", "dashboard"])
 def test_promised_commands_say_plainly_they_are_not_here_yet(
     name: str, capsys: pytest.CaptureFixture[str]
 ) -> None:
@@ -79,11 +79,11 @@ def test_no_output_suggests_a_command_that_does_not_exist() -> None:
     root = Path(vega.__file__).parent
     offenders = []
     for path in [*root.glob("cli/**/*.py"), *root.glob("client/**/*.py")]:
-        if path.name == "main.py" and path.parent.name == "cli":
-            continue  # the table of planned commands itself
         for lineno, line in enumerate(path.read_text(encoding="utf-8").splitlines(), 1):
             if line.lstrip().startswith(('"""', "#")) or "``vega" in line:
                 continue  # docstrings and comments are not output
+            if re.match(r'\s+"[a-z]+": "', line) and path.name == "main.py":
+                continue  # the table of planned commands itself
             for word in re.findall(r"[`'\" ]vega ([a-z][a-z-]+)", line):
                 if word in PLANNED and word not in COMMANDS:
                     offenders.append(f"{path.relative_to(root)}:{lineno}: vega {word}")

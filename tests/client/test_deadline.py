@@ -116,3 +116,37 @@ def test_a_spent_deadline_refuses_to_connect() -> None:
             client.get(url)
         assert client.get(url).text == "ok"
     assert len(seen) == 1
+
+
+def test_a_client_behind_a_proxy_uses_it(monkeypatch: pytest.MonkeyPatch) -> None:
+    """Users behind an HTTP proxy still reach the control plane: the environment's proxy is used."""
+    import http.server
+    import threading
+
+    from vega.client.deadline import new_client
+
+    seen: list[str] = []
+
+    class Proxy(http.server.BaseHTTPRequestHandler):
+        def do_GET(self) -> None:
+            seen.append(self.path)
+            body = b"via proxy"
+            self.send_response(200)
+            self.send_header("content-length", str(len(body)))
+            self.end_headers()
+            self.wfile.write(body)
+
+        def log_message(self, format: str, *args: object) -> None:
+            return
+
+    proxy = http.server.ThreadingHTTPServer(("127.0.0.1", 0), Proxy)
+    threading.Thread(target=proxy.serve_forever, daemon=True).start()
+    try:
+        monkeypatch.setenv("HTTP_PROXY", f"http://127.0.0.1:{proxy.server_address[1]}")
+        monkeypatch.setenv("NO_PROXY", "localhost")
+        with new_client() as client:
+            assert client.get("http://cache.example.invalid/nix-cache-info").text == "via proxy"
+        assert seen == ["http://cache.example.invalid/nix-cache-info"]
+    finally:
+        proxy.shutdown()
+        proxy.server_close()

@@ -816,3 +816,32 @@ def _main() -> int:  # pragma: no cover - a maintenance script
 
 if __name__ == "__main__":  # pragma: no cover
     raise SystemExit(_main())
+
+
+# -- personal view (issue 8) ------------------------------------------------------------------------
+
+
+def test_view_check_notices_a_rotated_token_and_never_prints_it(doctor: Doctor, harness: Harness) -> None:
+    doctor.hosts["127.0.0.1"] = harness.client._transport
+    doctor.enrol(PUBLIC_URL)
+    credential = harness.owner_credential()
+    view = harness.client.post("/api/view/token", headers={"authorization": f"Bearer {credential}"}).json()
+    old = f"{PUBLIC_URL}{view['substituter']}"
+    keys = f"{view['publicKey']} {view['sharedKey']}"
+    live = by_name(doctor.check(runner("plain", substituters=old, trusted_public_keys=keys)))
+    assert (live["view"].level, live["view"].detail) == (
+        "ok",
+        f"your personal view at {PUBLIC_URL}/u/<token> answers",
+    )
+    harness.client.post(
+        "/api/view/token", headers={"authorization": f"Bearer {credential}"}, json={"rotate": True}
+    )
+    report = doctor.check(runner("plain", substituters=old, trusted_public_keys=keys))
+    dead = by_name(report)["view"]
+    assert dead.level == "warn"
+    assert "no longer works" in dead.detail
+    assert dead.fix is not None
+    assert "vega view --write" in dead.fix
+    assert view["token"] not in json.dumps(report.to_json())
+    plain = by_name(doctor.check(runner("plain", substituters=PUBLIC_URL, trusted_public_keys=keys)))
+    assert "view" not in plain

@@ -87,6 +87,7 @@ def test_closure_reads_path_info_of_the_outputs() -> None:
         nar_size=1072,
         references=(),
         deriver=parse_store_path("/nix/store/5y02fvyhvgykz6ls5iv1c52351cgjfiq-vega-push-lib.drv"),
+        ultimate=True,
     )
     assert app.references == (parse_store_path(LIB),)
     assert str(app.nar_hash) == str(parse_nix_hash("sha256-XSJdz7X1/oYgDS6lU4HHFfa/s5tdENzxxN2wR9DtQLM="))
@@ -256,3 +257,26 @@ def test_build_timeout_from_the_environment(environ: dict[str, str], seconds: fl
 def test_subprocess_runner_terminates_a_build_past_its_timer() -> None:
     done = SubprocessRunner(timeout_s=0.2)([sys.executable, "-c", "import time; time.sleep(60)"])
     assert done.returncode == -15
+
+
+def test_nix_error_keeps_nix_s_whole_error_block_not_a_cut_off_line() -> None:
+    """Issue 12: a failed nix command is shown whole (its error block), never cut mid-line."""
+    logs = "\n".join(f"app> building step {k} " + "x" * 60 for k in range(200))
+    error = (
+        "error: builder for '/nix/store/aaaa-app.drv' failed with exit code 1;\n"
+        "       last 2 log lines:\n"
+        "       > step 199\n"
+        "       > boom: " + "y" * 500 + "\n"
+        "       For full logs, run 'nix log /nix/store/aaaa-app.drv'."
+    )
+    e = NixError(["nix", "build", "--json", "--", ".#app"], 1, logs + "\n" + error)
+    assert e.message.startswith(
+        "nix build exited with status 1: builder for '/nix/store/aaaa-app.drv' failed"
+    )
+    assert e.message.endswith("For full logs, run 'nix log /nix/store/aaaa-app.drv'.")
+    assert "> boom: " + "y" * 500 + "\n" in e.message  # the long line is whole
+    assert "building step" not in e.message  # the build log before the error is not repeated
+    plain = NixError(["nix", "path-info"], 1, "line one\nline two")
+    assert plain.message == "nix path-info exited with status 1: line one\nline two"
+    assert NixError([], 2, "").message == "nix exited with status 2"
+    assert not any(line.startswith(("x", "y")) for line in e.stderr_tail.splitlines())  # whole lines

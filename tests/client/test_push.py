@@ -256,9 +256,7 @@ def test_push_refuses_a_nar_that_does_not_match_the_store_record(nix: NixRunner,
         b'[{"path":"' + path.absolute.encode() + b'","narHash":"sha256:' + b"0" * 52 + b'","narSize":1,'
         b'"references":[]}]'
     )
-    run = FakeRunner(
-        ProcessResult(0, b'[{"path":"' + path.absolute.encode() + b'"}]'), ProcessResult(0, record)
-    )
+    run = FakeRunner(ProcessResult(0, record))  # a store path is pushed as it is: no build
     store = Store()
     events: list[PushEvent] = []
     with pytest.raises(VerificationError, match="does not match the store's record"):

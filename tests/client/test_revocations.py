@@ -198,8 +198,9 @@ def test_with_our_log_the_list_is_not_asked(server: CacheServer) -> None:
     build = promoted(server)
     report = verify_target(server.context(), build.hash)
     assert report.exit_ok
-    assert check(report)[0] is True
-    assert check(report)[1].startswith("no revocation in the log")
+    ok, detail = check(report)
+    assert ok
+    assert detail.startswith("no revocation in the log")  # (the signed event list, ADR 0012)
     assert "/api/revocations" not in server.recorder.paths
     assert report.revocation is None
 
@@ -327,3 +328,21 @@ def test_fetch_without_a_run_cache_and_its_failures(
     got = fetch_revocation_status(http, "http://cp.test", SHARED.public, build.info, 0)
     assert got.status == "unknown"
     assert got.detail.startswith(why)
+
+
+@pytest.mark.parametrize("status", [404, 405, 501])
+def test_an_original_control_plane_without_a_list_relies_on_its_proven_log_scan(
+    server: CacheServer, status: int
+) -> None:
+    """A 0.18 original has no list at all: its complete, proven log scan rules a revocation out."""
+    build = promoted(server)
+    server.legacy = True
+    server.revocations_body = lambda: Response("not found", status_code=status)  # type: ignore[method-assign]
+    report = verify_target(server.context(), build.hash)
+    ok, detail = check(report)
+    assert ok, detail
+    assert detail.endswith(f"no revocation list on this control plane (HTTP {status})")
+    assert report.exit_ok
+    assert report.revocation is not None
+    assert report.revocation.status == "unknown"  # reported as unknown, never as clean
+    assert not report.revocation.offered

@@ -736,3 +736,51 @@ def test_unreachable_log_is_an_error_not_a_pass(server: CacheServer) -> None:
     assert report.error is not None
     assert "not JSON" in report.error
     assert not report.exit_ok
+
+
+def test_legacy_evidence_fields(server: CacheServer) -> None:
+    """The original-endpoint path reports the same evidence fields as the new one (mutation run)."""
+    build = promoted(server)
+    server.legacy = True
+    report = verify_target(server.context(), build.hash)
+    assert report.exit_ok
+    t = tr(report)
+    assert (t.found, t.index, t.legacy, t.scanned, t.size) == (True, 20, True, 4, 24)
+    assert [t.sth_verified, t.leaf_hash_ok, t.inclusion_ok, t.binding_ok, t.consistency_ok] == [True] * 5
+    assert [t.fork, t.revoked] == [False, False]
+    assert t.log_id.startswith("sth:vega-cache-1+")
+    assert len(t.root_hex) == 64
+    assert t.previous_size is None
+    assert t.note == "server lacks /log/lookup: used the original /log/sth and a linear scan"
+    assert checks(report)["promotion"] == (True, "entry #20 binds this narinfo and is included at size 24")
+    # the legacy path also asks the signed revocation list (changes-0.19.md, ADR 0014)
+    assert checks(report)["revocation"] == (
+        True,
+        "no revocation in the log; not in the signed revocation list (0 entries)",
+    )
+    evidence = report.to_json()["transparency"]
+    assert isinstance(evidence, dict)
+    assert (evidence["legacy"], evidence["index"], evidence["scanned"]) == (True, 20, 4)
+
+
+def test_legacy_bad_inclusion_proof_and_leaf_hash(server: CacheServer) -> None:
+    build = promoted(server)
+    server.legacy = True
+
+    def change(body: bytes) -> bytes:
+        obj = json.loads(body)
+        obj["leafHashHex"] = "00" * 32
+        obj["proofHex"] = obj["proofHex"][::-1]
+        return json.dumps(obj).encode()
+
+    server.recorder.tamper["/log/proof/inclusion/"] = change
+    report = verify_target(server.context(), build.hash)
+    assert not report.exit_ok
+    t = tr(report)
+    assert t.found
+    assert not t.leaf_hash_ok
+    assert not t.inclusion_ok
+    assert checks(report)["promotion"] == (
+        False,
+        "entry #20 binds this narinfo but its inclusion proof does not verify",
+    )

@@ -222,3 +222,10 @@ def _nar_of_regular_file(contents: bytes) -> bytes:
         return len(b).to_bytes(8, "little") + b + b"\0" * (-len(b) % 8)
 
     return b"".join(s(x) for x in (b"nix-archive-1", b"(", b"type", b"regular", b"contents", contents, b")"))
+
+
+def test_name_length_limit_is_inclusive() -> None:
+    """A name of exactly MAX_NAME_LEN characters is a store path name; one more is not."""
+    storepath.check_name("a" * storepath.MAX_NAME_LEN)
+    with pytest.raises(FormatError, match="longer than"):
+        storepath.check_name("a" * (storepath.MAX_NAME_LEN + 1))

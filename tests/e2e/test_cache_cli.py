@@ -5,6 +5,7 @@ from __future__ import annotations
 import base64
 import hashlib
 import json
+from pathlib import Path
 
 import httpx2
 import pytest
@@ -63,4 +64,19 @@ def test_list_and_delete(dev_server: Server, capsys: pytest.CaptureFixture[str])
     assert json.loads(capsys.readouterr().out)["count"] == 1
 
     assert main(["cache", "delete", "not-a-path"]) == 1
-    assert "error:" in capsys.readouterr().err
+    err = capsys.readouterr().err
+    assert "error:" in err
+    assert "vega verify" not in err  # the hint names this command
+    assert "vega cache delete /nix/store/<hash>-name" in err
+
+
+def test_delete_takes_a_result_symlink(
+    dev_server: Server, tmp_path: Path, capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    assert main(["login", "--url", dev_server.url]) == 0
+    out = Output("linked", b"linked\n" * 10)
+    (tmp_path / "result").symlink_to(out.store_path)  # dangling is fine: only the name is read
+    monkeypatch.chdir(tmp_path)
+    capsys.readouterr()
+    assert main(["cache", "delete", "./result", "--json"]) == 0
+    assert json.loads(capsys.readouterr().out)["missing"] == [out.hash_part]

@@ -53,7 +53,9 @@ def test_push_then_nix_substitutes_from_the_namespace(
     assert main(["push", "--json", "--upstream", server.url, installable]) == 0
     out = capsys.readouterr().out
     events = [json.loads(line) for line in out.splitlines()]
-    assert events[0] == {"event": "plan", "installable": installable, "novel": 2}
+    plan = events[0]
+    assert (plan["event"], plan["installable"], plan["novel"]) == ("plan", installable, 2)
+    assert (plan["closure"], plan["skipped"], plan["cached"], plan["upstream"]) == (2, 0, 0, 0)
     pushed = [e for e in events if e["event"] == "pushed"]
     assert [(e["done"], e["total"]) for e in pushed] == [(1, 2), (2, 2)]
     assert all(e["size"] > 0 for e in pushed)

@@ -23,7 +23,7 @@ from vega.client.http import HttpLimits
 from vega.client.logstate import LogState
 from vega.client.verify import VerifyContext, VerifyOptions, verify_target
 from vega.core.narinfo import format_narinfo, parse_narinfo, sign_narinfo
-from vega.core.signing import generate_secret_key
+from vega.core.signing import generate_secret_key, parse_public_key
 from vega.mcp.assess import CLI_BOUNDS, MCP_BOUNDS, AssessBounds, assess_change
 from vega.mcp.tools import ToolContext, bounded, risk_of, vega_reproduce, vega_risk, vega_verify, worst
 from vega.server.db import open_database
@@ -32,14 +32,14 @@ HELLO = Output("hello", b"nix-archive-1 hello world " * 200)
 UPSTREAM = generate_secret_key("cache.example.org-1", b"\x07" * 32)
 
 
-class FakeClock:
-    def __init__(self, step: float) -> None:
-        self.now = 0.0
-        self.step = step
+class ScriptedClock:
+    """Returns the given readings in order, then the last one forever."""
+
+    def __init__(self, *readings: float) -> None:
+        self.readings = list(readings)
 
     def __call__(self) -> float:
-        self.now += self.step
-        return self.now
+        return self.readings.pop(0) if len(self.readings) > 1 else self.readings[0]
 
 
 class Bench:
@@ -279,8 +279,10 @@ def test_cap_truncates_and_is_never_allow(bench: Bench) -> None:
 
 def test_time_budget_stops_and_marks_partial(bench: Bench) -> None:
     bench.promote(HELLO)
-    ctx = replace(bench.ctx, clock=FakeClock(step=4.0))  # every look at the clock is 4 s later
-    bounds = AssessBounds(max_paths=10, budget_s=10.0, nar_timeout_s=None, workers=1)
+    # Readings: the start, the check before the first path, the wait for it (the budget's 600 s
+    # are real seconds the first path may take), then the check before the second: past the end.
+    ctx = replace(bench.ctx, clock=ScriptedClock(0.0, 0.0, 0.0, 700.0))
+    bounds = AssessBounds(max_paths=10, budget_s=600.0, nar_timeout_s=None, workers=1)
     env = assess_change(ctx, [HELLO.store_path, "/nix/store/" + "2" * 32 + "-b"], bounds)
     assert env["evidence"]["addedClosure"] == {"count": 2, "assessed": 1, "truncated": True}  # type: ignore[index]
     assert env["reasonCodes"] == ["change.allPathsVerified", "change.timeBudgetExceeded"]
@@ -320,12 +322,25 @@ def test_bounded_returns_control_when_the_budget_runs_out() -> None:
     assert bounded(lambda: 7, 5) == (7, False)
 
 
-def test_single_call_budget_is_a_partial_tool_error(bench: Bench) -> None:
-    ctx = replace(bench.ctx, call_budget_s=0.0)
-    out = vega_risk(ctx, HELLO.hash_part)
-    assert out["code"] == "TIME_BUDGET_EXCEEDED"
-    assert out["partial"] is True
-    assert out["verdict"] == "warn"
+def test_single_call_budget_is_a_partial_tool_error(tmp_path: Path) -> None:
+    """A cache that accepts the connection and never answers: the call returns within its budget."""
+    from tests.e2e.conftest import loopback_socket
+
+    sock, url = loopback_socket()  # listens, never accepts: the request waits for its deadline
+    with sock, httpx2.Client() as client:
+        vctx = VerifyContext(
+            client=client,
+            base_url=url,
+            trusted_keys={},
+            state=LogState(tmp_path / "state"),
+            limits=HttpLimits(timeout_s=2.0, tries=1),
+            sleep=lambda s: None,
+        )
+        ctx = ToolContext(verify=vctx, options=VerifyOptions(), call_budget_s=0.2)
+        out = vega_risk(ctx, HELLO.hash_part)
+        assert out["code"] == "TIME_BUDGET_EXCEEDED"
+        assert out["partial"] is True
+        assert out["verdict"] == "warn"
 
 
 def test_worst() -> None:
@@ -384,3 +399,23 @@ def test_other_failed_checks_never_allow(bench: Bench) -> None:
     other = (*good.checks, Check(name="witness", ok=False, detail="no cosignature"))
     risk = risk_of(replace(good, checks=other))
     assert (risk["verdict"], risk["reasonCodes"]) == ("deny", ["PROOF_CHECK_FAILED"])
+
+
+def test_revoked_tenant_build_is_denied_by_the_signed_revocation_list(bench: Bench) -> None:
+    """changes-0.19.md: a revoked path fails in every scope, tenant included (served by a stale mirror)."""
+    bench.attest(HELLO, "alice/hello", "1")
+    base = f"{PUBLIC_URL}/tenant/alice/hello"
+    tenant_key = parse_public_key(bench.h.client.get("/tenant/alice/hello/key").json()["publicKey"])
+    stale = bench.h.client.get(f"/tenant/alice/hello/{HELLO.hash_part}.narinfo").content
+    shared = bench.h.keys.shared.public  # the user's nix.conf: the shared key and the tenant's
+    keys = {tenant_key.name: tenant_key, shared.name: shared}
+    vctx = replace(bench.vctx, base_url=base, trusted_keys=keys, now_ms=bench.h.clock)
+    ctx = replace(bench.ctx, verify=vctx)
+    before = vega_risk(ctx, HELLO.hash_part)
+    assert (before["verdict"], before["reasonCodes"]) == ("warn", ["SCOPED_BINDING_NOT_GLOBAL"])
+    assert bench.h.app.state.service.revoke(HELLO.hash_part, "compromised builder") is True
+    bench.recorder.serve[f"/tenant/alice/hello/{HELLO.hash_part}.narinfo"] = (200, stale)
+    after = vega_risk(ctx, HELLO.hash_part)
+    assert (after["verdict"], after["tier"], after["reasonCodes"]) == ("deny", "scoped", ["REVOKED"])
+    env = assess_change(ctx, [HELLO.store_path], MCP_BOUNDS)
+    assert env["verdict"] == "deny"

@@ -37,9 +37,12 @@ COMMANDS: tuple[str, ...] = (
     "verify",
     "doctor",
     "push",
+    "watch_store",
     "cache",
     "assess",
     "mcp",
+    "trust",
+    "view",
 )
 """Subcommand modules under ``vega.cli.commands``, registered in this order (help sorts them)."""
 
@@ -48,8 +51,6 @@ PLANNED: dict[str, str] = {
     "diff": "diagnose a divergent build (cli.md §11)",
     "gate": "gate a closure against its lock file (cli.md §12)",
     "report": "report a build problem (cli.md §8)",
-    "trust": "trust another builder, within a scope (cli.md §15)",
-    "view": "your personal view's nix.conf lines (cli.md §16)",
 }
 """Commands of the spec that this version does not have yet: they say so instead of "invalid choice"."""
 
@@ -57,13 +58,14 @@ _EXAMPLES = """\
 examples:
   vega login                             enrol this machine (GitHub device flow)
   vega push .#hello                      build and upload to your namespace
+  vega watch-store                       push every new store path as it appears (Ctrl-C stops)
   vega verify /nix/store/...-hello       signature, log inclusion and NAR hash: proof, not trust
   vega status                            who you are and whether the control plane answers
   vega doctor                            check nix, zstd, your credential and nix.conf
   vega nar hash /nix/store/...-hello     NAR hash of a store path, as `nix hash path`
   vega nar ls dir.nar.zst                list a (compressed) NAR's entries
-  vega gate .#app --json | vega assess --added-paths -    gate the paths a change adds
-  vega mcp --public-key 'vega-cache-1:<base64>'           serve the read-only tools to AI agents
+  vega assess --added-paths added.json   one allow/warn/deny for the store paths a change adds
+  vega mcp --public-key 'vega-cache-1:<base64>'   serve the read-only tools to AI agents
 
 Each command has its own examples: vega <command> --help
 """

@@ -94,9 +94,15 @@ def fail(
     next_steps: Sequence[str] = (),
     stream: TextIO | None = None,
 ) -> None:
-    """Print ``error: <message>`` and, when given, a blank line, ``Try:`` and each step."""
+    """Print ``error: <message>`` and, when given, a blank line, ``Try:`` and each step.
+
+    A message of several lines (a nix error block) keeps its lines, each made safe on its own.
+    """
     err = stream or sys.stderr
-    print(f"{_paint('error', _RED, err, environ)}: {safe(message)}", file=err)
+    first, *rest = message.split("\n") or [""]
+    print(f"{_paint('error', _RED, err, environ)}: {safe(first)}", file=err)
+    for line in rest[:60]:
+        print(safe(line), file=err)
     if next_steps:
         print("", file=err)
         print("Try:", file=err)

@@ -20,6 +20,7 @@ from __future__ import annotations
 
 import ssl
 import time
+import urllib.request
 from collections.abc import Iterable, Iterator
 from contextlib import contextmanager
 from contextvars import ContextVar
@@ -127,6 +128,10 @@ def new_client(**kwargs: Any) -> httpx2.Client:
     proxied connection keeps ``httpx2``'s per-operation timeouts (and :class:`~vega.client.http.Http`
     still checks the deadline between body chunks).
     """
+    if urllib.request.getproxies():
+        # httpx2 mounts the environment's proxies only when no transport is given: keep them
+        # (a user behind a proxy must still reach the control plane), with per-operation timeouts.
+        return httpx2.Client(**kwargs)
     transport = httpx2.HTTPTransport()
     pool = getattr(transport, "_pool", None)
     if isinstance(pool, httpcore2.ConnectionPool):

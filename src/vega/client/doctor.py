@@ -13,6 +13,8 @@ Checks, in order (cli.md §7's six, plus issue 5's ``nix features`` and ``truste
                    `vega-cache-1` not the expected value
     shared key     the control plane's /api/info sharedKey  ok pinned | warn not pinned (the
                    with its fingerprint (issue 12)          nix.conf line to add) | warn differs
+    view           only when nix.conf has a <url>/u/<token>  ok | warn (token rotated or revoked)
+                   substituter: GET <view>/nix-cache-info
     version        GitHub's latest release (4 s)            ok | warn newer release
 
 Nix's configuration is read once, the way Nix itself sees it (``nix config show``, or ``nix
@@ -540,6 +542,40 @@ def _check_shared_key(keys: Mapping[str, PublicKey] | None, base: str, info: _Se
     )
 
 
+def _check_view(ctx: DoctorContext, base: str, views: Sequence[str]) -> Check:
+    """Whether the personal view(s) nix.conf points at still answer (issue 8); never prints a token."""
+    http = Http(
+        ctx.client,
+        HttpLimits(
+            timeout_s=ctx.limits.control_plane_timeout_s, tries=1, max_body_bytes=ctx.limits.max_info_bytes
+        ),
+        sleep=lambda _s: None,
+        monotonic=ctx.monotonic,
+    )
+    shown = f"{base}/u/<token>"
+    dead = 0
+    for view in views:
+        try:
+            resp = http.get(f"{view}/nix-cache-info")
+        except (NetworkError, ConfigError) as e:
+            return Check(
+                name="view", level="warn", detail=f"could not check {shown}: {_network_reason(e.message)}"
+            )
+        if resp.status == 404:
+            dead += 1
+        elif not resp.ok:
+            return Check(name="view", level="warn", detail=f"could not check {shown} (HTTP {resp.status})")
+    if dead:
+        return Check(
+            name="view",
+            level="warn",
+            detail=f"nix.conf points at a personal view ({shown}) whose token no longer works "
+            "(rotated or revoked); Nix gets nothing from it",
+            fix="vega view --write (puts your current view into nix.conf)",
+        )
+    return Check(name="view", level="ok", detail=f"your personal view at {shown} answers")
+
+
 def _version_parts(text: str) -> list[int]:
     parts = []
     for part in text.strip().removeprefix("v").split("."):
@@ -615,6 +651,9 @@ def run_checks(ctx: DoctorContext) -> DoctorReport:
         subs = _substituters(config)
         checks.append(_check_substituter(keys, subs, base))
         checks.append(_check_trusted_keys(keys, subs, base, info))
+        views = [sub for sub in subs if sub.startswith(f"{base}/u/")]
+        if views and plane.level == "ok":
+            checks.append(_check_view(ctx, base, views))
     shared = _check_shared_key(keys, base, info)
     if shared is not None:
         checks.append(shared)

@@ -30,14 +30,18 @@ import contextlib
 import hashlib
 import os
 import re
+import socket
 import tempfile
 import threading
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Final, Generic, TypeVar, cast
+from urllib.parse import urlsplit
 
 from vega.client import narfs
+from vega.client.account import CredentialCheck, check_credential
+from vega.client.credentials import Credential
 from vega.client.http import Http
 from vega.client.nix import Nix, PathInfo
 from vega.client.upload import Body, BytesBody, FileBody, UploadClient
@@ -46,8 +50,16 @@ from vega.core.compression import Compression, Compressor
 from vega.core.hashes import HashAlgorithm, NixHash
 from vega.core.narinfo import parse_narinfo, verify_narinfo_signature
 from vega.core.signing import is_printable_key, parse_public_key
-from vega.core.storepath import StorePath
-from vega.errors import FormatError, VegaError, VerificationError
+from vega.core.storepath import StorePath, parse_store_path
+from vega.errors import (
+    AuthError,
+    ConfigError,
+    FormatError,
+    NetworkError,
+    NixError,
+    VegaError,
+    VerificationError,
+)
 
 __all__ = [
     "BuildStarted",
@@ -58,24 +70,31 @@ __all__ = [
     "Planned",
     "PushDeps",
     "PushEvent",
+    "PushInterrupted",
     "PushOptions",
     "PushReport",
     "PushedPath",
+    "Stopped",
     "SubstituteCheck",
     "UploadProgress",
     "attest_body",
+    "check_control_plane",
     "check_substitutable",
+    "describe_network_error",
     "fetch_key",
     "host_config_lines",
     "pack_nar",
     "plan",
     "probe_all",
     "push",
+    "push_paths",
     "upload_pipeline",
+    "user_error",
 ]
 
 _SUBSTITUTER: Final = re.compile(r"^/[A-Za-z0-9._:/-]+$")
 _PROBES: Final = 64
+_FAILED_DRV: Final = re.compile(r"builder for '(/nix/store/[^']+\.drv)' failed")
 _PACK_EVENT_BYTES: Final = 8 << 20
 
 
@@ -106,6 +125,11 @@ class Planned:
     """Paths the upstream cache serves (skipped)."""
     earlier: int = 0
     """Paths handled for an earlier installable of this push."""
+
+    @property
+    def skipped(self) -> int:
+        """Paths of the closure not uploaded: already in the namespace, upstream or handled earlier."""
+        return self.cached + self.upstream + self.earlier
 
     @property
     def nar_bytes(self) -> int:
@@ -396,8 +420,17 @@ def probe_all(http: Http, urls: Sequence[str]) -> list[bool]:
         return list(pool.map(lambda u: _probe_one(http, u), urls))
 
 
-def _map(workers: int, items: Sequence[PathInfo], fn: Callable[[PathInfo], object]) -> list[object]:
-    """agent.md §7.7: results by index; the first failure fails the whole map."""
+def _map(
+    workers: int,
+    items: Sequence[PathInfo],
+    fn: Callable[[PathInfo], object],
+    stop: threading.Event | None = None,
+) -> list[object]:
+    """agent.md §7.7: results by index; the first failure fails the whole map.
+
+    On any failure (a Ctrl-C in the waiting thread included) ``stop`` is set, queued items are
+    cancelled, and the running ones, which poll ``stop``, are waited for before this returns.
+    """
     if not items:
         return []
     n = min(max(1, workers), len(items))
@@ -406,6 +439,8 @@ def _map(workers: int, items: Sequence[PathInfo], fn: Callable[[PathInfo], objec
         try:
             return [f.result() for f in futures]
         except BaseException:
+            if stop is not None:
+                stop.set()
             for f in futures:
                 f.cancel()
             raise
@@ -463,6 +498,23 @@ def attest_body(
 R = TypeVar("R")
 
 
+class Stopped(BaseException):
+    """Raised inside a pipeline worker once the pipeline's stop event is set (Ctrl-C, a failure)."""
+
+
+class PushInterrupted(KeyboardInterrupt):
+    """Ctrl-C during :func:`push`: the uploads stopped; what was and was not pushed."""
+
+    def __init__(self, pushed: Sequence[PushedPath], not_pushed: Sequence[StorePath], pending: Sequence[str]):
+        super().__init__("interrupted")
+        self.pushed = tuple(pushed)
+        """Paths uploaded and published before the interrupt."""
+        self.not_pushed = tuple(not_pushed)
+        """Novel paths of the interrupted installable that were not published."""
+        self.pending = tuple(pending)
+        """Installables not started (or not planned) when the interrupt came."""
+
+
 @dataclass(frozen=True, slots=True, kw_only=True)
 class PipelineHooks(Generic[R]):
     """What the shared upload pipeline calls per path (all from worker threads).
@@ -495,8 +547,12 @@ def upload_pipeline(
     hooks: PipelineHooks[R],
     *,
     store_root: str = "",
+    stop: threading.Event | None = None,
 ) -> list[R]:
     """Pack, upload and publish ``items``, ``options.jobs`` at a time; results in input order.
+
+    A failure or a Ctrl-C sets ``stop``; every worker polls it between NAR chunks and between
+    upload chunks (so the uploads stop within a chunk) and removes its spool on the way out.
 
     Args:
         uploader: the control plane's write API and presigned PUTs.
@@ -506,25 +562,44 @@ def upload_pipeline(
         hooks: the publish step and the progress callbacks.
         store_root: where the store's paths really are on disk (a chroot store ``--store DIR``
             keeps ``/nix/store/x`` at ``DIR/nix/store/x``); empty for the system store.
+        stop: set to stop the workers (a private event when not given).
 
     Raises:
         VerificationError: a path's NAR does not match the store's record.
         VegaError: packing, an upload or the publish failed (the first failure fails the map).
     """
     pack_slots = threading.BoundedSemaphore(max(1, options.pack_slots))
+    halt = stop if stop is not None else threading.Event()
+
+    def check() -> None:
+        if halt.is_set():
+            raise Stopped
 
     def one(info: PathInfo) -> object:
         path = info.path
+        check()
         if hooks.stage is not None:
             hooks.stage(info, "compress")
         on_pack = hooks.packed
+
+        def packing(n: int) -> None:
+            check()
+            if on_pack is not None:
+                on_pack(info, n)
+
+        def uploading(moved: int, total: int) -> None:
+            check()
+            if hooks.uploaded is not None:
+                hooks.uploaded(info, moved, total)
+
         with pack_slots:
+            check()
             packed = pack_nar(
                 store_root + path.absolute,
                 work_dir,
                 spool_memory_bytes=options.spool_memory_bytes,
                 level=options.zstd_level,
-                progress=None if on_pack is None else (lambda n: on_pack(info, n)),
+                progress=packing,
             )
         try:
             if packed.nar_hash != info.nar_hash or packed.nar_size != info.nar_size:
@@ -536,12 +611,8 @@ def upload_pipeline(
                 hooks.stage(info, "upload")
             resumed = hooks.already_uploaded is not None and hooks.already_uploaded(packed.file_hash)
             if not resumed:
-                on_upload = hooks.uploaded
-                uploader.upload(
-                    packed.file_hash,
-                    packed.body,
-                    None if on_upload is None else (lambda m, t: on_upload(info, m, t)),
-                )
+                uploader.upload(packed.file_hash, packed.body, uploading)
+            check()
             if hooks.stage is not None:
                 hooks.stage(info, "attest")
             result = hooks.publish(info, packed)
@@ -551,15 +622,21 @@ def upload_pipeline(
             hooks.done(info, packed, result, resumed)
         return result
 
-    return cast("list[R]", _map(options.jobs, items, one))
+    return cast("list[R]", _map(options.jobs, items, one, halt))
 
 
 def _upload_all(
-    deps: PushDeps, novel: Sequence[PathInfo], options: PushOptions, emit: Callable[[PushEvent], None]
-) -> tuple[list[PushedPath], PushResult | None]:
+    deps: PushDeps,
+    novel: Sequence[PathInfo],
+    options: PushOptions,
+    emit: Callable[[PushEvent], None],
+    pushed: list[PushedPath],
+    stop: threading.Event | None = None,
+) -> PushResult | None:
+    """Upload ``novel``; every published path is appended to ``pushed`` as it completes."""
     lock = threading.Lock()
-    pushed: list[PushedPath] = []
     last: list[PushResult] = []
+    start = len(pushed)
 
     def done(info: PathInfo, packed: PackedNar, result: PushResult, _resumed: bool) -> None:
         with lock:
@@ -572,7 +649,7 @@ def _upload_all(
                 )
             )
             last[:] = [result]
-            count = len(pushed)
+            count = len(pushed) - start
         emit(
             PathPushed(
                 path=info.path, size=packed.file_size, nar_size=packed.nar_size, done=count, total=len(novel)
@@ -585,8 +662,52 @@ def _upload_all(
         uploaded=lambda info, m, t: emit(UploadProgress(info.path, m, t)),
         done=done,
     )
-    upload_pipeline(deps.uploader, novel, options, deps.work_dir, hooks)
-    return pushed, (last[0] if last else None)
+    upload_pipeline(deps.uploader, novel, options, deps.work_dir, hooks, stop=stop)
+    return last[0] if last else None
+
+
+def push_paths(
+    deps: PushDeps,
+    paths: Sequence[StorePath],
+    options: PushOptions,
+    on_event: Callable[[PushEvent], None],
+    stop: threading.Event,
+    *,
+    label: str,
+) -> tuple[Planned, list[PushedPath]]:
+    """Push the closure of ``paths`` (already in the store, nothing built) as one batch.
+
+    One ``nix path-info`` for the whole batch, one probe, then the shared pipeline. Setting
+    ``stop`` stops the uploads within a chunk. ``vega watch-store`` pushes each batch with this.
+
+    Raises:
+        PushInterrupted: ``stop`` was set; what was and was not pushed.
+        NixError: a path is no longer valid (collected meanwhile).
+        VegaError: as :func:`push`.
+    """
+    lock = threading.Lock()
+
+    def emit(event: PushEvent) -> None:
+        with lock:
+            on_event(event)
+
+    closure = deps.nix.closure(paths)
+    novel, in_cache, in_upstream = plan(deps, closure, options)
+    planned = Planned(
+        installable=label,
+        closure=len(closure),
+        novel=tuple(novel),
+        cached=len(in_cache),
+        upstream=len(in_upstream),
+    )
+    emit(planned)
+    pushed: list[PushedPath] = []
+    try:
+        _upload_all(deps, novel, options, emit, pushed, stop)
+    except (Stopped, KeyboardInterrupt) as e:
+        done = {p.path for p in pushed}
+        raise PushInterrupted(pushed, [p.path for p in novel if p.path not in done], ()) from e
+    return planned, pushed
 
 
 def host_config_lines(substituter: str, public_key: str) -> list[str]:
@@ -653,6 +774,135 @@ def check_substitutable(
     return SubstituteCheck(True, "substitutable", len(expected))
 
 
+def _outputs(nix: Nix, installable: str) -> tuple[StorePath, ...]:
+    """A store path (or a link into the store, like ``./result``) as itself; anything else built.
+
+    Raises:
+        ConfigError: the argument names a store path that is not in the local store.
+        NixError: the build failed.
+    """
+    target = _store_path_argument(installable)
+    if target is None:
+        return nix.build(installable)
+    if not os.path.lexists(target.absolute):
+        raise ConfigError(
+            f"{target.absolute} is not in the local Nix store",
+            next_steps=[
+                f"nix-store --realise {target.absolute}",
+                "vega push <installable>   (build, then push)",
+            ],
+        )
+    return (target,)
+
+
+def _store_path_argument(arg: str) -> StorePath | None:
+    """The store path ``arg`` names (directly or through symlinks), else None (an installable)."""
+    if arg.startswith("/nix/store/"):
+        text = arg
+    elif "#" not in arg and ":" not in arg and os.path.islink(arg):
+        text = os.path.realpath(arg)
+    else:
+        return None
+    root = "/".join(text.split("/")[:4])  # /nix/store/<hash>-<name>, a file inside counts as it
+    try:
+        return parse_store_path(root)
+    except FormatError:
+        return None
+
+
+def check_control_plane(http: Http, url: str, cred: Credential) -> CredentialCheck:
+    """Before building: the control plane answers and the credential is valid there.
+
+    ``GET <url>/nix-cache-info`` must answer; then ``GET /api/owner/whoami`` (via
+    :func:`vega.client.account.check_credential`) must not call the credential invalid. A control
+    plane without that endpoint (the original) gives ``not checked``, which does not block.
+
+    Raises:
+        NetworkError: the control plane cannot be reached (one sentence, ``Try:`` lines).
+        AuthError: the control plane refuses the credential.
+    """
+    try:
+        http.get(f"{url}/nix-cache-info")
+    except NetworkError as e:
+        raise describe_network_error(e, url) from e
+    verdict = check_credential(http, url, cred)
+    if verdict == "invalid":
+        raise AuthError(
+            f"the control plane at {url} does not accept this machine's credential"
+            " (revoked, expired or issued by another server)",
+            status=401,
+            next_steps=[f"vega login --url {url}", "vega status"],
+        )
+    return verdict
+
+
+def _causes(e: BaseException) -> list[BaseException]:
+    out: list[BaseException] = []
+    seen: BaseException | None = e
+    while seen is not None and len(out) < 8:
+        out.append(seen)
+        seen = seen.__cause__ or seen.__context__
+    return out
+
+
+def describe_network_error(e: NetworkError, url: str) -> NetworkError:
+    """``e`` as one sentence naming what failed (refused, unknown host, timeout) and ``Try:`` lines."""
+    host = urlsplit(url).hostname or url
+    chain = _causes(e)
+    text = " ".join(str(c) for c in chain).lower()
+    steps = [f"curl -sS {url}/nix-cache-info", "vega status", "vega push --url <control plane URL>"]
+    if any(isinstance(c, socket.gaierror) for c in chain) or "name or service not known" in text:
+        return NetworkError(
+            f"cannot find the host {host} of the control plane {url} (DNS lookup failed)", next_steps=steps
+        )
+    if any(isinstance(c, ConnectionRefusedError) for c in chain) or "connection refused" in text:
+        return NetworkError(
+            f"the control plane at {url} refused the connection (is the server running?)", next_steps=steps
+        )
+    errno_level = next((c for c in chain if isinstance(c, OSError) and c.strerror), None)
+    if isinstance(errno_level, OSError):
+        reason = str(errno_level.strerror).lower()
+        return NetworkError(f"cannot reach the control plane at {url}: {reason}", next_steps=steps)
+    if "[errno" in e.message.lower():
+        return NetworkError(f"cannot reach the control plane at {url}", next_steps=steps)
+    return NetworkError(e.message, next_steps=steps)
+
+
+def user_error(e: OSError | VegaError, url: str) -> VegaError:
+    """A failure of :func:`push` as one sentence with ``Try:`` lines, never raw errno text.
+
+    A NixError becomes its command and status (nix's own error already went to stderr, once);
+    a NetworkError says what failed; an OSError names the file and what is wrong with it.
+    """
+    if isinstance(e, NixError):
+        what = " ".join(e.argv[:2]) if len(e.argv) >= 2 else "nix"
+        if e.timed_out:
+            return NixError(
+                e.argv, e.returncode, "", next_steps=["VEGA_BUILD_TIMEOUT_MINUTES=<minutes> vega push"]
+            )
+        drv = _FAILED_DRV.search(e.stderr_tail)
+        steps = e.next_steps or ((f"nix log {drv.group(1)}",) if drv else ("nix build -L <installable>",))
+        return VegaError(
+            f"{what} failed with status {e.returncode} (nix's error is printed above)", next_steps=steps
+        )
+    if isinstance(e, NetworkError):
+        if e.next_steps:
+            return e
+        return describe_network_error(e, url)
+    if isinstance(e, VegaError):
+        return e
+    name = e.filename if isinstance(e.filename, str) else "a file"
+    reason = (e.strerror or type(e).__name__).lower()
+    if isinstance(e, FileNotFoundError):
+        return ConfigError(
+            f"{name} does not exist (it disappeared while pushing?)",
+            next_steps=["nix-store --verify --check-contents", "vega push <installable>   (again)"],
+        )
+    if isinstance(e, PermissionError):
+        return ConfigError(f"{name} cannot be read: permission denied", next_steps=[f"ls -l {name}"])
+    return ConfigError(f"{name}: {reason}", next_steps=["df -h $TMPDIR   (spool space)", "vega doctor"])
+
+
 def push(deps: PushDeps, options: PushOptions, on_event: Callable[[PushEvent], None]) -> PushReport:
     """Build, plan, upload and publish; then check substitutability.
 
@@ -673,24 +923,29 @@ def push(deps: PushDeps, options: PushOptions, on_event: Callable[[PushEvent], N
     pushed: list[PushedPath] = []
     cached = upstream = 0
     last: PushResult | None = None
-    for installable in options.installables:
-        emit(BuildStarted(installable))
-        outputs = deps.nix.build(installable)
-        closure = deps.nix.closure(outputs)
-        fresh = [p for p in closure if p.path not in seen]
-        novel, in_cache, in_upstream = plan(deps, fresh, options)
-        emit(
-            Planned(
-                installable=installable,
-                closure=len(closure),
-                novel=tuple(novel),
-                cached=len(in_cache),
-                upstream=len(in_upstream),
-                earlier=len(closure) - len(fresh),
+    for k, installable in enumerate(options.installables):
+        novel: list[PathInfo] = []
+        try:
+            emit(BuildStarted(installable))
+            outputs = _outputs(deps.nix, installable)
+            closure = deps.nix.closure(outputs)
+            fresh = [p for p in closure if p.path not in seen]
+            novel, in_cache, in_upstream = plan(deps, fresh, options)
+            emit(
+                Planned(
+                    installable=installable,
+                    closure=len(closure),
+                    novel=tuple(novel),
+                    cached=len(in_cache),
+                    upstream=len(in_upstream),
+                    earlier=len(closure) - len(fresh),
+                )
             )
-        )
-        done, result = _upload_all(deps, novel, options, emit)
-        pushed.extend(done)
+            result = _upload_all(deps, novel, options, emit, pushed)
+        except KeyboardInterrupt as e:
+            done = {p.path for p in pushed}
+            missing = [p.path for p in novel if p.path not in done]
+            raise PushInterrupted(pushed, missing, options.installables[k + (0 if not novel else 1) :]) from e
         last = result or last
         cached += len(in_cache)
         upstream += len(in_upstream)

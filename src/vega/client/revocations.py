@@ -97,6 +97,12 @@ def _fetch(http: Http, root_url: str) -> object:
         resp = http.get(f"{root_url}/api/revocations", {"accept": "application/json"})
     except (NetworkError, ConfigError) as e:
         return RevocationStatus(status="unknown", detail=f"revocation list unreachable: {e.message}")
+    if resp.status in (404, 405, 501):
+        return RevocationStatus(
+            status="unknown",
+            detail=f"no revocation list on this control plane (HTTP {resp.status})",
+            offered=False,
+        )
     if not resp.ok:
         return RevocationStatus(status="unknown", detail=f"revocation list unreachable (HTTP {resp.status})")
     try:
@@ -120,6 +126,11 @@ def revocation_check(status: RevocationStatus, *, shared_scope: bool, log_check:
     if status.status == "clean":
         detail = status.detail if log_check is None else f"{log_check.detail}; {status.detail}"
         return Check(name="revocation", ok=True, detail=detail)
+    if log_check is not None and not status.offered:
+        # An original 0.18 control plane has no list; its whole log was scanned and proven against
+        # its signed head, which rules a revocation out on its own. A list that is offered but
+        # bad (stale, unsigned, truncated, unreachable) stays "cannot be ruled out".
+        return Check(name="revocation", ok=True, detail=f"{log_check.detail}; {status.detail}")
     if shared_scope:
         return Check(name="revocation", ok=False, detail=f"{status.detail}; a revocation cannot be ruled out")
     return Check(name="revocation", ok=False, skipped=True, detail=status.detail)

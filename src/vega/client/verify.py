@@ -37,6 +37,7 @@ Spec: cli.md §10 (all), §1.6; protocol.md §2.5, §2.7, §3, §5; issue 3 (cli
 from __future__ import annotations
 
 import contextlib
+import json
 import logging
 import re
 import threading
@@ -83,6 +84,7 @@ __all__ = [
     "VerifyOptions",
     "VerifyReport",
     "control_plane_root",
+    "is_view_scope",
     "open_context",
     "parse_target",
     "verify_many",
@@ -275,6 +277,24 @@ class VerifyReport:
         )
 
     @property
+    def view_ok(self) -> bool:
+        """A personal view base (``/u/<token>``), a ``vega-view-*`` signature, NAR checked and ok.
+
+        A social binding (issue 8): the user's own view key vouches for it, not a reproduction.
+        """
+        return (
+            self.error is None
+            and is_view_scope(self.base_url)
+            and self.signature_ok
+            and (self.key_name or "").startswith("vega-view-")
+            and self.nar is not None
+            and self.nar.checked
+            and self.nar.ok
+            and self._path_ok
+            and not self.revoked
+        )
+
+    @property
     def signature_only_ok(self) -> bool:
         """Signature ok, NAR ok, not shared scope, not found in the log."""
         found = self.transparency is not None and self.transparency.found
@@ -291,7 +311,12 @@ class VerifyReport:
     @property
     def exit_ok(self) -> bool:
         """cli.md §10.5: verified, or tenant ok, or allowed signature-only."""
-        return self.verified or self.tenant_ok or (self.allow_signature_only and self.signature_only_ok)
+        return (
+            self.verified
+            or self.tenant_ok
+            or self.view_ok
+            or (self.allow_signature_only and self.signature_only_ok)
+        )
 
     @property
     def _path_ok(self) -> bool:
@@ -337,6 +362,11 @@ def _not_logged_note(report: VerifyReport) -> str | None:
         return report.log_note
     if report.scope == "upstream":
         return f"mirrored upstream path, signed by {report.key_name}; this is not a Vega trust statement"
+    if report.scope == "scoped" and (report.key_name or "").startswith("vega-view-"):
+        return (
+            f"social binding: signed by your view key {report.key_name} because a builder you trust "
+            "attested it; not reproduced by Vega and not in the global transparency log"
+        )
     if report.scope == "scoped":
         return "signature-only: scoped builds are not in the global transparency log"
     return None
@@ -573,6 +603,11 @@ def _find_narinfo(run: _Run, cache: BinaryCache, hash_part: str) -> tuple[Binary
     first = cache.narinfo(hash_part)
     if first.ok:
         return cache, first
+    if is_view_scope(cache.base_url):  # a personal view says why it serves nothing (issue 8)
+        why = _view_reason(first.body)
+        raise VerificationError(
+            f"no build found for {hash_part} (HTTP {first.status})" + (f": {why}" if why else "")
+        )
     if first.status != 404 or is_tenant_scope(cache.base_url) or not run.options.tenant_discovery:
         raise VerificationError(f"no build found for {hash_part} (HTTP {first.status})")
     tenants = cache.tenants(hash_part)
@@ -589,6 +624,24 @@ def _find_narinfo(run: _Run, cache: BinaryCache, hash_part: str) -> tuple[Binary
         raise VerificationError(f"no build found for {hash_part} (HTTP {resp.status})")
     run.notices.append(f"not in the shared cache; verifying the tenant build at {tenant.base_url}")
     return tenant, resp
+
+
+_VIEW_SCOPE = re.compile(r"/u/[A-Za-z0-9_-]+")
+
+
+def is_view_scope(base_url: str) -> bool:
+    """Whether the base URL's path is a personal view (``/u/<token>``, protocol.md §3)."""
+    return _VIEW_SCOPE.fullmatch(urlsplit(base_url).path.rstrip("/")) is not None
+
+
+def _view_reason(body: bytes) -> str | None:
+    """The ``reason`` string of a view's 404 body, capped (never the raw body: cli.md §1.4)."""
+    try:
+        obj = json.loads(body)
+    except ValueError:
+        return None
+    reason = obj.get("reason") if isinstance(obj, dict) else None
+    return reason[:200] if isinstance(reason, str) else None
 
 
 def _resolve_key(run: _Run, cache: BinaryCache, info: NarInfo) -> PublicKey:

@@ -108,6 +108,8 @@ class RevocationStatus:
     """Why (the spec's wording for each unknown case; the revocation's reason when revoked)."""
     revocation: Revocation | None = None
     """The entry naming the build, when revoked."""
+    offered: bool = True
+    """False when the control plane has no list at all (an original 0.18: 404, 405 or 501)."""
 
 
 def _int(value: object) -> int | None:

@@ -51,8 +51,10 @@ CLI_BOUNDS = AssessBounds(max_paths=50, budget_s=None, nar_timeout_s=120.0)
 """``vega assess``'s bounds (cli.md §13)."""
 
 
-def _path_result(ctx: ToolContext, path: str, nar_timeout_s: float | None) -> dict[str, object]:
-    report: VerifyReport | None = verify_path(ctx, path, nar_timeout_s)
+def _path_result(
+    ctx: ToolContext, path: str, nar_timeout_s: float | None, lists: dict[str, object]
+) -> dict[str, object]:
+    report: VerifyReport | None = verify_path(ctx, path, nar_timeout_s, lists)
     shown = untrusted_text(path, 512)
     if report is None:
         return {"path": shown, "verdict": "warn", "tier": "unknown", "reasonCodes": ["NOT_A_STORE_PATH"]}
@@ -86,6 +88,7 @@ def assess_change(
     start = ctx.clock()
     deadline = None if bounds.budget_s is None else start + bounds.budget_s
     results: dict[int, dict[str, object]] = {}
+    lists: dict[str, object] = {}  # the signed revocation list, fetched once for the whole change
     timed_out = False
     pending: dict[Future[dict[str, object]], int] = {}
     queue = list(enumerate(capped))
@@ -96,7 +99,9 @@ def assess_change(
             break
         while queue and len(pending) < max(1, bounds.workers):
             i, path = queue.pop()
-            pending[in_thread(partial(_path_result, ctx, path, bounds.nar_timeout_s), "vega-assess")] = i
+            pending[
+                in_thread(partial(_path_result, ctx, path, bounds.nar_timeout_s, lists), "vega-assess")
+            ] = i
         remaining = None if deadline is None else max(deadline - ctx.clock(), 0.0)
         done, _ = wait(pending, timeout=remaining, return_when=FIRST_COMPLETED)
         for fut in done:
@@ -134,8 +139,8 @@ def _envelope(
         codes.append("change.timeBudgetExceeded" if timed_out else "change.truncated")
         verdict = worst([verdict, "warn"])
         actions.append(
-            f"assess the change in batches of at most {bounds.max_paths} paths, or run `vega gate` first "
-            "to see only the paths it adds"
+            f"assess the change in batches of at most {bounds.max_paths} paths, "
+            "passing only the paths it adds"
         )
     if verdicts["warn"]:
         actions.append("check a specific path with vega_verify or vega_risk to see why it is not verified")

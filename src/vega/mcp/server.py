@@ -143,12 +143,12 @@ TOOL_DESCRIPTIONS: dict[str, str] = {
     "vega_reproduce": (
         "Whether Vega independently reproduced a build, from the cache's reproduction status "
         "(reproducible, uncorroborated, mirrored, diverged) with the agreeing-builder count; the "
-        "cache's word, capped by the same proofs as vega_risk. Never rebuilds; vega diff reproduces "
-        "locally."
+        "cache's word, capped by the same proofs as vega_risk. Never rebuilds; nix build --rebuild "
+        "reproduces locally."
     ),
     "vega_assess_change": (
         "One allow/warn/deny for a dependency change, given the store paths it adds (for example the "
-        "added array of vega gate --json), with a per-path breakdown using the same verdict as "
+        "paths a lock-file diff adds), with a per-path breakdown using the same verdict as "
         "vega_risk. Bounded in paths and time; a change not assessed whole is never allow."
     ),
 }

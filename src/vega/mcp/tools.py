@@ -154,16 +154,31 @@ def _not_a_store_path(target: object) -> dict[str, object]:
     return tool_error(f"'{untrusted(target, 80)}' is not a store path or hash", "NOT_A_STORE_PATH")
 
 
-def verify_path(ctx: ToolContext, target: str, nar_timeout_s: float | None = None) -> VerifyReport | None:
-    """mcp.md §4.2 steps 1-6 through the verify core; None when ``target`` is no store path or hash."""
+def verify_path(
+    ctx: ToolContext,
+    target: str,
+    nar_timeout_s: float | None = None,
+    revocation_lists: dict[str, object] | None = None,
+) -> VerifyReport | None:
+    """mcp.md §4.2 steps 1-6 through the verify core; None when ``target`` is no store path or hash.
+
+    Args:
+        ctx: the fixed context.
+        target: the caller's string.
+        nar_timeout_s: the NAR deadline (None: the context's).
+        revocation_lists: signed revocation lists fetched so far in this call (shared by the paths
+            of one change); None: a fresh one, so a long-running server never answers from a list
+            it fetched for an earlier call.
+    """
     try:
         parse_target(target)
     except ConfigError:
         return None
-    vctx = ctx.verify
     timeout = nar_timeout_s if nar_timeout_s is not None else ctx.nar_timeout_s
-    if timeout is not None:
-        vctx = replace(vctx, limits=replace(vctx.limits, stream_timeout_s=timeout))
+    limits = ctx.verify.limits if timeout is None else replace(ctx.verify.limits, stream_timeout_s=timeout)
+    vctx = replace(
+        ctx.verify, limits=limits, revocation_lists={} if revocation_lists is None else revocation_lists
+    )
     return verify_target(vctx, target, mcp_options(ctx.options))
 
 
@@ -202,7 +217,8 @@ def verify_output(report: VerifyReport) -> dict[str, object]:
     transparency.update(
         consistencyOk=bool(t and t.consistency_ok),
         fork=bool(t and t.fork),
-        revoked=bool(t and t.revoked),
+        revoked=report.revoked or bool(t and t.revoked and not _revocation_undecided(report)),
+        revocationUnknown=bool(t and t.revoked and _revocation_undecided(report)),
         legacy=bool(t and t.legacy),
     )
     return {
@@ -238,6 +254,8 @@ def risk_of(report: VerifyReport) -> dict[str, object]:
         return _risk(report, "deny", tier, [code], list(_REFUTE_ACTIONS))
     if report.error is not None:
         return _report_error(report)
+    if report.revoked:  # the signed revocation list names it: every scope (changes-0.19.md)
+        return _risk(report, "deny", report.scope or "unknown", ["REVOKED"], list(_REFUTE_ACTIONS))
     unchecked = report.nar is None or not report.nar.checked
     extra = ["NAR_NOT_LOCALLY_CHECKED"] if unchecked else []
     if report.scope == "upstream":
@@ -259,7 +277,8 @@ def risk_of(report: VerifyReport) -> dict[str, object]:
         return _risk(
             report, "deny", "shared", ["LOG_FORK_DETECTED"], ["build_locally", "report_log_fork_to_operator"]
         )
-    if t.revoked:
+    undecided = t.revoked and _revocation_undecided(report)
+    if t.revoked and not undecided:
         return _risk(report, "deny", "shared", ["REVOKED"], list(_REFUTE_ACTIONS))
     if not t.found:
         return _risk(
@@ -269,6 +288,8 @@ def risk_of(report: VerifyReport) -> dict[str, object]:
         return _risk(
             report, "deny", "shared", ["INCLUSION_PROOF_FAILED"], ["request_reproduction", "build_locally"]
         )
+    if undecided:
+        return _risk(report, "warn", "shared", ["REVOCATION_UNKNOWN"], ["build_locally"])
     if not report.fully_verified:
         # Another check of the core did not pass. A revocation check that could not conclude
         # (nothing revoked was found, but it cannot be ruled out) is no refutation: warn.
@@ -285,6 +306,16 @@ def risk_of(report: VerifyReport) -> dict[str, object]:
             ["substitute the path through nix, which re-checks the NAR hash on download"],
         )
     return _risk(report, "allow", "shared", ["SHARED_REPRODUCED", "TRANSPARENCY_LOG_INCLUDED"], [])
+
+
+def _revocation_undecided(report: VerifyReport) -> bool:
+    """No revocation was found, but none can be ruled out (a truncated lookup, a stale list...)."""
+    check = next((c for c in report.checks if c.name == "revocation"), None)
+    return (
+        check is not None
+        and not check.ok
+        and ("cannot be ruled out" in check.detail or check.detail.startswith("unknown"))
+    )
 
 
 def _risk(
@@ -406,7 +437,7 @@ def vega_reproduce(ctx: ToolContext, target: object) -> dict[str, object]:
     if reproduction == "diverged":
         actions.append("this build is not reproducible: a Vega reproduction disagreed")
     if verdict != "allow":
-        actions.append("reproduce it locally: vega diff <the flake output or store path>")
+        actions.append("reproduce it locally: nix build --rebuild <the flake output> and compare the outputs")
     return {
         "target": hash_part,
         "verdict": verdict,

@@ -6,7 +6,10 @@ Routes (protocol.md §11; additions in docs/server-api.md)::
     GET, HEAD  /nar/<nix32>.nar.zst                        any stored object
     GET, HEAD  /tenant/<owner>/<repo>/{nix-cache-info,<hash>.narinfo,nar/...,key}
     GET, HEAD  /tenant/owner:<id>/{...}
+    GET, HEAD  /u/<token>/{nix-cache-info,<hash>.narinfo,nar/...,key}   personal view (token = capability)
     GET        /api/status/<hash>
+    POST       /api/view/token                             owner (issue, or rotate)
+    GET, POST  /api/trust, POST /api/trust/revoke          owner (trust edges)
     POST       /api/cache/upload-url                       OIDC or owner
     PUT        /api/cache/upload/nar/<nix32>.nar.zst       presigned (URL is the capability)
     POST       /api/cache/attest                           OIDC
@@ -24,6 +27,7 @@ Spec: protocol.md §3-§6, §11; house-style.md §4.9; issue 4.
 from __future__ import annotations
 
 import contextlib
+import logging
 from collections.abc import AsyncIterator, Callable, Sequence
 
 import httpx2
@@ -52,6 +56,7 @@ from vega.server.revocations import revocations_endpoint
 from vega.server.service import CacheService, ServerKeys
 from vega.server.settings import ServerSettings
 from vega.server.store import Store
+from vega.server.views import RedactViewTokens
 
 __all__ = ["CAPABILITIES", "create_app", "identity_for", "log_signer", "promotion_policy"]
 
@@ -64,6 +69,8 @@ CAPABILITIES = (
     "metrics",
     "owner-whoami",
     "namespace-admin",
+    "trust",
+    "view",
 )
 """Optional endpoints this server has (``/api/info``)."""
 
@@ -192,6 +199,11 @@ def create_app(
         max_upload_bytes=settings.max_upload_bytes,
         max_nar_bytes=settings.max_nar_bytes,
     )
+    _ = service.trust  # the ``trust`` migrations, once, before any request
+    for name in ("uvicorn.access", "uvicorn.error"):
+        logger = logging.getLogger(name)
+        if not any(isinstance(f, RedactViewTokens) for f in logger.filters):
+            logger.addFilter(RedactViewTokens())  # view tokens are bearer secrets
     metrics = Metrics()
     info = InfoResponse(
         version=vega.__version__,
@@ -253,11 +265,16 @@ def create_app(
         Route("/api/cache/delete", g(h.namespace_delete), methods=["POST"]),
         Route("/api/repro/queue", g(h.repro_queue), methods=["GET"]),
         Route("/api/repro/dispatch-failed", g(h.dispatch_failed), methods=["POST"]),
+        Route("/api/view/token", g(h.view_token), methods=["POST"]),
+        Route("/api/trust", g(h.trust_add), methods=["POST"]),
+        Route("/api/trust", g(h.trust_list), methods=["GET"]),
+        Route("/api/trust/revoke", g(h.trust_revoke), methods=["POST"]),
         Route("/api/revocations", g(revocations_endpoint(store, keys.shared, now)), methods=["GET"]),
         *log_routes(log),
         *auth.routes(),
         *extra_routes,
         Route("/tenant/{rest:path}", g(h.tenant), methods=["GET"]),
+        Route("/u/{rest:path}", g(h.view), methods=["GET"]),
         Route("/{rest:path}", g(h.root), methods=["GET"]),
     ]
 

@@ -23,6 +23,8 @@ from starlette.responses import JSONResponse, PlainTextResponse, Response, Strea
 from vega.core import nixbase32
 from vega.core.api import AttestBody, DispatchFailedBody, InfoResponse, KeyResponse, UploadUrlRequest
 from vega.core.cacheapi import DeleteRequest
+from vega.core.signing import format_public_key
+from vega.core.trust import TrustRequest
 from vega.errors import AuthError, FormatError
 from vega.server.blobs import is_object_key
 from vega.server.errors import ServiceError, error_response
@@ -31,6 +33,7 @@ from vega.server.ratelimit import AttestRateLimiter
 from vega.server.service import Authenticator, CacheService, CiIdentity, OwnerPrincipal, check_tenant
 from vega.server.store import SHARED
 from vega.server.upload import ObjectDigest, UploadIngest
+from vega.server.views import TOKEN_PATTERN
 
 __all__ = ["NARINFO_TYPE", "NAR_TYPE", "Handlers", "Metrics"]
 
@@ -40,6 +43,8 @@ NARINFO_TYPE = "text/x-nix-narinfo"
 NAR_TYPE = "application/x-nix-nar"
 CACHE_INFO_TYPE = "text/x-nix-cache-info"
 IMMUTABLE = "public, max-age=31536000, immutable"
+VIEW_NARINFO_CACHE = "private, max-age=30"
+"""A view's narinfos: short-lived, so a revoked edge stops being served soon (issue 8)."""
 _CHUNK = 1 << 20
 _BATCH = 1 << 20  # PUT body bytes per hand-over to the write and check threads
 _NARINFO = re.compile(f"([{nixbase32.ALPHABET}]{{32}})\\.narinfo")
@@ -220,7 +225,75 @@ class Handlers:
             return JSONResponse({"error": "not found"}, status_code=404)
         return await self._base(request, namespace, tail)
 
+    async def view(self, request: Request) -> Response:
+        """``/u/<token>/{nix-cache-info,<hash>.narinfo,nar/...,key}``: a consumer's personal view.
+
+        An unknown token answers exactly as an absent path does (no oracle); nothing logs it.
+        """
+        token, _, tail = str(request.path_params["rest"]).partition("/")
+        consumer = None
+        if TOKEN_PATTERN.fullmatch(token):
+            consumer = await run_in_threadpool(self.service.consumer_for, token)
+        if consumer is None:
+            return _not_found()
+        if tail == "nix-cache-info":
+            return self._cache_info()
+        if tail.startswith("nar/"):
+            return await self._nar(request, tail[4:])
+        if tail == "key":
+            key = self.service.view_secret(consumer).public
+            return JSONResponse(
+                KeyResponse(format_public_key(key)).to_json(), headers={"Cache-Control": "no-cache"}
+            )
+        match = _NARINFO.fullmatch(tail)
+        if match is None:
+            return _not_found()
+        answer = await run_in_threadpool(self.service.view_narinfo, consumer, match.group(1))
+        if answer.text is None:
+            if answer.reason is None:
+                return _not_found()
+            return JSONResponse(
+                {"error": "not found", "reason": answer.reason},
+                status_code=404,
+                headers={"Cache-Control": "no-cache"},
+            )
+        return Response(answer.text, media_type=NARINFO_TYPE, headers={"Cache-Control": VIEW_NARINFO_CACHE})
+
     # -- API ----------------------------------------------------------------------------
+
+    async def view_token(self, request: Request) -> Response:
+        """``POST /api/view/token`` (owner); ``{"rotate": true}`` replaces the token (issue 8)."""
+        owner = await self._owner(request)
+        rotate = False
+        if request.headers.get("content-length", "0") not in ("", "0"):
+            body = await self._json(request)
+            if isinstance(body, dict):
+                flag = body.get("rotate", False)
+                if not isinstance(flag, bool):
+                    raise FormatError("rotate: expected a boolean")
+                rotate = flag
+        view = await run_in_threadpool(lambda: self.service.view_token(owner, rotate=rotate))
+        return JSONResponse(view.to_json(), headers={"Cache-Control": "no-store"})
+
+    async def trust_add(self, request: Request) -> Response:
+        """``POST /api/trust`` (owner)."""
+        owner = await self._owner(request)
+        body = TrustRequest.from_json(await self._json(request))
+        await run_in_threadpool(self.service.trust_add, owner, body)
+        return JSONResponse({"ok": True})
+
+    async def trust_revoke(self, request: Request) -> Response:
+        """``POST /api/trust/revoke`` (owner)."""
+        owner = await self._owner(request)
+        body = TrustRequest.from_json(await self._json(request))
+        await run_in_threadpool(self.service.trust_revoke, owner, body)
+        return JSONResponse({"ok": True})
+
+    async def trust_list(self, request: Request) -> Response:
+        """``GET /api/trust`` (owner): ``{"edges": [...]}``, revoked ones with ``revokedAt``."""
+        owner = await self._owner(request)
+        edges = await run_in_threadpool(self.service.trust_list, owner)
+        return JSONResponse({"edges": [e.to_json() for e in edges]}, headers={"Cache-Control": "no-store"})
 
     async def status(self, request: Request) -> Response:
         """``GET /api/status/<hash>``."""
@@ -352,6 +425,11 @@ class Handlers:
     def guarded(self, fn: Endpoint) -> Endpoint:
         """Wrap an endpoint so every error becomes the spec's error body."""
         return _guard(fn)
+
+
+def _not_found() -> Response:
+    """The answer for an absent path (and, identically, for an unknown view token)."""
+    return JSONResponse({"error": "not found"}, status_code=404, headers={"Cache-Control": "no-cache"})
 
 
 async def _ingest(request: Request, ingest: UploadIngest) -> ObjectDigest:

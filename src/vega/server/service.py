@@ -25,8 +25,9 @@ Order of an attestation (``/api/cache/attest``) or push (``/api/cache/push``):
 The rules live in one module per seam, each a mixin over :class:`ServiceCore`: uploads and
 objects (steps 2-3, :mod:`vega.server.upload`), attest and push recording (steps 4-5,
 :mod:`vega.server.attestation`), promotion, sweep and revocation (step 6,
-:mod:`vega.server.promotion`), the read side (:mod:`vega.server.status`), and an owner's namespace
-management and the orphan sweep (:mod:`vega.server.namespace`). This module joins
+:mod:`vega.server.promotion`), the read side (:mod:`vega.server.status`), an owner's namespace
+management and the orphan sweep (:mod:`vega.server.namespace`), and trust edges and personal
+views (:mod:`vega.server.views`). This module joins
 them into :class:`CacheService` and re-exports the names handlers and the app import.
 
 Spec: protocol.md §4 (write API), §3 and §6 (read paths), §7 (promotion);
@@ -47,6 +48,7 @@ from vega.server.servicecore import (
     check_tenant,
 )
 from vega.server.status import StatusRules
+from vega.server.views import ViewRules
 
 __all__ = [
     "Authenticator",
@@ -60,7 +62,7 @@ __all__ = [
 ]
 
 
-class CacheService(AttestationRules, StatusRules, NamespaceRules):
+class CacheService(AttestationRules, StatusRules, NamespaceRules, ViewRules):
     """The rules, over a Store, a BlobStore and the log. Thread-safe; never sees a Request."""
 
     def ping(self) -> None:

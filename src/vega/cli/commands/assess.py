@@ -1,8 +1,9 @@
 """``vega assess --added-paths FILE|-``: one allow/warn/deny for the store paths a change adds.
 
 The same change assessment as the MCP tool ``vega_assess_change`` (:mod:`vega.mcp.assess`: the
-verify core of ``vega verify`` on every path), on the command line: ``vega gate .#x --json | vega
-assess --added-paths -`` composes. Exit 0 on allow or warn, 1 on deny or bad input.
+verify core of ``vega verify`` on every path), on the command line. The input is a JSON array of
+store paths or an object with an ``added`` array (what ``vega gate --json`` prints, once that
+command exists). Exit 0 on allow or warn, 1 on deny or bad input.
 
 Spec: cli.md §13, §18; mcp.md §5.
 """
@@ -27,8 +28,8 @@ MAX_INPUT_CHARS = 8_388_608
 
 _EXAMPLES = """\
 examples:
-  vega gate .#app --json | vega assess --added-paths -
-  vega assess --added-paths added.json --json      the vega.verdict.v1 envelope
+  vega assess --added-paths added.json            added.json: ["/nix/store/<hash>-name", ...]
+  vega assess --added-paths - --json < added.json  the vega.verdict.v1 envelope, paths on stdin
 """
 
 
@@ -76,7 +77,10 @@ def parse_added_paths(text: str) -> list[str]:
     if isinstance(obj, dict):
         obj = obj.get("added")
     if not isinstance(obj, list):
-        raise ConfigError("invalid --added-paths input", next_steps=("vega gate <installable> --json",))
+        raise ConfigError(
+            "invalid --added-paths input",
+            next_steps=("""vega assess --added-paths added.json   # ["/nix/store/<hash>-name", ...]""",),
+        )
     return [p for p in obj if isinstance(p, str)]
 
 

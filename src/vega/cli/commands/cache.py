@@ -109,10 +109,19 @@ def run_list(args: argparse.Namespace) -> int:
 
 def run_delete(args: argparse.Namespace) -> int:
     """Delete the named paths from the namespace."""
+    from vega.cli.targets import resolve_local
     from vega.client.namespace import delete_paths
     from vega.client.verify import parse_target
+    from vega.errors import ConfigError
 
-    hashes = [parse_target(p) for p in args.paths]
+    hashes = []
+    for path in args.paths:
+        try:
+            hashes.append(parse_target(resolve_local(path)))
+        except ConfigError as e:
+            raise ConfigError(
+                e.message, next_steps=["vega cache delete /nix/store/<hash>-name", "vega cache list"]
+            ) from None
     settings, cred, (client, http) = _context(args)
     with client:
         result = delete_paths(http, cred, hashes)

@@ -63,18 +63,15 @@ def run(args: argparse.Namespace) -> int:
         return 0
     verb = "Replaced" if written.replaced else "Wrote"
     style.success(f"{verb} {WORKFLOW_PATH}", settings.environ)
-    style.info(
-        "\n".join(
-            [
-                "",
-                "Next:",
-                f"  1. Check the installable in {WORKFLOW_PATH} (it builds {args.attr}).",
-                "  2. Commit it on a branch and open a pull request:",
-                f"       git switch -c add-vega-cache && git add {WORKFLOW_PATH}",
-                '       git commit -m "ci: cache builds to Vega" && gh pr create --fill',
-                "  3. Install the Vega GitHub App for check runs on each attested commit:",
-                "       https://github.com/apps/vega-cache",
-            ]
-        )
-    )
+    for line in (
+        "",
+        "Next:",
+        f"  1. Check the installable in {WORKFLOW_PATH} (it builds {args.attr}).",
+        "  2. Commit it on a branch and open a pull request:",
+        f"       git switch -c add-vega-cache && git add {WORKFLOW_PATH}",
+        '       git commit -m "ci: cache builds to Vega" && gh pr create --fill',
+        "  3. Install the Vega GitHub App for check runs on each attested commit:",
+        "       https://github.com/apps/vega-cache",
+    ):
+        style.info(line)  # one call a line: the terminal sanitiser turns a newline into a space
     return 0

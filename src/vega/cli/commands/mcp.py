@@ -87,13 +87,14 @@ def run(args: argparse.Namespace) -> int:
     if not args.budget > 0:
         raise ConfigError("--budget must be a positive number of seconds")
     try:
-        from vega.mcp.server import serve
+        import mcp.server.mcpserver  # noqa: F401 - the optional extra, checked before serving
     except ImportError as e:  # pragma: no cover - depends on the installed extras
         raise ConfigError(
             f"vega mcp needs the MCP SDK ({e.name or 'mcp'} is not installed)",
             next_steps=("pip install 'vega[mcp]'",),
         ) from None
     from vega.mcp.assess import MCP_BOUNDS
+    from vega.mcp.server import serve
     from vega.mcp.tools import ToolContext
 
     options = VerifyOptions(public_key=public, max_scan=max_scan)

@@ -17,6 +17,7 @@ from collections.abc import Callable, Mapping, Sequence
 from typing import TYPE_CHECKING, Any, TextIO
 
 from vega.cli import style
+from vega.cli.targets import resolve_local
 from vega.errors import VegaError
 
 if TYPE_CHECKING:
@@ -145,7 +146,7 @@ def run(args: argparse.Namespace) -> int:
 
     environ = read_environ()
     args.url = default_url(args.url, environ)
-    args.targets = [_resolve_local(t) for t in args.targets]
+    args.targets = [resolve_local(t) for t in args.targets]
     for target in args.targets:
         parse_target(target)
     options = options_from(args)
@@ -170,17 +171,6 @@ def default_url(flag: str | None, environ: Mapping[str, str]) -> str:
     except VegaError:
         cred = None
     return cred.url if cred is not None else DEFAULT_URL
-
-
-def _resolve_local(target: str) -> str:
-    """A local symlink into the store (``./result``) stands for the store path it points to."""
-    import os
-
-    if "/" in target and not target.startswith("/nix/store/") and os.path.lexists(target):
-        real = os.path.realpath(target)
-        if real.startswith("/nix/store/"):
-            return "/".join(real.split("/")[:4])
-    return target
 
 
 def execute(
@@ -305,6 +295,12 @@ def _outcome(report: VerifyReport, environ: Mapping[str, str], out: TextIO, err:
             f"Verified in your tenant tier: signed by {report.key_name} and the bytes match.", environ, out
         )
         style.info("  tenant scope is a self check, not third-party trust", out)
+        return 0
+    if report.view_ok:  # issue 8: a social binding, vouched for by the user's own view key
+        style.success(
+            f"Verified through your view: signed by {report.key_name} and the bytes match.", environ, out
+        )
+        style.info("  a social binding (a builder you trust attested it), not a Vega reproduction", out)
         return 0
     if report.signature_only_ok:
         if report.scope == "upstream":

@@ -9,7 +9,9 @@ r"""Development identity mode: a GitHub and an Actions OIDC issuer inside the co
   development user is approved without a browser, after ``pending_polls`` answers of
   ``authorization_pending`` (so the client's real polling loop runs); a poll sooner than the
   interval gets ``slow_down`` and the interval grows by 5 s;
-* a GitHub-compatible **user API**: ``GET /api/v3/user`` (``Authorization: Bearer``), and
+* a GitHub-compatible **user API**: ``GET /api/v3/user`` (``Authorization: Bearer``),
+  ``GET /api/v3/users/<login>`` (any well-formed login has a stable id: the dev user's own, else
+  the ``repository_owner_id`` CI tokens of that owner carry), and
   GitHub's **check a token** API: ``POST /api/v3/applications/<client_id>/token`` with basic
   auth (the development client id and :attr:`DevIdentity.client_secret`, derived from the
   state secret) and ``{"access_token": ...}``, answering 200 with ``app.client_id`` and ``user``
@@ -102,6 +104,7 @@ DEV_BANNER = (
 
 _DEVICE_GRANT = "urn:ietf:params:oauth:grant-type:device_code"
 _SHA = re.compile(r"[0-9a-f]{40}")
+_LOGIN = re.compile(r"[A-Za-z0-9](?:[A-Za-z0-9]|-(?=[A-Za-z0-9])){0,38}")
 _REPOSITORY = re.compile(r"[A-Za-z0-9_.-]{1,100}/[A-Za-z0-9_.-]{1,100}")
 _KEY_FILE = "dev-oidc-rsa.pem"
 _SECRET_FILE = "dev-secret"  # noqa: S105 - a file name
@@ -426,6 +429,7 @@ class DevIdentity:
             Route("/login/device", g(self._device_page), methods=["GET"]),
             Route("/login/oauth/access_token", g(self._access_token), methods=["POST"]),
             Route("/api/v3/user", g(self._user_api), methods=["GET"]),
+            Route("/api/v3/users/{login}", g(self._users_api), methods=["GET"]),
             Route("/api/v3/applications/{client_id}/token", g(self._check_token_api), methods=["POST"]),
             Route(f"{DEV_ISSUER_PATH}/.well-known/openid-configuration", g(self._openid_configuration)),
             Route(f"{DEV_ISSUER_PATH}/.well-known/jwks", g(self._jwks)),
@@ -539,6 +543,23 @@ class DevIdentity:
         except AuthError:
             return JSONResponse({"message": "Bad credentials"}, status_code=401)
         return JSONResponse({"login": user.login, "id": user.user_id, "type": "User", "site_admin": False})
+
+    def _users_api(self, request: Request) -> Response:
+        """GitHub's ``GET /users/<login>``: the development user, or a stable id for any other login.
+
+        Ids match the ``repository_owner_id`` the development issuer puts in CI tokens of that
+        owner's repositories, so ``vega trust add <owner>`` names the builder of those runs.
+        """
+        login = str(request.path_params["login"])
+        if not _LOGIN.fullmatch(login):
+            return JSONResponse(
+                {"message": "Not Found", "documentation_url": "https://docs.github.com/rest"}, status_code=404
+            )
+        if login.lower() == self.dev_user.login.lower():
+            user_id, login = self.dev_user.user_id, self.dev_user.login
+        else:
+            user_id = int(_stable_id("owner", login))
+        return JSONResponse({"login": login, "id": user_id, "type": "User", "site_admin": False})
 
     async def _check_token_api(self, request: Request) -> Response:
         status, answer = self.check_token(
