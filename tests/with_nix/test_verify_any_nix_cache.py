@@ -136,7 +136,12 @@ def test_vega_verify_reads_any_nix_cache_over_http(
     reports = [json.loads(line) for line in done.stdout.decode().splitlines() if line.strip()]
     assert {r["storePath"] for r in reports} == set(built.paths)
     for r in reports:
-        assert r["signature"] == {"ok": True, "keyName": "other-cache-1", "scope": "upstream"}
+        assert r["signature"] == {
+            "ok": True,
+            "keyName": "other-cache-1",
+            "scope": "upstream",
+            "keySource": "--public-key",
+        }
         assert r["nar"]["ok"], r["nar"]
         assert r["exitOk"]
 

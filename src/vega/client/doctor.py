@@ -11,10 +11,10 @@ Checks, in order (cli.md §7's six, plus issue 5's ``nix features`` and ``truste
     substituter    cli.md §7's tenant-key/substituter rule  ok | warn
     trusted keys   Vega substituter without a Vega key;     ok | warn | fail (wrong shared key)
                    `vega-cache-1` not the expected value
-    view           only when nix.conf has a <url>/u/<token>  ok | warn (token rotated or revoked)
-                   substituter: GET <view>/nix-cache-info
     shared key     the control plane's /api/info sharedKey  ok pinned | warn not pinned (the
                    with its fingerprint (issue 12)          nix.conf line to add) | warn differs
+    view           only when nix.conf has a <url>/u/<token>  ok | warn (token rotated or revoked)
+                   substituter: GET <view>/nix-cache-info
     version        GitHub's latest release (4 s)            ok | warn newer release
 
 Nix's configuration is read once, the way Nix itself sees it (``nix config show``, or ``nix
@@ -512,6 +512,36 @@ def _check_trusted_keys(
     return Check(name="trusted keys", level="ok", detail="no Vega substituter or key configured")
 
 
+def _check_shared_key(keys: Mapping[str, PublicKey] | None, base: str, info: _ServerInfo) -> Check | None:
+    """The shared key the control plane serves, its fingerprint, and how to pin it (never pinned here)."""
+    key = info.shared_key
+    if key is None:
+        return None
+    served = f"{base} signs its shared tier with {key.name} {key_fingerprint(key)}"
+    line = f"extra-trusted-public-keys = {format_public_key(key)}"
+    pinned = None if keys is None else keys.get(SHARED_KEY_NAME)
+    if pinned == key:
+        return Check(name="shared key", level="ok", detail=f"{served}, pinned in your nix config")
+    fix = (
+        f"compare the fingerprint with the server's operator (not with this server's own answer), "
+        f'then add "{line}" to ~/.config/nix/nix.conf'
+    )
+    if pinned is not None:
+        return Check(
+            name="shared key",
+            level="warn",
+            detail=f"{served}; your nix config pins {SHARED_KEY_NAME} {key_fingerprint(pinned)} instead",
+            fix=fix,
+        )
+    where = "not pinned" if keys is not None else "cannot tell whether it is pinned (nix config unreadable)"
+    return Check(
+        name="shared key",
+        level="warn",
+        detail=f"{served}; {where}, so vega verify and Nix do not trust it yet",
+        fix=fix,
+    )
+
+
 def _check_view(ctx: DoctorContext, base: str, views: Sequence[str]) -> Check:
     """Whether the personal view(s) nix.conf points at still answer (issue 8); never prints a token."""
     http = Http(
@@ -544,36 +574,6 @@ def _check_view(ctx: DoctorContext, base: str, views: Sequence[str]) -> Check:
             fix="vega view --write (puts your current view into nix.conf)",
         )
     return Check(name="view", level="ok", detail=f"your personal view at {shown} answers")
-
-
-def _check_shared_key(keys: Mapping[str, PublicKey] | None, base: str, info: _ServerInfo) -> Check | None:
-    """The shared key the control plane serves, its fingerprint, and how to pin it (never pinned here)."""
-    key = info.shared_key
-    if key is None:
-        return None
-    served = f"{base} signs its shared tier with {key.name} {key_fingerprint(key)}"
-    line = f"extra-trusted-public-keys = {format_public_key(key)}"
-    pinned = None if keys is None else keys.get(SHARED_KEY_NAME)
-    if pinned == key:
-        return Check(name="shared key", level="ok", detail=f"{served}, pinned in your nix config")
-    fix = (
-        f"compare the fingerprint with the server's operator (not with this server's own answer), "
-        f'then add "{line}" to ~/.config/nix/nix.conf'
-    )
-    if pinned is not None:
-        return Check(
-            name="shared key",
-            level="warn",
-            detail=f"{served}; your nix config pins {SHARED_KEY_NAME} {key_fingerprint(pinned)} instead",
-            fix=fix,
-        )
-    where = "not pinned" if keys is not None else "cannot tell whether it is pinned (nix config unreadable)"
-    return Check(
-        name="shared key",
-        level="warn",
-        detail=f"{served}; {where}, so vega verify and Nix do not trust it yet",
-        fix=fix,
-    )
 
 
 def _version_parts(text: str) -> list[int]:
