@@ -18,10 +18,16 @@ import tempfile
 import time
 from collections.abc import MutableMapping, Sequence
 from pathlib import Path
-from typing import TextIO
+from typing import TYPE_CHECKING, Any, TextIO
 
 from vega.cli import style
 from vega.errors import VegaError
+
+if TYPE_CHECKING:
+    import httpx2
+
+    from vega.client.agent.session import Output, Session
+    from vega.client.agent.settings import AttestSettings, OidcRequest, ReproduceSettings
 
 __all__ = ["attest_entry", "attest_main", "reproduce_entry", "reproduce_main"]
 
@@ -29,6 +35,34 @@ __all__ = ["attest_entry", "attest_main", "reproduce_entry", "reproduce_main"]
 def _fail(e: VegaError, err: TextIO) -> int:
     style.fail(e.message, {"NO_COLOR": "1"}, list(e.next_steps), err)
     return 1
+
+
+def _session(
+    client: httpx2.Client,
+    settings: AttestSettings | ReproduceSettings,
+    request: OidcRequest,
+    work: Path,
+    output: Output,
+    env: MutableMapping[str, str],
+    **extra: Any,
+) -> Session:
+    """The agents' session from the settings both share (agent.md §3, §10.1)."""
+    from vega.client.agent.session import open_session
+
+    return open_session(
+        client,
+        url=settings.url,
+        audience=settings.audience,
+        request=request,
+        limits=settings.limits,
+        build_timeout_s=settings.build_timeout_s,
+        nix_store=settings.nix_store,
+        work_dir=work,
+        output=output,
+        environ=env,
+        now_s=time.time,
+        **extra,
+    )
 
 
 def attest_main(
@@ -41,7 +75,7 @@ def attest_main(
     import httpx2
 
     from vega.client.agent.attest import load_config, run_attest
-    from vega.client.agent.session import Output, open_session
+    from vega.client.agent.session import Output
     from vega.client.agent.settings import attest_settings, take_oidc_request
 
     env = os.environ if environ is None else environ
@@ -54,19 +88,7 @@ def attest_main(
         settings = attest_settings(argv[0] if argv else None, env, os.getcwd())
         config = load_config(settings.workspace)
         with httpx2.Client() as client:
-            session = open_session(
-                client,
-                url=settings.url,
-                audience=settings.audience,
-                request=request,
-                limits=settings.limits,
-                build_timeout_s=settings.build_timeout_s,
-                nix_store=settings.nix_store,
-                work_dir=work,
-                output=Output(out, err),
-                environ=env,
-                now_s=time.time,
-            )
+            session = _session(client, settings, request, work, Output(out, err), env)
             run_attest(session, settings, config)
     except VegaError as e:
         return _fail(e, err)
@@ -85,7 +107,7 @@ def reproduce_main(
     import httpx2
 
     from vega.client.agent.reproduce import reproduce_one, reproduce_queue
-    from vega.client.agent.session import Output, open_session
+    from vega.client.agent.session import Output
     from vega.client.agent.settings import reproduce_settings, take_oidc_request
 
     env = os.environ if environ is None else environ
@@ -109,20 +131,7 @@ def reproduce_main(
     try:
         settings = reproduce_settings(env, from_queue=args.from_queue)
         with httpx2.Client() as client:
-            session = open_session(
-                client,
-                url=settings.url,
-                audience=settings.audience,
-                request=request,
-                limits=settings.limits,
-                build_timeout_s=settings.build_timeout_s,
-                nix_store=settings.nix_store,
-                work_dir=work,
-                output=Output(out, err),
-                environ=env,
-                tail_lines=200,
-                now_s=time.time,
-            )
+            session = _session(client, settings, request, work, Output(out, err), env, tail_lines=200)
             if args.from_queue:
                 return reproduce_queue(session, settings.mirrors, settings.url, args.max)
             if settings.target is None:  # pragma: no cover - reproduce_settings sets it without --from-queue
