@@ -25,7 +25,6 @@ from __future__ import annotations
 
 import argparse
 import math
-import random
 import sys
 import tempfile
 import time
@@ -33,6 +32,7 @@ from pathlib import Path
 
 from tests.client.conftest import CacheServer
 
+from bench.bench_verify import promote_among_filler
 from vega.client.verify import VerifyOptions
 from vega.mcp.assess import MCP_BOUNDS, assess_change
 from vega.mcp.tools import ToolContext
@@ -61,20 +61,8 @@ def _in_process(entries: int, count: int) -> bool:
         with server.test_client:
             t0 = time.perf_counter()
             builds = [server.add(f"pkg{n}", f"pkg {n} ".encode() * 40) for n in range(count)]
-            rng = random.Random(9)
-            filler = entries - len(builds)
-            slots = sorted(rng.sample(range(filler + 1), len(builds)))
-            order = builds[:]
-            rng.shuffle(order)
-            promoted_at: dict[str, int] = {}
-            done = 0
-            for build, slot in zip(order, slots, strict=True):
-                if slot > done:
-                    server.filler(slot - done, start=done)
-                    done = slot
-                promoted_at[build.hash] = server.promote(build)
-            if filler > done:
-                server.filler(filler - done, start=done)
+            promoted_at = promote_among_filler(server, builds, entries, seed=9)
+            filler = entries - len(builds)  # filler entries so far (their seeds are 0..filler-1)
             size = server.log.latest().size
             print(
                 f"log: {size} entries, {len(builds)} added paths (built in {time.perf_counter() - t0:.1f}s)"

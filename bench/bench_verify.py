@@ -23,9 +23,30 @@ import tempfile
 import time
 from pathlib import Path
 
-from tests.client.conftest import CacheServer
+from tests.client.conftest import Build, CacheServer
 
 from vega.client.verify import VerifyOptions, verify_many
+
+
+def promote_among_filler(
+    server: CacheServer, builds: list[Build], entries: int, *, seed: int
+) -> dict[str, int]:
+    """Promote ``builds`` at random places of a log of ``entries`` (the rest filler); their indexes."""
+    rng = random.Random(seed)
+    filler = entries - len(builds)
+    slots = sorted(rng.sample(range(filler + 1), len(builds)))
+    order = builds[:]
+    rng.shuffle(order)
+    promoted_at: dict[str, int] = {}
+    done = 0
+    for build, slot in zip(order, slots, strict=True):
+        if slot > done:
+            server.filler(slot - done, start=done)
+            done = slot
+        promoted_at[build.hash] = server.promote(build)
+    if filler > done:
+        server.filler(filler - done, start=done)
+    return promoted_at
 
 
 def main(argv: list[str]) -> int:
@@ -42,20 +63,8 @@ def main(argv: list[str]) -> int:
             deps = [server.add(f"dep{n}", f"dep {n}".encode() * 20) for n in range(a.paths - 1)]
             top = server.add("top", b"top" * 20, references=tuple(deps))
             closure = [top, *deps]
-            rng = random.Random(7)
-            filler = a.entries - len(closure)
-            slots = sorted(rng.sample(range(filler + 1), len(closure)))
-            order = closure[:]
-            rng.shuffle(order)
-            promoted_at: dict[str, int] = {}
-            done = 0
-            for build, slot in zip(order, slots, strict=True):
-                if slot > done:
-                    server.filler(slot - done, start=done)
-                    done = slot
-                promoted_at[build.hash] = server.promote(build)
-            if filler > done:
-                server.filler(filler - done, start=done)
+            promoted_at = promote_among_filler(server, closure, a.entries, seed=7)
+            filler = a.entries - len(closure)  # filler entries so far (their seeds are 0..filler-1)
             size = server.log.latest().size
             print(
                 f"log: {size} entries, {len(closure)}-path closure (built in {time.perf_counter() - t0:.1f}s)"

@@ -215,6 +215,19 @@ class Harness:
     def attest(self, token: str, body: dict[str, Any]) -> Any:
         return self.client.post("/api/cache/attest", headers={"authorization": f"Bearer {token}"}, json=body)
 
+    def attest_as(self, out: Output, repository: str, run_id: str, *, reproducer: bool = False) -> None:
+        """Upload ``out`` and attest it as a CI run (or the reproducer) of ``repository``."""
+        token = self.ci_token(repository, run_id=run_id, reproducer=reproducer)
+        self.upload(token, out)
+        r = self.attest(token, out.body())
+        assert r.status_code == 200, r.text
+
+    def promote(self, out: Output) -> None:
+        """A builder and an independent reproduction agree: ``out`` enters the shared tier."""
+        self.attest_as(out, "alice/hello", "1")
+        self.attest_as(out, "vega-org/vega", "2", reproducer=True)
+        assert self.client.get(f"/{out.hash_part}.narinfo").status_code == 200
+
     def push(self, credential: str, body: dict[str, Any]) -> Any:
         return self.client.post(
             "/api/cache/push", headers={"authorization": f"Bearer {credential}"}, json=body
